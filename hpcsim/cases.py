@@ -148,6 +148,8 @@ def _parse_matrix(text: str, name: str, path: Path) -> np.ndarray:
         raise CaseError(f"{path}: no 'mpc.{name} = [...];' matrix found (not a MATPOWER case?)")
     body = re.sub(r"%[^\n]*", "", match.group(1))
     rows = [r.split() for r in re.split(r"[;\n]", body) if r.strip()]
+    if not rows:
+        raise CaseError(f"{path}: mpc.{name} is empty")
     width = len(rows[0])
     if any(len(r) != width for r in rows):
         raise CaseError(f"{path}: mpc.{name} rows have different numbers of columns")
@@ -168,7 +170,13 @@ def read_matpower(name_or_path: str | Path) -> MatpowerCase:
     base = re.search(r"mpc\.baseMVA\s*=\s*([0-9.eE+-]+)\s*;", text)
     if base is None:
         raise CaseError(f"{path}: no 'mpc.baseMVA = ...;' found (not a MATPOWER case?)")
+    try:
+        base_mva = float(base.group(1))
+    except ValueError:
+        base_mva = float("nan")
+    if not base_mva > 0:
+        raise CaseError(f"{path}: mpc.baseMVA {base.group(1)!r} is not a positive number")
     bus = _parse_matrix(text, "bus", path)
     if bus.shape[1] < 13:
         raise CaseError(f"{path}: mpc.bus has {bus.shape[1]} columns, MATPOWER needs at least 13")
-    return MatpowerCase(path=path, base_mva=float(base.group(1)), bus=bus)
+    return MatpowerCase(path=path, base_mva=base_mva, bus=bus)

@@ -153,11 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_run_commands(sub) -> None:
-    """Commands implemented in other modules register themselves here (kept lazy for a fast --help)."""
-    try:
-        from hpcsim.federation.cli import register as register_run  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - during bootstrap
-        return
+    """Commands implemented in other modules register their own parsers."""
+    from hpcsim.federation.cli import register as register_run  # noqa: PLC0415
+
     register_run(sub)
 
 

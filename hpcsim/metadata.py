@@ -22,8 +22,9 @@ from pathlib import Path
 from hpcsim.errors import MetadataError
 from hpcsim.interface import clones_needed, is_boundary_bus
 
-FEEDER_NAME_RE = re.compile(r"^dcase_tbdry_(\d+)_feeder_(\d+)$")
-_INT_RE = re.compile(r"^[+]?\d+$")
+# re.ASCII: \d must not match non-ASCII digits such as "٨" or "８", which int() would silently accept.
+FEEDER_NAME_RE = re.compile(r"^dcase_tbdry_(\d+)_feeder_(\d+)$", re.ASCII)
+_INT_RE = re.compile(r"^[+]?\d+$", re.ASCII)
 
 
 def feeder_name(bus: int, j: int) -> str:
@@ -106,12 +107,22 @@ def generate(
 def write(bmap: BoundaryMap, path: str | Path) -> Path:
     """Write atomically: the file is either complete or absent (never half-written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise MetadataError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 minus the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", newline="\n") as fh:
             fh.write(bmap.to_text())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise MetadataError(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -142,6 +153,7 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
         raise MetadataError(f"{source}:1: header {header!r} declares no buses or no feeders")
 
     buses: list[int] = []
+    bus_line: dict[int, int] = {}
     feeders: dict[int, list[str]] = {}
     seen_names: dict[str, int] = {}
     in_feeders = False
@@ -159,6 +171,7 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
             if bus in feeders:
                 raise MetadataError(f"{where}: bus {bus} is listed twice")
             buses.append(bus)
+            bus_line[bus] = lineno
             feeders[bus] = []
             continue
         in_feeders = True
@@ -174,6 +187,10 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
             raise MetadataError(f"{where}: feeder {name} names bus {m.group(1)} but the line gives bus {bus}")
         if int(m.group(2)) < 1:
             raise MetadataError(f"{where}: feeder {name}: clone number must start at 1")
+        if name != feeder_name(bus, int(m.group(2))):
+            raise MetadataError(
+                f"{where}: feeder name {name!r} is not canonical (expected {feeder_name(bus, int(m.group(2)))})"
+            )
         if name in seen_names:
             raise MetadataError(f"{where}: feeder {name} is listed twice (first on line {seen_names[name]})")
         if bus not in feeders:
@@ -189,7 +206,7 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
         )
     empty = [b for b in buses if not feeders[b]]
     if empty:
-        raise MetadataError(f"{source}: boundary bus {empty[0]} has no feeder lines")
+        raise MetadataError(f"{source}:{bus_line[empty[0]]}: boundary bus {empty[0]} has no feeder lines")
     return BoundaryMap(tuple((b, tuple(feeders[b])) for b in buses))
 
 
@@ -205,7 +222,10 @@ def read(path: str | Path) -> BoundaryMap:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MetadataError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise MetadataError(
+            f"{path}:{line}: not a text file (byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8)"
+        ) from None
     return parse(text, str(path))
 
 

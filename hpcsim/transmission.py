@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,7 +34,9 @@ def andes_options() -> dict:
 def _quiet_andes():
     import andes  # noqa: PLC0415 - heavy import kept at the edge
 
-    andes.config_logger(stream_level=logging.ERROR)
+    # file=False: no DEBUG log file. log_path given: otherwise ANDES mkdtemp()s an unused <tmp>/andes-XXXXXXXX
+    # folder on every call (and, with file=True, a log in it), never removed.
+    andes.config_logger(stream_level=logging.ERROR, file=False, log_path=tempfile.gettempdir())
     return andes
 
 
@@ -89,6 +92,8 @@ class TransmissionNetwork:
             self._pq_at[b] = at
         p0 = dict(zip(pq_idx, self.ss.PQ.p0.v))
         q0 = dict(zip(pq_idx, self.ss.PQ.q0.v))
+        boundary_pq = {i for at in self._pq_at.values() for i in at}
+        self._other_pq = [(i, p, q) for i, p, q in zip(pq_idx, self.ss.PQ.p0.v, self.ss.PQ.q0.v) if i not in boundary_pq]
         self.original_p_mw = {b: float(pu_to_mw(sum(p0[i] for i in at), self.s_base_mva)) for b, at in self._pq_at.items()}
         self.original_q_mvar = {b: float(pu_to_mw(sum(q0[i] for i in at), self.s_base_mva)) for b, at in self._pq_at.items()}
 
@@ -101,6 +106,12 @@ class TransmissionNetwork:
             for other in rest:
                 self.ss.PQ.set(src="p0", idx=other, attr="v", value=0.0)
                 self.ss.PQ.set(src="q0", idx=other, attr="v", value=0.0)
+
+    def scale_other_loads(self, mult: float) -> None:
+        """Multiply every non-boundary load by ``mult`` (relative to the case) — the QSTS load profile."""
+        for i, p0, q0 in self._other_pq:
+            self.ss.PQ.set(src="p0", idx=i, attr="v", value=float(p0 * mult))
+            self.ss.PQ.set(src="q0", idx=i, attr="v", value=float(q0 * mult))
 
     def solve(self) -> float:
         """Run the power flow; returns its wall time in seconds."""

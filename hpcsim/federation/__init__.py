@@ -1,0 +1,1 @@
+"""The HELICS federation: brokers, federate configs, the federate loop and the local runner."""

@@ -1,0 +1,214 @@
+"""Federate process entry point and the two federate loops (transmission, feeder group).
+
+``python -m hpcsim.federation.federate CONFIG.json`` starts one federate (the role comes from the config).
+
+Time and iterations. Step k of the study runs at HELICS times ``k + 1 + 2·i·ε`` for iterations i = 0, 1, …
+(ε = 1 / (4·(max_iterations + 2)), so a step never reaches the next one):
+
+- the transmission federate solves with the feeders' latest powers and publishes every boundary voltage at
+  ``k + 1 + 2iε``, then asks for ``k + 1 + 2(i+1)ε``;
+- every feeder group is event driven: it asks for the end of time and HELICS wakes it at the time of the new
+  voltages; it solves its feeders and publishes their powers at that same time;
+- HELICS grants the transmission federate its next time only after every group has answered, so each
+  iteration uses every feeder's response (a Gauss–Seidel exchange with a barrier). The transmission federate
+  re-solves, and the step has converged when the voltage change (ANL: sqrt(Σ ΔVm² + ΔVa²)) and every feeder's
+  power change (ANL: |ΔS| / 100 MVA) are below the tolerance; at ``max_iterations`` it raises
+  :class:`ConvergenceError`.
+- loose coupling is the same with one exchange per step: the feeders see the step's voltages, the transmission
+  side keeps the powers they answer for the next step.
+
+HELICS's own ``ITERATE_IF_NEEDED`` was tried first: it lets each federate iterate on partial updates and can
+end a step with a published change nobody read, which is why iterations are explicit time sub-steps here.
+
+On any error the federate records it in ``<run>/errors/<name>.json``, raises a HELICS global error so the
+whole federation stops, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from hpcsim.errors import ConvergenceError, FederateError, HpcsimError
+
+log = logging.getLogger("hpcsim.federate")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def create_federate(cfg: dict):
+    import helics as h  # noqa: PLC0415
+
+    from hpcsim.federation.brokers import core_init_string  # noqa: PLC0415
+
+    info = h.helicsCreateFederateInfo()
+    h.helicsFederateInfoSetCoreTypeFromString(info, "zmq")
+    h.helicsFederateInfoSetCoreInitString(info, core_init_string(cfg["broker_address"], cfg.get("network", "local")))
+    h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_TERMINATE_ON_ERROR, True)
+    return h.helicsCreateValueFederate(cfg["name"], info)
+
+
+class Clock:
+    """HELICS time of (step, iteration) and back."""
+
+    def __init__(self, max_iterations: int):
+        self.eps = 1.0 / (4.0 * (max_iterations + 2))
+
+    def time(self, step: int, iteration: int, side: int = 0) -> float:
+        return step + 1.0 + (2 * iteration + side) * self.eps
+
+    def locate(self, t: float) -> tuple[int, int]:
+        step = int(math.floor(t + 1e-9)) - 1
+        return step, int(round((t - step - 1.0) / (2 * self.eps)))
+
+
+def drive_transmission(fed, role, cfg: dict) -> None:
+    """Transmission loop: solve, publish voltages, wait for every feeder's answer, repeat until converged."""
+    import helics as h  # noqa: PLC0415
+
+    clock = Clock(int(cfg["max_iterations"]))
+    iterative = cfg["coupling"] == "iterative"
+    tol, max_it = float(cfg["tolerance"]), int(cfg["max_iterations"])
+    for step in range(len(cfg["times_s"])):
+        compute_s = exchange_s = 0.0
+        it = 0
+        t0 = time.perf_counter()
+        h.helicsFederateRequestTime(fed, clock.time(step, 0))
+        exchange_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        role.solve(step, it)
+        role.publish()
+        compute_s += time.perf_counter() - t0
+        while True:
+            t0 = time.perf_counter()
+            h.helicsFederateRequestTime(fed, clock.time(step, it + 1))
+            exchange_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            d_mismatch = role.receive()
+            t_mismatch = role.solve(step, it + 1)
+            compute_s += time.perf_counter() - t0
+            mismatch = max(d_mismatch, t_mismatch)
+            log.debug("step %d iteration %d: V mismatch %.3g, S mismatch %.3g", step, it, t_mismatch, d_mismatch)
+            it += 1
+            if not iterative or mismatch <= tol:
+                break
+            if it >= max_it:
+                raise ConvergenceError(
+                    f"step {step} (t = {cfg['times_s'][step]:g} s) did not converge in {max_it} iterations: "
+                    f"mismatch {mismatch:.3g} > tolerance {tol:g}"
+                )
+            t0 = time.perf_counter()
+            role.publish()
+            compute_s += time.perf_counter() - t0
+        role.end_step(step, it, mismatch, compute_s, exchange_s, peak_rss_mb())
+
+
+def drive_feeders(fed, role, cfg: dict) -> None:
+    """Feeder-group loop: woken by new boundary voltages, solve every feeder, publish their powers."""
+    import helics as h  # noqa: PLC0415
+
+    clock = Clock(int(cfg["max_iterations"]))
+    n = len(cfg["times_s"])
+    current, iterations = -1, 0
+    compute_s = exchange_s = 0.0
+    while True:
+        t0 = time.perf_counter()
+        granted = h.helicsFederateRequestTime(fed, h.HELICS_TIME_MAXTIME)
+        exchange_s += time.perf_counter() - t0
+        if granted >= h.HELICS_TIME_MAXTIME:
+            break
+        step, it = clock.locate(granted)
+        if step != current:
+            if current >= 0:
+                role.end_step(current, iterations, compute_s, exchange_s, peak_rss_mb())
+                compute_s = exchange_s = 0.0
+            current, iterations = step, 0
+        if step >= n:
+            raise FederateError(f"{role.name}: woken at HELICS time {granted} beyond the last step")
+        t0 = time.perf_counter()
+        role.respond(step, it)
+        compute_s += time.perf_counter() - t0
+        iterations += 1
+    if current >= 0:
+        role.end_step(current, iterations, compute_s, exchange_s, peak_rss_mb())
+
+
+def make_role(cfg: dict):
+    if cfg["role"] == "transmission":
+        from hpcsim.federation.roles import TransmissionRole  # noqa: PLC0415
+
+        return TransmissionRole(cfg)
+    if cfg["role"] == "feeders":
+        from hpcsim.federation.roles import FeederGroupRole  # noqa: PLC0415
+
+        return FeederGroupRole(cfg)
+    raise FederateError(f"unknown federate role {cfg['role']!r}")
+
+
+def record_error(cfg: dict, exc: BaseException) -> None:
+    folder = Path(cfg["run_dir"]) / "errors"
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"federate": cfg["name"], "type": type(exc).__name__, "message": str(exc),
+               "traceback": traceback.format_exc()}
+    (folder / f"{cfg['name']}.json").write_text(json.dumps(payload, indent=1))
+
+
+def run_federate(cfg: dict) -> int:
+    """Run one federate to completion; returns the process exit code."""
+    import helics as h  # noqa: PLC0415
+
+    fed = None
+    role = None
+    try:
+        role = make_role(cfg)  # loads the solvers before connecting, so start-up cost is not inside HELICS
+        fed = create_federate(cfg)
+        role.register(fed)
+        h.helicsFederateEnterExecutingMode(fed)
+        (drive_transmission if cfg["role"] == "transmission" else drive_feeders)(fed, role, cfg)
+        role.close()
+        h.helicsFederateDisconnect(fed)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded and ends the federation
+        if isinstance(exc, KeyboardInterrupt):
+            exc = FederateError(f"{cfg['name']}: interrupted")
+        log.error("%s: %s: %s", cfg["name"], type(exc).__name__, exc)
+        record_error(cfg, exc)
+        if fed is not None:
+            try:
+                h.helicsFederateGlobalError(fed, 1, f"{cfg['name']}: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the federation may already be gone
+                pass
+        return exc.exit_code if isinstance(exc, HpcsimError) else 3
+    finally:
+        if fed is not None:
+            try:
+                h.helicsFederateFree(fed)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hpcsim.federation.layout import read_config  # noqa: PLC0415
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m hpcsim.federation.federate CONFIG.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)
+    logging.getLogger("andes").setLevel(logging.WARNING)
+    cfg = read_config(argv[0])
+    return run_federate(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""From a study to a federation: the boundary map, the clones, the feeder groups and one config per federate.
+
+Every federate is started with one JSON config (``<run>/configs/<federate>.json``); the federate loop reads all
+its differences from it, whether it is launched by the local runner, an ``srun`` step or an MPI rank.
+
+HELICS time is the step index (step k at time k + 1), decoupled from simulated time (``time_s``); feeder
+groups in loose coupling run half a step behind the transmission federate so they see its voltages first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim import metadata
+from hpcsim.cases import case_label, read_matpower, resolve_feeder, resolve_transmission_case
+from hpcsim.errors import StudyError
+from hpcsim.metadata import BoundaryMap
+from hpcsim.study import Study
+
+log = logging.getLogger(__name__)
+
+TRANSMISSION = "transmission"
+LOOSE_FEEDER_OFFSET = 0.5
+MIN_LOAD_MULT, MAX_LOAD_MULT = 0.5, 1.5
+
+
+def voltage_key(bus: int) -> str:
+    """HELICS publication of a boundary bus voltage: complex, per unit, rectangular."""
+    return f"hpcsim/bus_{bus}/v_pu"
+
+
+def power_key(feeder: str) -> str:
+    """HELICS publication of one feeder's positive-sequence power: complex, MW + j Mvar."""
+    return f"hpcsim/{feeder}/s_mva"
+
+
+def group_name(i: int) -> str:
+    return f"feeders_{i:03d}"
+
+
+@dataclass(frozen=True)
+class FeederSpec:
+    name: str
+    bus: int
+    load_mult: float
+    weight: int  # how many clones this feeder stands for (K in scale mode, else 1)
+    p0_mw: float  # initial guess the transmission side uses before the feeder reports
+    q0_mvar: float
+
+
+@dataclass(frozen=True)
+class Layout:
+    study: Study
+    case_path: str
+    feeder_model: str
+    boundary: BoundaryMap
+    feeders: tuple[FeederSpec, ...]
+    groups: tuple[tuple[FeederSpec, ...], ...]
+    v0: dict[int, tuple[float, float]]  # bus -> (v_pu, angle_deg) from the case's stored solution
+
+    @property
+    def federate_names(self) -> list[str]:
+        return [TRANSMISSION] + [group_name(i) for i in range(len(self.groups))]
+
+
+def boundary_map_of(study: Study) -> BoundaryMap:
+    """The study's boundary map: its file (checked against the case) or generated on the fly."""
+    case = read_matpower(study.case)
+    pd = dict(zip(case.bus_ids.tolist(), case.pd_mw.tolist()))
+    if study.boundary_map is not None:
+        bmap = metadata.read(study.boundary_map)
+        metadata.check_against_case(bmap, pd, case_label(study.case), str(study.boundary_map))
+    else:
+        from hpcsim.distribution import nominal_load_mw  # noqa: PLC0415
+
+        p_feeder = study.feeder_mw or nominal_load_mw(resolve_feeder(study.feeder))
+        bmap = metadata.generate(pd, p_feeder)
+    if study.max_buses is not None:
+        bmap = bmap.first(study.max_buses)
+    return bmap
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def split_groups(feeders: list[FeederSpec], workers: int) -> tuple[tuple[FeederSpec, ...], ...]:
+    """Spread feeders evenly over ``workers`` contiguous groups (sizes differ by at most one)."""
+    n = min(max(1, workers), len(feeders))
+    bounds = np.linspace(0, len(feeders), n + 1).round().astype(int)
+    return tuple(tuple(feeders[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
+    bmap = bmap or boundary_map_of(study)
+    model = resolve_feeder(study.feeder)
+    case = read_matpower(study.case)
+    loads = case.load_of()
+    vm = dict(zip(case.bus_ids.tolist(), case.bus[:, 7].tolist()))
+    va = dict(zip(case.bus_ids.tolist(), case.bus[:, 8].tolist()))
+    rng = np.random.default_rng(study.seed)
+    specs: list[FeederSpec] = []
+    for bus, names in bmap.feeders_by_bus:
+        k = len(names)
+        pd, qd = loads[bus]
+        chosen = names[:1] if study.scale_mode else names
+        weight = k if study.scale_mode else 1
+        for name in chosen:
+            mult = 1.0
+            if study.load_mult_std > 0:
+                mult = float(np.clip(1.0 + study.load_mult_std * rng.standard_normal(), MIN_LOAD_MULT, MAX_LOAD_MULT))
+            specs.append(FeederSpec(name, bus, mult, weight, pd / k, qd / k))
+    workers = study.workers or default_workers()
+    return Layout(
+        study=study,
+        case_path=str(resolve_transmission_case(study.case)),
+        feeder_model=str(model.entry) if study.feeder not in ("ieee8500", "ieee34", "ieee13") else study.feeder,
+        boundary=bmap,
+        feeders=tuple(specs),
+        groups=split_groups(specs, workers),
+        v0={b: (vm[b], va[b]) for b in bmap.buses},
+    )
+
+
+def federate_configs(layout: Layout, run_dir: Path, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
+    """One JSON-able config per federate. ``broker_of`` maps federate name -> broker address it connects to."""
+    s = layout.study
+    common = {
+        "study": s.name,
+        "run_dir": str(run_dir),
+        "coupling": s.coupling,
+        "tolerance": s.tolerance,
+        "max_iterations": s.max_iterations,
+        "times_s": s.times_s,
+        "profile": [s.profile_at(t) for t in s.times_s],
+        "network": network,
+        "node_voltages": s.node_voltages,
+    }
+    configs = {
+        TRANSMISSION: {
+            **common,
+            "name": TRANSMISSION,
+            "role": TRANSMISSION,
+            "broker_address": broker_of[TRANSMISSION],
+            "case": layout.case_path,
+            "buses": layout.boundary.buses,
+            "clones": layout.boundary.clones(),
+            "feeders": [asdict(f) for f in layout.feeders],
+            "time_offset": 0.0,
+        }
+    }
+    for i, group in enumerate(layout.groups):
+        name = group_name(i)
+        buses = sorted({f.bus for f in group})
+        configs[name] = {
+            **common,
+            "name": name,
+            "role": "feeders",
+            "broker_address": broker_of[name],
+            "feeder_model": layout.feeder_model,
+            "feeders": [asdict(f) for f in group],
+            "v0": {str(b): layout.v0[b] for b in buses},
+            "time_offset": LOOSE_FEEDER_OFFSET if s.coupling == "loose" else 0.0,
+        }
+    return configs
+
+
+def write_configs(configs: dict[str, dict], run_dir: Path) -> dict[str, Path]:
+    folder = run_dir / "configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, cfg in configs.items():
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(cfg, indent=1))
+        paths[name] = path
+    return paths
+
+
+def read_config(path: str | Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StudyError(f"federate config {path}: {exc}") from None

@@ -1,0 +1,200 @@
+"""The two federate roles: the transmission network (ANDES) and a group of feeders (OpenDSS).
+
+Each role reads its inputs, solves, publishes what changed by more than the tolerance (everything in loose
+coupling) and buffers its output rows; :func:`hpcsim.federation.federate.drive` owns time and iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.cases import resolve_feeder
+from hpcsim.distribution import CloneState, FeederEngine, FeederResult
+from hpcsim.federation.layout import power_key, voltage_key
+from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
+from hpcsim.output.parquet import StepWriter
+from hpcsim.transmission import TransmissionNetwork
+
+log = logging.getLogger(__name__)
+
+
+def _out_dir(cfg: dict) -> Path:
+    return Path(cfg["run_dir"]) / "outputs"
+
+
+def _steps_row(cfg: dict, step: int, iterations: int, mismatch: float, compute_s: float, exchange_s: float,
+               rss: float) -> dict:
+    return {"time_s": cfg["times_s"][step], "iterations": iterations, "mismatch": mismatch,
+            "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss}
+
+
+class TransmissionRole:
+    """ANDES power flow; boundary loads = Σ (weight × feeder power); publishes boundary voltages."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.name = cfg["name"]
+        self.net = TransmissionNetwork(cfg["case"], cfg["buses"])
+        self.buses = [int(b) for b in cfg["buses"]]
+        self.clones = {int(b): int(k) for b, k in cfg["clones"].items()}
+        self.feeders = cfg["feeders"]
+        self.bus_pos = np.array([self.buses.index(int(f["bus"])) for f in self.feeders], dtype=int)
+        self.weight = np.array([f["weight"] for f in self.feeders], dtype=float)
+        self.s_mva = np.array([complex(f["p0_mw"], f["q0_mvar"]) for f in self.feeders])
+        self.pubs: list = []
+        self.subs: list = []
+        self.v: np.ndarray | None = None
+        self.v_published: np.ndarray | None = None
+        self.profile_applied: float | None = None
+        out = _out_dir(cfg)
+        self.rows = StepWriter(out, "transmission", self.name)
+        self.steps = StepWriter(out, "steps", self.name)
+        self.progress = Path(cfg["run_dir"]) / "progress.json"
+
+    def register(self, fed) -> None:
+        import helics as h  # noqa: PLC0415
+
+        self.pubs = [h.helicsFederateRegisterGlobalPublication(fed, voltage_key(b), h.HELICS_DATA_TYPE_COMPLEX, "pu")
+                     for b in self.buses]
+        self.subs = [h.helicsFederateRegisterSubscription(fed, power_key(f["name"]), "") for f in self.feeders]
+
+    def bus_totals(self) -> np.ndarray:
+        """Σ weight × S over the feeders of each boundary bus (MW + j Mvar)."""
+        return np.bincount(self.bus_pos, weights=(self.weight * self.s_mva).real, minlength=len(self.buses)) + \
+            1j * np.bincount(self.bus_pos, weights=(self.weight * self.s_mva).imag, minlength=len(self.buses))
+
+    def solve(self, step: int, iteration: int) -> float:
+        """Power flow with the current feeder powers; returns the ANL voltage mismatch against what the feeders
+        last received, sqrt(Σ ΔVm² + ΔVa²)."""
+        mult = float(self.cfg["profile"][step])
+        if mult != self.profile_applied:
+            self.net.scale_other_loads(mult)
+            self.profile_applied = mult
+        s_bus = self.bus_totals()
+        self.net.set_boundary_loads(dict(zip(self.buses, s_bus.real)), dict(zip(self.buses, s_bus.imag)))
+        solve_s = self.net.solve()
+        v_pu, angle_deg = self.net.boundary_voltages()
+        self.v = polar_to_complex(v_pu, angle_deg)
+        mismatch = math.inf if self.v_published is None else voltage_mismatch(self.v, self.v_published)
+        t = self.cfg["times_s"][step]
+        for i, b in enumerate(self.buses):
+            self.rows.add(time_s=t, iteration=iteration, bus=b, clones=self.clones[b], v_pu=float(v_pu[i]),
+                          angle_deg=float(angle_deg[i]), p_mw=float(s_bus[i].real), q_mvar=float(s_bus[i].imag),
+                          solve_s=solve_s, mismatch=mismatch)
+        return mismatch
+
+    def publish(self) -> None:
+        import helics as h  # noqa: PLC0415
+
+        for pub, vb in zip(self.pubs, self.v):
+            h.helicsPublicationPublishComplex(pub, complex(vb))
+        self.v_published = self.v
+
+    def receive(self) -> float:
+        """Read every feeder's power; returns the ANL distribution mismatch max |ΔS| / 100 MVA."""
+        import helics as h  # noqa: PLC0415
+
+        new = np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.subs])
+        mismatch = float(np.max(power_mismatch(new, self.s_mva))) if len(new) else 0.0
+        self.s_mva = new
+        return mismatch
+
+    def end_step(self, step: int, iterations: int, mismatch: float, compute_s: float, exchange_s: float,
+                 rss: float) -> None:
+        self.rows.flush(step)
+        self.steps.add(**_steps_row(self.cfg, step, iterations, mismatch, compute_s, exchange_s, rss))
+        self.steps.flush(step)
+        tmp = self.progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"step": step + 1, "steps": len(self.cfg["times_s"]), "iterations": iterations,
+                                   "mismatch": mismatch}))
+        os.replace(tmp, self.progress)
+        log.info("step %d/%d t=%g s: %d iterations, mismatch %.3g", step + 1, len(self.cfg["times_s"]),
+                 self.cfg["times_s"][step], iterations, mismatch)
+
+    def close(self) -> None:
+        pass
+
+
+class FeederGroupRole:
+    """A group of feeders, one OpenDSS engine each; sources set from the boundary voltages received."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.name = cfg["name"]
+        self.model = resolve_feeder(cfg["feeder_model"])
+        self.clones = [CloneState(f["name"], int(f["bus"]), float(f["load_mult"])) for f in cfg["feeders"]]
+        self.base_mult = [c.load_mult for c in self.clones]
+        t0 = time.perf_counter()
+        self.engines = {c.name: FeederEngine(self.model) for c in self.clones}
+        log.info("%s: compiled %d %s feeders in %.1f s", self.name, len(self.clones), self.model.name,
+                 time.perf_counter() - t0)
+        self.buses = sorted({c.bus for c in self.clones})
+        self.subs: dict[int, object] = {}
+        self.pubs: dict[str, object] = {}
+        self.last_s: dict[str, complex] = {}
+        self.last_results: dict[str, FeederResult] = {}
+        self.mismatch = math.inf
+        out = _out_dir(cfg)
+        self.rows = StepWriter(out, "feeders", self.name)
+        self.steps = StepWriter(out, "steps", self.name)
+        self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.get("node_voltages") else None
+
+    def register(self, fed) -> None:
+        import helics as h  # noqa: PLC0415
+
+        for b in self.buses:
+            self.subs[b] = h.helicsFederateRegisterSubscription(fed, voltage_key(b), "")
+        for c in self.clones:
+            self.pubs[c.name] = h.helicsFederateRegisterGlobalPublication(
+                fed, power_key(c.name), h.HELICS_DATA_TYPE_COMPLEX, "MVA")
+
+    def respond(self, step: int, iteration: int) -> None:
+        """Solve every feeder at the boundary voltages received and publish its positive-sequence power."""
+        import helics as h  # noqa: PLC0415
+
+        volts = {}
+        for b, sub in self.subs.items():
+            mag, ang = complex_to_polar(complex(h.helicsInputGetComplex(sub)))
+            volts[b] = (float(mag), float(ang))
+        mult = float(self.cfg["profile"][step])
+        t = self.cfg["times_s"][step]
+        changes = []
+        want_nodes = self.nodes is not None
+        for c, base in zip(self.clones, self.base_mult):
+            c.v_pu, c.angle_deg = volts[c.bus]
+            c.load_mult = base * mult
+            res = self.engines[c.name].solve(c, node_voltages=want_nodes)
+            self.last_results[c.name] = res
+            s = complex(res.p_mw, res.q_mvar)
+            h.helicsPublicationPublishComplex(self.pubs[c.name], s)
+            last = self.last_s.get(c.name)
+            changes.append(math.inf if last is None else float(power_mismatch(s, last)))
+            self.last_s[c.name] = s
+            self.rows.add(time_s=t, iteration=iteration, feeder=c.name, bus=c.bus, model=self.model.name,
+                          load_mult=c.load_mult, v_source_pu=res.v_source_pu, angle_deg=res.angle_deg,
+                          p_mw=res.p_mw, q_mvar=res.q_mvar, p_total_mw=res.p_total_mw,
+                          q_total_mvar=res.q_total_mvar, min_v_pu=res.min_v_pu, mean_v_pu=res.mean_v_pu,
+                          max_v_pu=res.max_v_pu, solve_s=res.solve_s)
+        self.mismatch = max(changes) if changes else 0.0
+
+    def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:
+        self.rows.flush(step)
+        self.steps.add(**_steps_row(self.cfg, step, iterations, self.mismatch, compute_s, exchange_s, rss))
+        self.steps.flush(step)
+        if self.nodes is not None:
+            t = self.cfg["times_s"][step]
+            for name, res in self.last_results.items():
+                names = self.engines[name].node_names()
+                self.nodes.extend({"time_s": [t] * len(names), "feeder": [name] * len(names), "node": names,
+                                   "v_pu": res.node_v_pu.astype(np.float32).tolist()})
+            self.nodes.flush(step)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,1 @@
+"""Run outputs: Parquet datasets (one file per federate and time step) and the run summary."""

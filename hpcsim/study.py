@@ -1,0 +1,211 @@
+"""Study files (TOML): the single source of truth of a run, validated and typed; unknown keys are rejected.
+
+Relative paths in a study (boundary map, load profile CSV) are resolved against the study file's folder.
+See ``cases/*.toml`` for the shipped studies and README "Study files" for every key.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcsim.errors import StudyError
+
+# IEEE Reliability Test System (1979), Table 4: hourly load in % of the daily peak, winter weekday
+# (hours 0-1 ... 23-24). Published data used as a representative daily load shape.
+RTS_WINTER_WEEKDAY_PCT = (
+    67, 63, 60, 59, 59, 60, 74, 86, 95, 96, 96, 95, 95, 95, 93, 94, 99, 100, 100, 96, 91, 83, 73, 63,
+)
+LOAD_PROFILES: dict[str, tuple[float, ...]] = {
+    "rts_winter_weekday": tuple(p / 100.0 for p in RTS_WINTER_WEEKDAY_PCT),
+    "flat": (1.0,),
+}
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "": {"name": str, "description": str},
+    "transmission": {"case": str},
+    "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int},
+    "coupling": {"mode": str, "tolerance": (int, float), "max_iterations": int},
+    "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
+             "load_profile": (str, list)},
+    "diversity": {"load_mult_std": (int, float), "seed": int},
+    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int},
+    "outputs": {"node_voltages": bool},
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study. ``boundary_map`` is a path or ``None`` (generate from the case on the fly)."""
+
+    name: str
+    case: str
+    feeder: str = "ieee8500"
+    boundary_map: Path | None = None
+    feeder_mw: float | None = None
+    max_buses: int | None = None
+    coupling: str = "iterative"
+    tolerance: float = 1e-6
+    max_iterations: int = 30
+    time_mode: str = "snapshot"
+    start_s: float = 0.0
+    stop_s: float = 0.0
+    step_s: float = 1.0
+    load_profile: tuple[float, ...] = (1.0,)
+    load_mult_std: float = 0.0
+    seed: int = 1
+    workers: int = 0
+    scale_mode: bool = False
+    sub_brokers: int = 0
+    node_voltages: bool = False
+    description: str = ""
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def times_s(self) -> list[float]:
+        """Simulated times of the steps: one for a snapshot, start..stop (inclusive of start) for QSTS."""
+        if self.time_mode == "snapshot":
+            return [self.start_s]
+        n = int(math.floor((self.stop_s - self.start_s) / self.step_s + 1e-9))
+        return [self.start_s + k * self.step_s for k in range(n)]
+
+    def profile_at(self, time_s: float) -> float:
+        """Load multiplier at ``time_s``: the profile is sampled per step (index = step number, wrapping)."""
+        if self.time_mode == "snapshot":
+            return self.load_profile[0]
+        k = int(round((time_s - self.start_s) / self.step_s))
+        return self.load_profile[k % len(self.load_profile)]
+
+    def with_overrides(self, **kw: Any) -> Study:
+        """A copy with CLI overrides applied (``None`` values ignored), re-validated."""
+        kw = {k: v for k, v in kw.items() if v is not None}
+        new = replace(self, **kw)
+        _validate(new, str(self.source or new.name))
+        return new
+
+
+def _check_types(data: dict, where: str) -> None:
+    for section, value in data.items():
+        if isinstance(value, dict):
+            if section not in _SCHEMA or section == "":
+                raise StudyError(f"{where}: unknown section [{section}]; known: {', '.join(s for s in _SCHEMA if s)}")
+            allowed = _SCHEMA[section]
+            items = value.items()
+            prefix = f"[{section}] "
+        else:
+            allowed = _SCHEMA[""]
+            items = [(section, value)]
+            prefix = ""
+        for key, v in items:
+            if key not in allowed:
+                raise StudyError(f"{where}: unknown key {prefix}{key}; known: {', '.join(allowed)}")
+            want = allowed[key]
+            if isinstance(v, bool) and want is not bool and bool not in (want if isinstance(want, tuple) else (want,)):
+                raise StudyError(f"{where}: {prefix}{key} = {v!r} has the wrong type")
+            if not isinstance(v, want):
+                raise StudyError(f"{where}: {prefix}{key} = {v!r} has the wrong type")
+
+
+def _profile(value: str | list, base: Path, where: str) -> tuple[float, ...]:
+    if isinstance(value, list):
+        try:
+            vals = tuple(float(x) for x in value)
+        except (TypeError, ValueError):
+            raise StudyError(f"{where}: [time] load_profile list must hold numbers") from None
+    elif value in LOAD_PROFILES:
+        vals = LOAD_PROFILES[value]
+    else:
+        path = (base / value) if not Path(value).is_absolute() else Path(value)
+        if not path.is_file():
+            known = ", ".join(LOAD_PROFILES)
+            raise StudyError(f"{where}: [time] load_profile {value!r} is neither a built-in ({known}) nor a file")
+        try:
+            vals = tuple(float(x) for x in np.loadtxt(path, delimiter=",", ndmin=1))
+        except ValueError as exc:
+            raise StudyError(f"{where}: load profile {path}: {exc}") from None
+    if not vals or any(not (v > 0 and math.isfinite(v)) for v in vals):
+        raise StudyError(f"{where}: [time] load_profile must be a non-empty list of positive multipliers")
+    return vals
+
+
+def _validate(s: Study, where: str) -> None:
+    if s.coupling not in ("loose", "iterative"):
+        raise StudyError(f"{where}: [coupling] mode {s.coupling!r} must be 'loose' or 'iterative'")
+    if not 0 < s.tolerance < 1:
+        raise StudyError(f"{where}: [coupling] tolerance {s.tolerance} must be in (0, 1)")
+    if s.max_iterations < 1:
+        raise StudyError(f"{where}: [coupling] max_iterations {s.max_iterations} must be at least 1")
+    if s.time_mode not in ("snapshot", "qsts"):
+        raise StudyError(f"{where}: [time] mode {s.time_mode!r} must be 'snapshot' or 'qsts'")
+    if s.time_mode == "qsts":
+        if not s.step_s > 0:
+            raise StudyError(f"{where}: [time] step_s {s.step_s} must be positive")
+        if not s.stop_s > s.start_s:
+            raise StudyError(f"{where}: [time] stop_s {s.stop_s} must be after start_s {s.start_s}")
+    if s.load_mult_std < 0 or s.load_mult_std >= 0.5:
+        raise StudyError(f"{where}: [diversity] load_mult_std {s.load_mult_std} must be in [0, 0.5)")
+    if s.workers < 0:
+        raise StudyError(f"{where}: [run] workers {s.workers} must be 0 (one per core) or more")
+    if s.sub_brokers < 0:
+        raise StudyError(f"{where}: [run] sub_brokers {s.sub_brokers} must be 0 (flat) or more")
+    if s.feeder_mw is not None and not s.feeder_mw > 0:
+        raise StudyError(f"{where}: [distribution] feeder_mw {s.feeder_mw} must be positive")
+    if s.max_buses is not None and s.max_buses < 1:
+        raise StudyError(f"{where}: [distribution] max_buses {s.max_buses} must be at least 1")
+    if s.boundary_map is not None and not s.boundary_map.is_file():
+        raise StudyError(f"{where}: [distribution] boundary_map {s.boundary_map} does not exist")
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study TOML file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such study file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(f"{path}: cannot read: {exc}") from None
+    where = str(path)
+    _check_types(data, where)
+    base = path.resolve().parent
+    tr, di, co = data.get("transmission", {}), data.get("distribution", {}), data.get("coupling", {})
+    ti, dv, ru, ou = data.get("time", {}), data.get("diversity", {}), data.get("run", {}), data.get("outputs", {})
+    if "case" not in tr:
+        raise StudyError(f"{where}: [transmission] case is required")
+    bmap = di.get("boundary_map", "generate")
+    study = Study(
+        name=data.get("name", path.stem),
+        description=data.get("description", ""),
+        case=tr["case"] if not tr["case"].endswith(".m") else str((base / tr["case"]).resolve()),
+        feeder=di.get("feeder", "ieee8500") if not str(di.get("feeder", "")).endswith(".dss")
+        else str((base / di["feeder"]).resolve()),
+        boundary_map=None if bmap == "generate" else (base / bmap).resolve(),
+        feeder_mw=float(di["feeder_mw"]) if "feeder_mw" in di else None,
+        max_buses=di.get("max_buses"),
+        coupling=co.get("mode", "iterative"),
+        tolerance=float(co.get("tolerance", 1e-6)),
+        max_iterations=co.get("max_iterations", 30),
+        time_mode=ti.get("mode", "snapshot"),
+        start_s=float(ti.get("start_s", 0.0)),
+        stop_s=float(ti.get("stop_s", 0.0)),
+        step_s=float(ti.get("step_s", 1.0)),
+        load_profile=_profile(ti.get("load_profile", "flat"), base, where),
+        load_mult_std=float(dv.get("load_mult_std", 0.0)),
+        seed=dv.get("seed", 1),
+        workers=ru.get("workers", 0),
+        scale_mode=ru.get("scale_mode", False),
+        sub_brokers=ru.get("sub_brokers", 0),
+        node_voltages=ou.get("node_voltages", False),
+        source=path.resolve(),
+    )
+    if not study.name or any(c in study.name for c in "/\\\0"):
+        raise StudyError(f"{where}: name {study.name!r} must be non-empty and contain no path separators")
+    _validate(study, where)
+    return study
