@@ -54,6 +54,10 @@ def create_federate(cfg: dict):
     h.helicsFederateInfoSetCoreTypeFromString(info, "zmq")
     h.helicsFederateInfoSetCoreInitString(info, core_init_string(cfg["broker_address"], cfg.get("network", "local")))
     h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_TERMINATE_ON_ERROR, True)
+    if cfg["role"] == "transmission":
+        # Granted exactly the time it asks for, i.e. only once every feeder group has answered (the barrier);
+        # interruptible, it would be woken by the first group's message.
+        h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_UNINTERRUPTIBLE, True)
     return h.helicsCreateValueFederate(cfg["name"], info)
 
 
@@ -127,6 +131,7 @@ def drive_feeders(fed, role, cfg: dict) -> None:
         if granted >= h.HELICS_TIME_MAXTIME:
             break
         step, it = clock.locate(granted)
+        log.debug("%s granted %.9f -> step %d iteration %d", role.name, granted, step, it)
         if step != current:
             if current >= 0:
                 role.end_step(current, iterations, compute_s, exchange_s, peak_rss_mb())
