@@ -114,35 +114,48 @@ def _add_feeder_options(p: argparse.ArgumentParser) -> None:
                    help="P_feeder in MW (default: the model's total nominal load, Σ Load kW)")
 
 
+def common_options() -> argparse.ArgumentParser:
+    """-v/-q, accepted before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more log output (-vv for debug)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings and errors only, no progress bar")
+    return common
+
+
+COMMON = common_options()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcsim", description="T&D co-simulation orchestrator: ANDES + OpenDSS over HELICS, local or SLURM."
     )
     parser.add_argument("--version", action="version", version=f"hpcsim {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bar")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("prepare", help="generate ANDES model code once for this environment")
+    p = sub.add_parser("prepare", parents=[COMMON], help="generate ANDES model code once for this environment")
     p.add_argument("--force", action="store_true", help="regenerate even if present")
     p.set_defaults(func=cmd_prepare)
 
-    md = sub.add_parser("metadata", help="boundary maps (ANL metadata format)")
+    md = sub.add_parser("metadata", parents=[COMMON], help="boundary maps (ANL metadata format)")
     mds = md.add_subparsers(dest="metadata_command", metavar="ACTION", required=True)
 
-    g = mds.add_parser("generate", help="boundary map from a case: PD > P_feeder, K = ceil(PD / P_feeder)")
+    g = mds.add_parser("generate", parents=[COMMON], help="boundary map from a case: PD > P_feeder, K = ceil(PD / P_feeder)")
     g.add_argument("--case", required=True, help="ACTIVSg200, ACTIVSg2000, ACTIVSg10k/25k/70k or a MATPOWER .m path")
     _add_feeder_options(g)
     g.add_argument("--max-buses", type=int, default=None, help="keep only the first N boundary buses")
     g.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: standard output)")
     g.set_defaults(func=cmd_metadata_generate)
 
-    c = mds.add_parser("check", help="validate a boundary map (exit 0 valid, 2 invalid)")
+    c = mds.add_parser("check", parents=[COMMON], help="validate a boundary map (exit 0 valid, 2 invalid)")
     c.add_argument("file", type=Path)
     c.add_argument("--case", default=None, help="also check the buses exist and carry load in this case")
     c.set_defaults(func=cmd_metadata_check)
 
-    s = mds.add_parser("show", help="table of a boundary map: bus, PD, K, feeder MW")
+    s = mds.add_parser("show", parents=[COMMON], help="table of a boundary map: bus, PD, K, feeder MW")
     s.add_argument("file", type=Path)
     s.add_argument("--case", default=None, help="case to read PD from")
     _add_feeder_options(s)

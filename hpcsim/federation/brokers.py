@@ -7,6 +7,7 @@ wrapper can leave the broker running, so hpcsim starts the binary itself.
 from __future__ import annotations
 
 import logging
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,21 +26,27 @@ def broker_binary() -> Path:
     return path
 
 
-def free_port_block(n: int = 2, host: str = "127.0.0.1", start: int = 20000, stop: int = 60000) -> int:
-    """A port P such that P..P+n-1 are all free on ``host`` now (ZMQ brokers use P and P+1)."""
-    probe = socket.socket()
-    probe.bind((host, 0))
-    base = probe.getsockname()[1]
-    probe.close()
-    candidates = [base] + list(range(start, stop, 16))
-    for p in candidates:
-        if p + n >= 65535:
-            continue
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block(n: int = 2, host: str = "127.0.0.1", low: int = 20000) -> int:
+    """A port P such that P..P+n-1 are free on ``host`` now (ZMQ brokers use P and P+1).
+
+    Chosen at random below the kernel's ephemeral range, so outgoing connections (which take ephemeral
+    ports) cannot grab it between this check and the broker binding it.
+    """
+    high = max(low + 1000, _ephemeral_start() - n)
+    rng = random.Random()
+    for _ in range(200):
+        p = rng.randrange(low, high)
         socks = []
         try:
             for q in range(p, p + n):
                 s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((host, q))
                 socks.append(s)
             return p
@@ -48,7 +55,7 @@ def free_port_block(n: int = 2, host: str = "127.0.0.1", start: int = 20000, sto
         finally:
             for s in socks:
                 s.close()
-    raise FederateError(f"no block of {n} free ports found on {host}")
+    raise FederateError(f"no block of {n} free ports found on {host} in {low}..{high}")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,9 @@ def print_summary(summary: dict) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run a study on this machine (real HELICS broker, ANDES and OpenDSS federates)")
+    from hpcsim.cli import COMMON  # noqa: PLC0415
+
+    p = sub.add_parser("run", parents=[COMMON], help="run a study on this machine (real HELICS broker, ANDES and OpenDSS federates)")
     p.add_argument("study", type=Path, help="study file (cases/*.toml)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<study>-<timestamp>/)")
     p.add_argument("--workers", type=int, default=None, help="feeder-group federates (default: one per core)")

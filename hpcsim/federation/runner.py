@@ -110,7 +110,7 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
 
     old_term = signal.signal(signal.SIGTERM, _raise_on_term)
     t_start = time.perf_counter()
-    peak_rss = 0.0
+    peak = {"rss_mb": 0.0}
     converged = False
     try:
         with ProcessGroup(run_dir / "logs") as group:
@@ -119,37 +119,39 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
                 group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
             for name in names:
                 group.start(name, [sys.executable, "-m", "hpcsim.federation.federate", str(paths[name])])
-            peak_rss = _watch(group, names, run_dir, len(study.times_s), show_progress)
+            _watch(group, names, run_dir, len(study.times_s), show_progress, peak)
             converged = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):
                 log.warning("broker still running 10 s after the federates finished; stopping it")
-    except KeyboardInterrupt:
-        raise
+            log.debug("exit codes: %s", {n: p.returncode for n, p in group.procs.items()})
     finally:
         signal.signal(signal.SIGTERM, old_term)
         wall_s = time.perf_counter() - t_start
-        summary = build_summary(
-            run_dir, study=study.name, coupling=study.coupling, converged=converged, wall_s=wall_s,
-            peak_rss_mb=peak_rss, feeder_bus_names={b: list(n) for b, n in layout.boundary.feeders_by_bus},
-            model=str(study.feeder),
-            extra={"case": study.case, "scale_mode": study.scale_mode, "workers": len(layout.groups),
-                   "sub_brokers": study.sub_brokers, "n_feeders": layout.boundary.n_feeders,
-                   "n_buses": layout.boundary.n_buses},
-        )
-        write_summary(run_dir, summary)
+        try:
+            summary = build_summary(
+                run_dir, study=study.name, coupling=study.coupling, converged=converged, wall_s=wall_s,
+                peak_rss_mb=peak["rss_mb"], feeder_bus_names={b: list(n) for b, n in layout.boundary.feeders_by_bus},
+                model=str(study.feeder),
+                extra={"case": study.case, "scale_mode": study.scale_mode, "workers": len(layout.groups),
+                       "sub_brokers": study.sub_brokers, "n_feeders": layout.boundary.n_feeders,
+                       "n_buses": layout.boundary.n_buses},
+            )
+            write_summary(run_dir, summary)
+        except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
+            log.warning("could not write %s: %s", run_dir / "summary.json", exc)
+            summary = {}
     return summary
 
 
-def _watch(group: ProcessGroup, names: list[str], run_dir: Path, n_steps: int, show: bool) -> float:
-    """Poll until every federate exits 0; raise on the first failure. Returns the peak total RSS (MB)."""
-    peak = 0.0
+def _watch(group: ProcessGroup, names: list[str], run_dir: Path, n_steps: int, show: bool, peak: dict) -> None:
+    """Poll until every federate exits 0; raise on the first failure. Tracks the peak total RSS in ``peak``."""
     progress_file = run_dir / "progress.json"
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not show, transient=False) as bar:
         task = bar.add_task("co-simulation", total=n_steps, info="starting")
         while True:
-            peak = max(peak, group.rss_mb())
+            peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
             failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
             if failed:
                 time.sleep(0.3)  # let the other federates record whether they were the cause
@@ -166,4 +168,3 @@ def _watch(group: ProcessGroup, names: list[str], run_dir: Path, n_steps: int, s
         bar.update(task, completed=n_steps, info="done")
     if TRANSMISSION not in group.procs:
         raise FederateError("no transmission federate was started")
-    return peak
