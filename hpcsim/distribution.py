@@ -36,6 +36,19 @@ class CloneState:
 
 
 @dataclass(frozen=True)
+class ControlState:
+    """The discrete state of a feeder's controls: regulator tap numbers and capacitor step states.
+
+    Regulators and capacitor controls make a feeder's solution path dependent (a fresh engine and one that
+    arrived at the same source voltage through other voltages can settle on different taps), so this state is
+    part of a result, and what a shared engine must swap between clones.
+    """
+
+    reg_taps: tuple[int, ...] = ()
+    cap_states: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class FeederResult:
     """One feeder solve. ``p_mw``/``q_mvar`` are the positive-sequence power the feeder draws."""
 
@@ -51,7 +64,8 @@ class FeederResult:
     min_v_pu: float
     mean_v_pu: float
     max_v_pu: float
-    solve_s: float
+    solve_s: float = field(compare=False)
+    control: ControlState = field(default_factory=ControlState)
     node_v_pu: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
@@ -127,8 +141,42 @@ class FeederEngine:
             mean_v_pu=float(live.mean()),
             max_v_pu=float(live.max()),
             solve_s=solve_s,
+            control=self.control_state(),
             node_v_pu=vmag if node_voltages else None,
         )
+
+    def control_state(self) -> ControlState:
+        d = self.dss
+        taps, caps = [], []
+        i = d.RegControls.First()
+        while i:
+            taps.append(int(d.RegControls.TapNumber()))
+            i = d.RegControls.Next()
+        i = d.Capacitors.First()
+        while i:
+            caps.extend(int(x) for x in d.Capacitors.States())
+            i = d.Capacitors.Next()
+        return ControlState(tuple(taps), tuple(caps))
+
+    def apply_control_state(self, state: ControlState) -> None:
+        """Put regulator taps and capacitor steps in ``state`` (same model: same element order)."""
+        d = self.dss
+        taps = iter(state.reg_taps)
+        i = d.RegControls.First()
+        while i:
+            d.RegControls.TapNumber(next(taps))
+            i = d.RegControls.Next()
+        caps = list(state.cap_states)
+        i = d.Capacitors.First()
+        while i:
+            n = len(d.Capacitors.States())
+            d.Capacitors.States(caps[:n])
+            caps = caps[n:]
+            i = d.Capacitors.Next()
+
+    def freeze_controls(self, frozen: bool = True) -> None:
+        """``controlmode=off`` keeps taps and capacitor steps where they are; ``static`` lets them act again."""
+        self._command("set controlmode=off" if frozen else "set controlmode=static")
 
     def substation_power_mva(self) -> tuple[complex, complex]:
         """(positive-sequence, total) complex power flowing from the source into the feeder, MVA.

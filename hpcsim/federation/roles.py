@@ -181,7 +181,8 @@ class FeederGroupRole:
                           load_mult=c.load_mult, v_source_pu=res.v_source_pu, angle_deg=res.angle_deg,
                           p_mw=res.p_mw, q_mvar=res.q_mvar, p_total_mw=res.p_total_mw,
                           q_total_mvar=res.q_total_mvar, min_v_pu=res.min_v_pu, mean_v_pu=res.mean_v_pu,
-                          max_v_pu=res.max_v_pu, solve_s=res.solve_s)
+                          max_v_pu=res.max_v_pu, solve_s=res.solve_s, reg_taps=list(res.control.reg_taps),
+                          cap_states=list(res.control.cap_states))
         self.mismatch = max(changes) if changes else 0.0
 
     def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:

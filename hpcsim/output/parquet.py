@@ -14,7 +14,8 @@ Tables and columns (units in the names):
   p_mw, q_mvar (total load the bus received from its feeders), solve_s, mismatch.
 - ``feeders``: one row per feeder and iteration — time_s, iteration, feeder, bus, model, load_mult,
   v_source_pu, angle_deg, p_mw, q_mvar (positive sequence, one feeder, unscaled), p_total_mw, q_total_mvar
-  (sum over phases), min_v_pu, mean_v_pu, max_v_pu, solve_s.
+  (sum over phases), min_v_pu, mean_v_pu, max_v_pu, solve_s, reg_taps and cap_states (the feeder's discrete
+  control state after the solve: regulator tap numbers and capacitor steps, in OpenDSS element order).
 - ``steps``: one row per federate and time step — time_s, iterations, mismatch (the federate's last),
   compute_s, exchange_s (time inside HELICS calls), peak_rss_mb.
 - ``node_voltages`` (optional): time_s, feeder, node, v_pu — final iteration of each step only.
@@ -40,6 +41,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("angle_deg", pa.float64()), ("p_mw", pa.float64()), ("q_mvar", pa.float64()),
         ("p_total_mw", pa.float64()), ("q_total_mvar", pa.float64()), ("min_v_pu", pa.float64()),
         ("mean_v_pu", pa.float64()), ("max_v_pu", pa.float64()), ("solve_s", pa.float64()),
+        ("reg_taps", pa.list_(pa.int16())), ("cap_states", pa.list_(pa.int8())),
     ]),
     "steps": pa.schema([
         ("time_s", pa.float64()), ("iterations", pa.int32()), ("mismatch", pa.float64()),

@@ -70,3 +70,19 @@ def write_study(path: Path, base: str, **sections: dict) -> Path:
 
 def hpcsim(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*HPCSIM, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, **kw)
+
+
+def resolve_alone(feeder: dict, v_pu: float, angle_deg: float, model: str = "ieee8500"):
+    """An independent OpenDSS solve of one reported feeder: a fresh engine, the feeder's reported regulator taps
+    and capacitor steps frozen, its source at the given boundary voltage."""
+    from hpcsim.cases import FEEDERS  # noqa: PLC0415
+    from hpcsim.distribution import CloneState, ControlState, FeederEngine  # noqa: PLC0415
+
+    engine = FeederEngine(FEEDERS[model])
+    engine.apply_control_state(ControlState(tuple(feeder["reg_taps"]), tuple(feeder["cap_states"])))
+    engine.freeze_controls()
+    return engine.solve(CloneState("alone", feeder["bus"], feeder.get("load_mult", 1.0), v_pu, angle_deg))
+
+
+# the coupling tolerance (1e-6 on 100 MVA = 1e-4 MW) plus OpenDSS's own solution noise at tolerance 1e-6
+POWER_ATOL_MW = 2e-4

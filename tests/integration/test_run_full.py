@@ -1,0 +1,48 @@
+"""The shipped full-size studies: 126 cloned 8500-node feeders on ACTIVSg200 (snapshot and 24 h QSTS)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hpcsim.metadata import read
+
+from .helpers import CASES, POWER_ATOL_MW, REPO, hpcsim, resolve_alone
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_default_study_126_feeders_converges(tmp_path):
+    run_dir = tmp_path / "run"
+    r = hpcsim("-q", "run", str(CASES / "activsg200_ieee8500.toml"), "--out", str(run_dir), timeout=900)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["converged"] and s["steps"][0]["max_mismatch"] < 1e-6
+    assert len(s["boundary"]) == 37 and len(s["feeders"]) == 126
+    bmap = read(REPO / "metadata" / "activsg200_ieee8500.txt")
+    by_bus = {b["bus"]: b for b in s["boundary"]}
+    feeders = {f["name"]: f for f in s["feeders"]}
+    for bus, names in bmap.feeders_by_bus:
+        b = by_bus[bus]
+        assert b["feeders"] == list(names)
+        assert b["p_mw"] == pytest.approx(sum(feeders[n]["p_mw"] for n in names), abs=1e-3)
+        assert 11.5 * len(names) < b["p_mw"] < 12.5 * len(names)  # ~12 MW per clone with losses
+        assert 0.9 < b["v_pu"] < 1.1
+    # independent check on every feeder of the bus with the most clones: fresh engines, reported control
+    # states frozen, at the reported boundary voltage
+    big = max(s["boundary"], key=lambda b: len(b["feeders"]))
+    for name in big["feeders"]:
+        alone = resolve_alone(feeders[name], big["v_pu"], big["angle_deg"])
+        assert feeders[name]["p_mw"] == pytest.approx(alone.p_mw, abs=POWER_ATOL_MW)
+
+
+def test_qsts_study_runs_24_steps(tmp_path):
+    run_dir = tmp_path / "run"
+    r = hpcsim("-q", "run", str(CASES / "activsg200_ieee8500_qsts.toml"), "--out", str(run_dir), timeout=1800)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["converged"] and s["coupling"] == "loose"
+    assert len(s["steps"]) == 24 and len(s["feeders"]) == 126
+    names = [f["name"] for f in s["feeders"]]
+    assert len(set(names)) == 126
