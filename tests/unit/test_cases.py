@@ -122,8 +122,13 @@ def test_resolve_named_feeder(name):
     assert model.source == "Vsource.source"
 
 
-def test_ieee8500_needs_20_iterations():
-    assert "set maxiterations=20" in FEEDERS["ieee8500"].solve_settings
+def test_ieee8500_solve_settings_allow_at_least_20_iterations_at_a_tight_tolerance():
+    """The 8500 feeder does not converge in OpenDSS's default 15 iterations (needs 20 at the default tolerance,
+    ~110 at the 1e-6 tolerance hpcsim uses)."""
+    settings = FEEDERS["ieee8500"].solve_settings
+    its = [int(s.split("=")[1]) for s in settings if s.startswith("set maxiterations=")]
+    assert its and its[0] >= 20
+    assert "set tolerance=1e-6" in settings
 
 
 def test_resolve_feeder_by_path(tmp_path):
