@@ -168,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _register_run_commands(sub) -> None:
     """Commands implemented in other modules register their own parsers."""
     from hpcsim.federation.cli import register as register_run  # noqa: PLC0415
+    from hpcsim.hpc.cli import register as register_hpc  # noqa: PLC0415
 
     register_run(sub)
+    register_hpc(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

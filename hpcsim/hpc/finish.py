@@ -1,0 +1,75 @@
+"""Last step of a SLURM job: ``python -m hpcsim.hpc.finish RUN_DIR --plan PLAN --wall-s S [--failed]``.
+
+Builds ``<run>/summary.json`` from the Parquet outputs exactly as the local runner does
+(:func:`hpcsim.output.summary.build_summary`), so a job's run folder reads like one from ``hpcsim run``. The job
+script runs it after every step succeeded, or with ``--failed`` (``converged: false``) after a step failed.
+Peak memory is the sum of every federate's own peak (the runner samples the total instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hpcsim import metadata
+from hpcsim.errors import HpcsimError
+from hpcsim.hpc.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+def root_cause(run_dir: Path) -> str | None:
+    """The first real error a federate recorded under ``<run>/errors/`` (the local runner's reading), or None."""
+    from hpcsim.federation.runner import _root_cause  # noqa: PLC0415 - one reading of errors/*.json for both
+
+    if not any((run_dir / "errors").glob("*.json")):
+        return None
+    return str(_root_cause(run_dir, []))
+
+
+def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
+    from hpcsim.output.summary import build_summary, write_summary  # noqa: PLC0415
+
+    bmap = metadata.read(run_dir / "boundary_map.txt")
+    shape = plan.study
+    summary = build_summary(
+        run_dir, study=shape.name, coupling=shape.coupling, converged=not failed, wall_s=wall_s, peak_rss_mb=0.0,
+        feeder_bus_names={b: list(n) for b, n in bmap.feeders_by_bus}, model=shape.model,
+        extra={"case": shape.case, "scale_mode": shape.scale_mode, "workers": plan.ranks,
+               "sub_brokers": len(plan.nodes), "n_feeders": bmap.n_feeders, "n_buses": bmap.n_buses,
+               "slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
+                         "nodelist": os.environ.get("SLURM_JOB_NODELIST")}},
+    )
+    summary["peak_rss_mb"] = sum(f["peak_rss_mb"] for f in summary["timing"]["federates"].values())
+    write_summary(run_dir, summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hpcsim.hpc.finish", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--plan", type=Path, required=True)
+    parser.add_argument("--wall-s", type=float, default=0.0, help="wall time of the federation (seconds)")
+    parser.add_argument("--failed", action="store_true", help="a step failed: converged = false")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        plan = Plan.from_dict(json.loads(args.plan.read_text()))
+        summary = finish(args.run_dir, plan, args.wall_s, args.failed)
+    except (HpcsimError, OSError, json.JSONDecodeError) as exc:
+        print(f"hpcsim: error: cannot write {args.run_dir / 'summary.json'}: {exc}", file=sys.stderr)
+        return 2
+    log.info("%s: %s, %d step(s) -> %s", summary["study"], "converged" if summary["converged"] else "FAILED",
+             len(summary["steps"]), args.run_dir / "summary.json")
+    cause = root_cause(args.run_dir) if args.failed else None
+    if cause:
+        print(f"hpcsim: {cause}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The ``slurm`` tier: a real SLURM on this machine (see :mod:`tests.slurm.local_cluster`).
+
+The session fixture reuses a running cluster (its ``slurm.conf`` under the temporary directory, or
+``$SLURM_CONF`` if that answers), otherwise starts munged + slurmctld + slurmd when run as root with the
+binaries installed, and skips with the reason when it cannot. It stops only what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .local_cluster import LocalSlurm, unavailable_reason
+
+MIN_CPUS = 4  # brokers (overlapping), transmission and two feeder ranks
+
+
+@dataclass(frozen=True)
+class Slurm:
+    conf: Path
+    cpus: int
+    mem_gb: float
+
+
+def _running_elsewhere() -> LocalSlurm | None:
+    conf = os.environ.get("SLURM_CONF")
+    if conf and Path(conf).is_file():
+        other = LocalSlurm(Path(conf).parent)
+        other.conf = Path(conf)
+        if other.node_state():
+            return other
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    cluster = _running_elsewhere() or LocalSlurm()
+    if not cluster.node_state():
+        reason = unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+    cluster.start()
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%c %m"], capture_output=True, text=True, check=True).stdout
+        cpus, mem_mb = (int(x.rstrip("+")) for x in out.split()[:2])
+        if cpus < MIN_CPUS:
+            pytest.skip(f"the SLURM node has {cpus} CPUs; these tests need {MIN_CPUS}")
+        yield Slurm(cluster.conf, cpus, mem_mb / 1024)
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        cluster.stop()

