@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -87,8 +88,9 @@ class LocalSlurm:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def node_state(self) -> str | None:
-        if not self.conf.is_file():
-            return None
+        """The node's state (``idle``, ...) if a controller answers with this ``slurm.conf``, else None."""
+        if not self.conf.is_file() or not _listening(_CTLD_HOST, _CTLD_PORT):
+            return None  # sinfo would retry for ~10 s before giving up
         try:
             r = subprocess.run([_which("sinfo"), "-h", "-o", "%T"], env=self.env, capture_output=True,
                                text=True, timeout=10)
@@ -143,6 +145,17 @@ class LocalSlurm:
                     proc.kill()
                     proc.wait()
         self.started.clear()
+
+
+_CTLD_HOST, _CTLD_PORT = "127.0.0.1", 6817  # SlurmctldHost=localhost, default SlurmctldPort
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _mem_total_mib() -> int:
