@@ -24,6 +24,7 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcsim import metadata
 from hpcsim.errors import StudyError
@@ -31,6 +32,9 @@ from hpcsim.hpc.plan import Cluster, Plan, make_plan, study_shape
 from hpcsim.hpc.rank import bundle_name, cut_bundle
 from hpcsim.hpc.slurm import render_script
 from hpcsim.study import Study
+
+if TYPE_CHECKING:
+    from hpcsim.federation.layout import Layout
 
 log = logging.getLogger(__name__)
 RUN_PLACEHOLDER = Path("run")  # configs get the real run folder when the job starts
@@ -42,7 +46,7 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def node_configs(layout, plan: Plan) -> tuple[dict, list[dict]]:
+def node_configs(layout: Layout, plan: Plan) -> tuple[dict, list[dict]]:
     """(transmission config, one feeder bundle per node) — what ``federate_configs`` gives for a layout whose
     groups are the plan's nodes.
 

@@ -25,9 +25,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from hpcsim.errors import PlanError
 from hpcsim.hpc import costs
+
+if TYPE_CHECKING:
+    from hpcsim.metadata import BoundaryMap
+    from hpcsim.study import Study
 
 BROKER_CORES = 1  # per node: its sub-broker (+ the root broker on node 0)
 TRANSMISSION_CORES = 1  # node 0
@@ -319,7 +324,7 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def study_shape(study, bmap=None) -> StudyShape:
+def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     """Counts of a :class:`hpcsim.study.Study` (reads its case and boundary map)."""
     from pathlib import Path  # noqa: PLC0415
 
@@ -333,5 +338,6 @@ def study_shape(study, bmap=None) -> StudyShape:
                       n_feeders=bmap.n_buses if study.scale_mode else bmap.n_feeders, scale_mode=study.scale_mode)
 
 
-def plan_study(study, cluster: Cluster) -> Plan:
+def plan_study(study: Study, cluster: Cluster) -> Plan:
+    """Read the study's case and boundary map, then :func:`make_plan`."""
     return make_plan(study_shape(study), cluster)

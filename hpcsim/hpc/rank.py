@@ -5,7 +5,9 @@ KIND is ``root-broker``, ``sub-broker``, ``transmission`` or ``feeders`` (one MP
 by the job script from ``scontrol show hostnames "$SLURM_JOB_NODELIST"`` —, ``SLURMD_NODENAME``,
 ``SLURM_JOB_ID``, ``SLURM_PROCID``/``SLURM_NTASKS`` or the MPI rank and size) and the plan into a role: which
 node, which broker to listen as or connect to, which feeders. Broker addresses are computed here at run time
-from node 0's hostname and ports derived from the job id, never written into the job.
+from node 0's hostname and ports derived from the job id, never written into the job. The node is found by
+name (``SLURMD_NODENAME`` in the job's node list), not by ``SLURM_NODEID``, which counts within the step: a
+one-node step on the job's fourth node sees ``SLURM_NODEID=0``.
 
 Outside SLURM (``mpiexec -n R`` on one machine) there are no node names: give ``--broker-address`` (or
 ``HPCSIM_BROKER_ADDRESS``) of a broker you started.
