@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcsim.dynamics import spec as dynamics_spec
 from hpcsim.errors import StudyError
 
 # IEEE Reliability Test System (1979), Table 4: hourly load in % of the daily peak, winter weekday
@@ -36,6 +37,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "diversity": {"load_mult_std": (int, float), "seed": int},
     "run": {"workers": int, "scale_mode": bool, "sub_brokers": int},
     "outputs": {"node_voltages": bool},
+    "dynamics": dynamics_spec.SCHEMA,
 }
 
 
@@ -64,6 +66,7 @@ class Study:
     sub_brokers: int = 0
     node_voltages: bool = False
     description: str = ""
+    dynamics: dynamics_spec.DynamicsSpec | None = None  # a dynamic frequency study (hpcsim.dynamics)
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -203,6 +206,7 @@ def load_study(path: str | Path) -> Study:
         scale_mode=ru.get("scale_mode", False),
         sub_brokers=ru.get("sub_brokers", 0),
         node_voltages=ou.get("node_voltages", False),
+        dynamics=dynamics_spec.parse(data["dynamics"], base, where) if "dynamics" in data else None,
         source=path.resolve(),
     )
     if not study.name or any(c in study.name for c in "/\\\0"):

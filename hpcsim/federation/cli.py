@@ -21,6 +21,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         scale_mode=True if args.scale_mode else None, sub_brokers=args.sub_brokers,
         tolerance=args.tolerance, max_iterations=args.max_iterations,
     )
+    if study.dynamics is not None:  # a dynamic frequency study (hpcsim.dynamics)
+        from hpcsim.dynamics.runner import print_dynamic_summary, run_dynamic_study  # noqa: PLC0415
+
+        print_dynamic_summary(run_dynamic_study(study, args.out, show_progress=not args.quiet))
+        return 0
     summary = run_study(study, args.out, show_progress=not args.quiet)
     print_summary(summary)
     return 0

@@ -50,6 +50,28 @@ SCHEMAS: dict[str, pa.Schema] = {
     "node_voltages": pa.schema([
         ("time_s", pa.float64()), ("feeder", pa.string()), ("node", pa.string()), ("v_pu", pa.float32()),
     ]),
+    # dynamic studies (hpcsim.dynamics): every TDS step; every AGC sample; every DER each control interval;
+    # every feeder each exchange (headroom columns NaN between LPs)
+    "frequency": pa.schema([
+        ("time_s", pa.float64()), ("f_hz", pa.float64()), ("ace_mw", pa.float64()), ("load_mult", pa.float64()),
+    ]),
+    "ace": pa.schema([
+        ("time_s", pa.float64()), ("f_hz", pa.float64()), ("ace_mw", pa.float64()), ("ace_ctrl_mw", pa.float64()),
+        ("acs_mw", pa.float64()), ("p_thermal_mw", pa.float64()), ("p_der_mw", pa.float64()),
+    ]),
+    "der": pa.schema([
+        ("time_s", pa.float64()), ("der", pa.string()), ("feeder", pa.string()), ("bus", pa.int64()),
+        ("p_base_mw", pa.float64()), ("p_pfr_mw", pa.float64()), ("p_sfr_mw", pa.float64()),
+        ("p_mppt_mw", pa.float64()), ("p_vsm_mw", pa.float64()), ("p_cap_mw", pa.float64()),
+        ("p_limit_mw", pa.float64()), ("p_mw", pa.float64()),
+    ]),
+    "feeder_voltage": pa.schema([
+        ("time_s", pa.float64()), ("feeder", pa.string()), ("bus", pa.int64()), ("v_source_pu", pa.float64()),
+        ("v_min_pu", pa.float64()), ("v_mean_pu", pa.float64()), ("v_std_pu", pa.float64()),
+        ("v_max_pu", pa.float64()), ("p_net_mw", pa.float64()), ("q_net_mvar", pa.float64()),
+        ("p_der_mw", pa.float64()), ("p_gross_mw", pa.float64()), ("scale", pa.float64()),
+        ("headroom_mw", pa.float64()), ("solve_s", pa.float64()), ("vsm_s", pa.float64()), ("lp_s", pa.float64()),
+    ]),
 }
 
 

@@ -1,0 +1,14 @@
+"""Dynamic T&D frequency co-simulation with DERs: PFR (droop), SFR (AGC) and voltage-sensitivity headroom.
+
+Pure physics lives in :mod:`droop`, :mod:`agc`, :mod:`der` and :mod:`headroom` (numpy/scipy only); the ANDES side
+in :mod:`andes_der` (the DER model) and :mod:`tds` (the time-domain wrapper); the OpenDSS side in :mod:`feeder`;
+the HELICS federates in :mod:`roles` / :mod:`federate`; the local runner in :mod:`runner`.
+"""
+
+from __future__ import annotations
+
+from hpcsim.errors import HpcsimError
+
+
+class DynamicsError(HpcsimError):
+    """A dynamic study cannot be set up or failed while running (one line, with the offending value)."""

@@ -1,0 +1,133 @@
+"""Federate process of a dynamic study: ``python -m hpcsim.dynamics.federate CONFIG.json``.
+
+The transmission loop steps the control intervals as an uninterruptible federate (granted exactly the time it
+asks for, i.e. after every other federate has answered the previous interval); feeders and the AGC are event
+driven (they ask for the end of time and are woken by new values). See :mod:`hpcsim.dynamics.roles`.
+Errors are recorded and end the federation as in :mod:`hpcsim.federation.federate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from hpcsim.errors import FederateError, HpcsimError
+from hpcsim.federation.federate import create_federate, peak_rss_mb, record_error
+
+log = logging.getLogger("hpcsim.dynamics.federate")
+TIME_OFFSET = 1.0  # HELICS time = simulated seconds + 1
+
+
+def make_role(cfg: dict):
+    from hpcsim.dynamics import roles  # noqa: PLC0415
+
+    kinds = {"tds": roles.TdsRole, "dfeeder": roles.FeederRole, "agc": roles.AgcRole}
+    if cfg["role"] not in kinds:
+        raise FederateError(f"unknown dynamic federate role {cfg['role']!r}")
+    return kinds[cfg["role"]](cfg)
+
+
+def drive_tds(fed, role, cfg: dict) -> None:
+    """Transmission: for every control interval, read answers, publish, integrate to the next interval."""
+    import helics as h  # noqa: PLC0415
+
+    dt, ticks = float(cfg["control_s"]), int(cfg["ticks"])
+    progress = Path(cfg["run_dir"]) / "progress.json"
+    for tick in range(ticks + 1):
+        t_s = tick * dt
+        t0 = time.perf_counter()
+        h.helicsFederateRequestTime(fed, t_s + TIME_OFFSET)
+        exchange_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        role.receive(tick)
+        role.publish(tick, t_s)
+        if tick == 0:
+            role.record(t_s)
+        other_s = time.perf_counter() - t0
+        andes_s = 0.0
+        if tick < ticks:
+            andes_s = role.advance(t_s + dt)
+            t0 = time.perf_counter()
+            role.record(t_s + dt)  # the state at the end of the interval, with the limits that were in force
+            other_s += time.perf_counter() - t0
+        role.timing(t_s, andes_s, exchange_s + other_s, peak_rss_mb())  # coupling: HELICS + values + rows
+        role.maybe_flush(tick, last=tick == ticks)
+        if tick % int(cfg["exchange_ticks"]) == 0 or tick == ticks:
+            tmp = progress.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"tick": tick, "ticks": ticks, "t_s": t_s}))
+            os.replace(tmp, progress)
+
+
+def drive_event(fed, role, cfg: dict) -> None:
+    """Feeder or AGC: woken by new values, answer at that time, until the transmission federate leaves."""
+    import helics as h  # noqa: PLC0415
+
+    dt = float(cfg["control_s"])
+    last_tick = -1
+    while True:
+        t0 = time.perf_counter()
+        granted = h.helicsFederateRequestTime(fed, h.HELICS_TIME_MAXTIME)
+        exchange_s = time.perf_counter() - t0
+        if granted >= h.HELICS_TIME_MAXTIME:
+            break
+        t_s = granted - TIME_OFFSET
+        tick = int(round(t_s / dt))
+        if tick <= last_tick or tick > int(cfg["ticks"]):
+            raise FederateError(f"{role.name}: woken at HELICS time {granted} (tick {tick}, last {last_tick})")
+        last_tick = tick
+        t0 = time.perf_counter()
+        role.respond(tick, t_s)
+        compute_s = time.perf_counter() - t0
+        role.timing(t_s, compute_s, exchange_s, peak_rss_mb())
+        role.maybe_flush(tick)
+    role.maybe_flush(last_tick, last=True)
+
+
+def run_federate(cfg: dict) -> int:
+    """Run one dynamic federate to completion; returns the process exit code."""
+    import helics as h  # noqa: PLC0415
+
+    fed = None
+    try:
+        role = make_role(cfg)  # solvers loaded before connecting: start-up cost stays outside HELICS
+        fed = create_federate({**cfg, "role": "transmission" if cfg["role"] == "tds" else cfg["role"]})
+        role.register(fed)
+        h.helicsFederateEnterExecutingMode(fed)
+        (drive_tds if cfg["role"] == "tds" else drive_event)(fed, role, cfg)
+        h.helicsFederateDisconnect(fed)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded and ends the federation
+        if isinstance(exc, KeyboardInterrupt):
+            exc = FederateError(f"{cfg['name']}: interrupted")
+        log.error("%s: %s: %s", cfg["name"], type(exc).__name__, exc)
+        record_error(cfg, exc)
+        if fed is not None:
+            try:
+                h.helicsFederateGlobalError(fed, 1, f"{cfg['name']}: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the federation may already be gone
+                pass
+        return exc.exit_code if isinstance(exc, HpcsimError) else 3
+    finally:
+        if fed is not None:
+            h.helicsFederateFree(fed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hpcsim.federation.layout import read_config  # noqa: PLC0415
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m hpcsim.dynamics.federate CONFIG.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)
+    logging.getLogger("andes").setLevel(logging.WARNING)
+    return run_federate(read_config(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

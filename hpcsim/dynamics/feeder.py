@@ -1,0 +1,182 @@
+"""The distribution side of a dynamic study: an OpenDSS feeder with DERs as phasor injections.
+
+DER placement (:func:`place_ders`): an energy meter at the feeder head gives every bus its distance; the
+three-phase medium-voltage buses (base above 1 kV, not the source bus) are sorted by distance and the DERs go to
+evenly spaced positions of that list within ``span`` (0.1–1.0: from a tenth of the way out to the far end).
+
+:class:`DerFeeder` compiles the feeder, adds one three-phase ``Generator`` per DER (constant P, unity power
+factor, rated ``kVA``) and, each exchange, sets the source voltage, the DER powers computed by ANDES and the load
+multiplier, solves (regulators and capacitors active) and reports the positive-sequence substation power, the
+DER total and the node-voltage envelope. :meth:`DerFeeder.vsm_solver` is the solve callback of
+:mod:`headroom`: controls frozen (``controlmode=off``), DER powers set, node voltages and line loadings read.
+
+The source voltage is the transmission bus voltage times a fixed substation ratio: with ``feeder_head =
+"model"`` the ratio puts the feeder head at the model's own source setting (1.05 pu for both IEEE feeders) at
+the first exchange, as a fixed-tap substation transformer would; with ``"transmission"`` it is 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpcsim.cases import resolve_feeder
+from hpcsim.distribution import FeederEngine
+from hpcsim.dynamics import DynamicsError
+
+log = logging.getLogger(__name__)
+
+METER = "hpcsim_head"
+
+
+def place_ders(engine: FeederEngine, n: int, span: tuple[float, float]) -> list[str]:
+    """Buses for ``n`` DERs spread by distance over the feeder's three-phase MV buses (see module docstring)."""
+    d = engine.dss
+    if not n:
+        return []
+    d.Lines.First()
+    d.Text.Command(f"New EnergyMeter.{METER} element=Line.{d.Lines.Name()} terminal=1")
+    d.Solution.Solve()
+    source_bus = _source_bus(engine)
+    candidates = []
+    for bus, dist in zip(d.Circuit.AllBusNames(), d.Circuit.AllBusDistances()):
+        d.Circuit.SetActiveBus(bus)
+        if d.Bus.NumNodes() == 3 and d.Bus.kVBase() > 1.0 and bus != source_bus:
+            candidates.append((float(dist), bus))
+    d.Text.Command(f"EnergyMeter.{METER}.enabled=no")
+    if not candidates:
+        raise DynamicsError(f"feeder {engine.model.name} has no three-phase MV bus for DERs")
+    candidates.sort()
+    pos = np.linspace(span[0], span[1], n) * (len(candidates) - 1)
+    return [candidates[int(round(p))][1] for p in pos]
+
+
+def _source_bus(engine: FeederEngine) -> str:
+    d = engine.dss
+    d.Circuit.SetActiveElement(engine.model.source)
+    return d.CktElement.BusNames()[0].split(".")[0]
+
+
+@dataclass(frozen=True)
+class FeederState:
+    """One solve: substation power (positive sequence, one feeder, unscaled), DER total, voltage envelope."""
+
+    p_net_mw: float
+    q_net_mvar: float
+    p_der_mw: float
+    v_min_pu: float
+    v_mean_pu: float
+    v_std_pu: float
+    v_max_pu: float
+    solve_s: float
+
+    @property
+    def s_gross_mva(self) -> complex:
+        """Eq. (4): the feeder's load seen without its DERs (which ANDES models itself): S_net + Σ P_DER."""
+        return complex(self.p_net_mw + self.p_der_mw, self.q_net_mvar)
+
+
+class DerFeeder:
+    """A compiled feeder with DER generators (see module docstring)."""
+
+    def __init__(self, feeder: str, der_buses: list[str], der_names: list[str], der_kva: float, der_kw: float):
+        self.engine = FeederEngine(resolve_feeder(feeder))
+        d = self.dss = self.engine.dss
+        self.name = self.engine.model.name
+        self.source_pu_model = float(d.Vsources.PU())
+        self.der_names = list(der_names)
+        for name, bus in zip(der_names, der_buses):
+            d.Circuit.SetActiveBus(bus)
+            kv_ll = d.Bus.kVBase() * np.sqrt(3.0)
+            self._command(f"New Generator.{name} bus1={bus} phases=3 kV={kv_ll:.4f} kW={der_kw} kVA={der_kva} "
+                          f"pf=1 model=1")
+        d.Solution.Solve()
+        if not d.Solution.Converged():
+            raise DynamicsError(f"feeder {self.name} with its DERs does not converge at its own source voltage")
+        source_bus = _source_bus(self.engine)
+        names = d.Circuit.AllNodeNames()
+        vmag = np.asarray(d.Circuit.AllBusMagPu())
+        self.node_mask = np.array([n.split(".")[0] != source_bus for n in names]) & (vmag > 0.01)
+        self.nodes = [n for n, keep in zip(names, self.node_mask) if keep]
+        self.line_mask = np.array([n.lower().startswith("line.") for n in d.PDElements.AllNames()])
+        self.ratio: float | None = None
+
+    def _command(self, cmd: str) -> None:
+        try:
+            self.dss.Text.Command(cmd)
+        except Exception as exc:  # opendssdirect raises DSSException with the engine's text
+            raise DynamicsError(f"feeder {self.name}: OpenDSS command {cmd!r} failed: {exc}") from None
+
+    def set_der_kw(self, p_mw: np.ndarray) -> None:
+        gens = self.dss.Generators
+        for name, p in zip(self.der_names, p_mw):
+            gens.Name(name)
+            gens.kW(float(p) * 1000.0)
+
+    def source_pu(self, v_bus_pu: float, mode: str) -> float:
+        """The feeder source voltage for a transmission bus voltage (the substation ratio is fixed at first use)."""
+        if self.ratio is None:
+            self.ratio = self.source_pu_model / v_bus_pu if mode == "model" else 1.0
+            log.info("%s: substation ratio %.5f (head %.4f pu at bus voltage %.4f pu)", self.name, self.ratio,
+                     v_bus_pu * self.ratio, v_bus_pu)
+        return v_bus_pu * self.ratio
+
+    def solve(self, v_source_pu: float, angle_deg: float, der_p_mw: np.ndarray, load_mult: float) -> FeederState:
+        d = self.dss
+        d.Vsources.PU(float(v_source_pu))
+        d.Vsources.AngleDeg(float(angle_deg))
+        d.Solution.LoadMult(float(load_mult))
+        self.set_der_kw(der_p_mw)
+        t0 = time.perf_counter()
+        d.Solution.Solve()
+        solve_s = time.perf_counter() - t0
+        if not d.Solution.Converged():
+            raise DynamicsError(f"feeder {self.name} did not converge at V = {v_source_pu:.4f} pu, "
+                                f"load multiplier {load_mult:.3f}")
+        s_pos, _ = self.engine.substation_power_mva()
+        v = np.asarray(d.Circuit.AllBusMagPu())[self.node_mask]
+        return FeederState(float(s_pos.real), float(s_pos.imag), float(np.sum(der_p_mw)), float(v.min()),
+                           float(v.mean()), float(v.std()), float(v.max()), solve_s)
+
+    def node_voltages(self) -> np.ndarray:
+        return np.asarray(self.dss.Circuit.AllBusMagPu())[self.node_mask]
+
+    def line_loadings(self) -> np.ndarray:
+        """Loading of every line in % of its normal rating (max over conductors), NaN-free."""
+        pct = np.asarray(self.dss.PDElements.AllPctNorm(False))[self.line_mask]
+        return np.nan_to_num(pct, nan=0.0, posinf=0.0)
+
+    @contextlib.contextmanager
+    def vsm_solver(self) -> Iterator:
+        """The solve callback for :func:`hpcsim.dynamics.headroom.sensitivity`, controls frozen while it lives."""
+        d = self.dss
+
+        def solve(p_mw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            self.set_der_kw(p_mw)
+            d.Solution.Solve()
+            if not d.Solution.Converged():
+                raise DynamicsError(f"feeder {self.name}: VSM perturbation solve did not converge")
+            return self.node_voltages(), self.line_loadings()
+
+        self._command("set controlmode=off")
+        try:
+            yield solve
+        finally:
+            self._command("set controlmode=static")
+
+
+def base_envelope(feeder: str, v_source_pu: float) -> tuple[float, float]:
+    """(min, max) node voltage of the unmodified feeder (no DERs) at a source voltage: the honest reference."""
+    engine = FeederEngine(resolve_feeder(feeder))
+    engine.dss.Vsources.PU(float(v_source_pu))
+    engine.dss.Solution.Solve()
+    source_bus = _source_bus(engine)
+    names = engine.dss.Circuit.AllNodeNames()
+    v = np.asarray(engine.dss.Circuit.AllBusMagPu())
+    keep = np.array([n.split(".")[0] != source_bus for n in names]) & (v > 0.01)
+    return float(v[keep].min()), float(v[keep].max())

@@ -1,0 +1,168 @@
+"""From a dynamic study to one JSON config per federate: the plan.
+
+Everything a run needs is computed here, once, from the case and the feeder models — never typed in:
+
+- per feeder: the DER buses (:func:`hpcsim.dynamics.feeder.place_ders`), its gross load at the first exchange's
+  operating point (source voltage as the run will set it, DERs at dispatch, load multiplier 1), and the scale
+  ``P_bus / P_feeder,gross`` that makes the feeder's load equal the case's load at its bus (eq. 4: the feeder's
+  DERs are modelled in ANDES, so the transmission side sees the gross load);
+- the AGC frequency bias ``B = -(Σ S_n/R + Σ D_dn S_n) / f0 / 10`` (MW / 0.1 Hz) from the governors and DER droops;
+- the seeded series: load multiplier (one per second for every load) and P_mppt (one per second per DER).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.cases import resolve_feeder
+from hpcsim.distribution import FeederEngine
+from hpcsim.dynamics import DynamicsError, agc, der, droop
+from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
+from hpcsim.dynamics.spec import DynamicsSpec
+from hpcsim.dynamics.tds import read_case, resolve_case
+from hpcsim.study import Study
+
+log = logging.getLogger(__name__)
+
+TRANSMISSION, AGC = "transmission", "agc"
+
+
+def feeder_federate(bus: int) -> str:
+    return f"feeder_{bus}"
+
+
+def der_names(bus: int, n: int) -> list[str]:
+    return [f"DER_{bus}_{j + 1:02d}" for j in range(n)]
+
+
+@dataclass(frozen=True)
+class FeederPlan:
+    bus: int
+    feeder: str
+    der_buses: list[str]
+    der_names: list[str]
+    v_source0_pu: float
+    p_gross0_mw: float
+    q_gross0_mvar: float
+    p_bus_mw: float
+    scale: float
+    base_v_min_pu: float  # the unmodified feeder (no DERs) at the same source voltage
+    base_v_max_pu: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    study: Study
+    spec: DynamicsSpec
+    case_path: str
+    feeders: tuple[FeederPlan, ...]
+    governors: list[dict]
+    bias_mw_per_01hz: float
+    f0_hz: float
+    load_mult: np.ndarray
+    mppt_mw: np.ndarray  # (seconds + 1, n_der)
+
+    @property
+    def federate_names(self) -> list[str]:
+        return [TRANSMISSION, *(feeder_federate(f.bus) for f in self.feeders), AGC]
+
+    @property
+    def n_der(self) -> int:
+        return sum(len(f.der_names) for f in self.feeders)
+
+    def describe(self) -> dict:
+        """The plan's computed quantities, for the summary and the docs."""
+        return {"case": self.case_path, "bias_mw_per_01hz": self.bias_mw_per_01hz, "f0_hz": self.f0_hz,
+                "n_der": self.n_der, "governors": [g["idx"] for g in self.governors],
+                "feeders": [{"bus": f.bus, "feeder": f.feeder, "scale": f.scale, "p_bus_mw": f.p_bus_mw,
+                             "p_gross0_mw": f.p_gross0_mw, "q_gross0_mvar": f.q_gross0_mvar,
+                             "v_source0_pu": f.v_source0_pu, "der_buses": f.der_buses,
+                             "base_v_min_pu": f.base_v_min_pu, "base_v_max_pu": f.base_v_max_pu}
+                            for f in self.feeders]}
+
+
+def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict) -> FeederPlan:
+    if bus not in case["loads"] or case["loads"][bus][0] <= 0:
+        raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
+    n = spec.ders_per_feeder
+    buses = place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
+    names = der_names(bus, n)
+    f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw)
+    v_source = f.source_pu(case["v_pu"][bus], spec.feeder_head)
+    st = f.solve(v_source, 0.0, np.full(n, spec.der_kw / 1000.0), 1.0)
+    p_bus = case["loads"][bus][0]
+    gross = st.s_gross_mva
+    if gross.real <= 0:
+        raise DynamicsError(f"feeder {feeder} at bus {bus} has no positive gross load ({gross.real:.3f} MW)")
+    v_lo, v_hi = base_envelope(feeder, v_source)
+    plan = FeederPlan(bus, feeder, buses, names, v_source, gross.real, gross.imag, p_bus, p_bus / gross.real,
+                      v_lo, v_hi)
+    log.info("bus %d: %s gross %.3f MW -> scale %.3f to %.1f MW; DERs at %s", bus, feeder, gross.real,
+             plan.scale, p_bus, ", ".join(buses))
+    return plan
+
+
+def build_plan(study: Study) -> Plan:
+    spec = study.dynamics
+    if spec is None:
+        raise DynamicsError(f"study {study.name} has no [dynamics] section")
+    case = read_case(study.case)
+    machines = set(case["machines"])
+    if spec.trip_gen and spec.trip_gen not in machines:
+        raise DynamicsError(f"trip_gen {spec.trip_gen!r} is not a machine of the case (have {', '.join(sorted(machines))})")
+    feeders = tuple(_plan_feeder(spec, bus, name, case) for bus, name in spec.feeders)
+    n_der = sum(len(f.der_names) for f in feeders)
+    f0 = case["f0_hz"]
+    governors = case["governors"]
+    slope = droop.governor_slope_mw_per_hz(np.array([g["sn_mva"] for g in governors]),
+                                           np.array([g["r_pu"] for g in governors]), f0)
+    slope += droop.droop_slope_mw_per_hz(ddn_pu=spec.droop_gain_pu, s_rated_mva=np.full(n_der, spec.der_kva / 1000),
+                                         f0_hz=f0)
+    seconds = int(np.ceil(spec.stop_s)) + 1
+    return Plan(
+        study=study, spec=spec, case_path=str(resolve_case(study.case)), feeders=feeders, governors=governors,
+        bias_mw_per_01hz=agc.bias_mw_per_01hz(slope), f0_hz=f0,
+        load_mult=der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed),
+        mppt_mw=der.mppt_series(n_der, seconds, mean_mw=spec.mppt_mean_kw / 1000, std_mw=spec.mppt_std_kw / 1000,
+                                p_cap_mw=spec.der_kva / 1000, seed=spec.seed),
+    )
+
+
+def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
+    """One JSON-able config per federate (transmission, one per feeder, AGC)."""
+    s = plan.spec
+    every = s.every
+    exchanges = int(round(s.stop_s / s.exchange_s)) + 1
+    common = {
+        "study": plan.study.name, "run_dir": str(run_dir), "network": network, "control_s": s.control_s,
+        "ticks": s.ticks, "exchange_ticks": every(s.exchange_s), "agc_ticks": every(s.agc_s),
+        "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
+        "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz, "governors": plan.governors,
+        "load_mult": plan.load_mult[:exchanges].tolist(),
+    }
+    configs = {TRANSMISSION: {
+        **common, "name": TRANSMISSION, "role": "tds", "broker_address": broker_of[TRANSMISSION],
+        "case": plan.case_path, "tds_step_s": s.tds_step_s, "droop_gain_pu": s.droop_gain_pu,
+        "pfr_deadband_hz": s.pfr_deadband_hz, "balance_gen": s.balance_gen, "trip_gen": s.trip_gen,
+        "trip_s": s.trip_s, "bias_mw_per_01hz": plan.bias_mw_per_01hz, "mppt_mw": plan.mppt_mw.tolist(),
+        "feeder_of_bus": {str(f.bus): f.feeder for f in plan.feeders},
+        "feeders": [{"bus": f.bus, "der_names": f.der_names, "scale": f.scale,
+                     "p0_mw": f.scale * f.p_gross0_mw, "q0_mvar": f.scale * f.q_gross0_mvar} for f in plan.feeders],
+    }}
+    for f in plan.feeders:
+        name = feeder_federate(f.bus)
+        configs[name] = {
+            **common, "name": name, "role": "dfeeder", "broker_address": broker_of[name], "bus": f.bus,
+            "feeder": f.feeder, "der_buses": f.der_buses, "der_names": f.der_names, "scale": f.scale,
+            "feeder_head": s.feeder_head, "v_min_pu": s.v_min_pu, "v_max_pu": s.v_max_pu, "vsm_dp_kw": s.vsm_dp_kw,
+        }
+    configs[AGC] = {
+        **common, "name": AGC, "role": "agc", "broker_address": broker_of[AGC], "agc": s.agc, "agc_s": s.agc_s,
+        "agc_kp": s.agc_kp, "agc_ki": s.agc_ki, "agc_deadband_hz": s.agc_deadband_hz,
+        "agc_limit_mw": s.agc_limit_mw, "der_agc_share": s.der_agc_share, "n_der": plan.n_der,
+    }
+    return configs

@@ -1,0 +1,145 @@
+"""Figures of a dynamic run (matplotlib, Agg), in the style of the paper's Figs. 7–14, written into the run folder.
+
+- ``frequency.png``: system (centre-of-inertia) frequency, its distribution, and the load multiplier;
+- ``ace.png``: ACE and the area control signal of the AGC;
+- ``der_power.png``: one DER per feeder — output, base + PFR + SFR request, P_mppt and VSM limits, PFR and SFR;
+- ``feeder_voltage.png``: per feeder, mean ± one standard deviation (shaded) and min / max (dashed) node voltage.
+
+``python -m hpcsim.dynamics.plots RUN_A RUN_B ... -o compare.png`` overlays the frequency of several runs
+(e.g. a generation trip with and without AGC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.output.parquet import read_table
+
+log = logging.getLogger(__name__)
+
+
+def _plt():
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def _df(run_dir: Path, table: str):
+    t = read_table(run_dir / "outputs", table)
+    return t.to_pandas().sort_values("time_s") if t.num_rows else None
+
+
+def write_figures(run_dir: str | Path) -> list[Path]:
+    run_dir = Path(run_dir)
+    plt = _plt()
+    written = []
+    freq, ace, ders, volts = (_df(run_dir, t) for t in ("frequency", "ace", "der", "feeder_voltage"))
+    if freq is not None:
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [3, 1, 2]})
+        axes[0].plot(freq.time_s, freq.f_hz, lw=1)
+        axes[0].set(xlabel="time (s)", ylabel="frequency (Hz)", title="system frequency (COI)")
+        axes[1].hist(freq.f_hz, bins=30, orientation="horizontal", color="tab:blue", alpha=0.7)
+        axes[1].set(xlabel="samples", title="distribution")
+        axes[2].step(freq.time_s, freq.load_mult, where="post", color="tab:gray")
+        axes[2].set(xlabel="time (s)", ylabel="load multiplier", title="load variation")
+        written.append(_save(fig, run_dir / "frequency.png"))
+    if ace is not None:
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        ax.plot(ace.time_s, ace.ace_mw, label="ACE")
+        ax.step(ace.time_s, ace.acs_mw, where="post", label="area control signal")
+        ax.step(ace.time_s, ace.p_der_mw, where="post", label="DER share of AGC")
+        ax.set(xlabel="time (s)", ylabel="MW", title="AGC")
+        ax.legend()
+        written.append(_save(fig, run_dir / "ace.png"))
+    if ders is not None:
+        written.append(_der_figure(plt, ders, run_dir / "der_power.png"))
+    if volts is not None:
+        written.append(_voltage_figure(plt, volts, run_dir / "feeder_voltage.png"))
+    plt.close("all")
+    return written
+
+
+def _der_figure(plt, ders, path: Path) -> Path:
+    first = ders.groupby("feeder")["der"].min()
+    fig, axes = plt.subplots(len(first), 2, figsize=(13, 3.6 * len(first)), squeeze=False)
+    for row, (feeder, name) in enumerate(first.items()):
+        d = ders[ders.der == name]
+        ax = axes[row, 0]
+        ax.plot(d.time_s, d.p_mw, lw=2, label="output")
+        ax.plot(d.time_s, d.p_base_mw + d.p_pfr_mw + d.p_sfr_mw, ls=":", label="base + PFR + SFR")
+        ax.step(d.time_s, d.p_mppt_mw, where="post", label="P_mppt")
+        ax.step(d.time_s, d.p_vsm_mw, where="post", ls="--", label="VSM max")
+        ax.axhline(d.p_cap_mw.iloc[0], color="k", lw=0.8, label="P_cap")
+        ax.set(title=f"{name} ({feeder})", xlabel="time (s)", ylabel="MW")
+        ax.legend(fontsize=8, ncol=3)
+        ax = axes[row, 1]
+        ax.plot(d.time_s, d.p_pfr_mw, label="PFR (droop)")
+        ax.step(d.time_s, d.p_sfr_mw, where="post", label="SFR (AGC)")
+        ax.set(title="frequency response", xlabel="time (s)", ylabel="MW")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _voltage_figure(plt, volts, path: Path) -> Path:
+    feeders = list(dict.fromkeys(volts.feeder))
+    fig, axes = plt.subplots(1, len(feeders), figsize=(6.5 * len(feeders), 3.8), squeeze=False)
+    for ax, feeder in zip(axes[0], feeders):
+        v = volts[volts.feeder == feeder]
+        ax.plot(v.time_s, v.v_mean_pu, label="mean")
+        ax.fill_between(v.time_s, v.v_mean_pu - v.v_std_pu, v.v_mean_pu + v.v_std_pu, alpha=0.3, label="±1 std")
+        ax.plot(v.time_s, v.v_min_pu, "k--", lw=0.8, label="min / max")
+        ax.plot(v.time_s, v.v_max_pu, "k--", lw=0.8)
+        for lim in (0.95, 1.05):
+            ax.axhline(lim, color="tab:red", lw=0.6)
+        ax.set(title=f"{feeder} (bus {int(v.bus.iloc[0])})", xlabel="time (s)", ylabel="node voltage (pu)")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def compare_frequency(run_dirs: list[Path], labels: list[str], path: Path) -> Path:
+    """Overlay the frequency of several runs (the paper's Fig. 12: with and without AGC)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for run_dir, label in zip(run_dirs, labels):
+        f = _df(Path(run_dir), "frequency")
+        if f is not None:
+            ax.plot(f.time_s, f.f_hz, label=label)
+    ax.axhline(60.0, color="k", lw=0.6)
+    ax.set(xlabel="time (s)", ylabel="frequency (Hz)", title="frequency response")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="overlay the frequency of dynamic runs")
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    labels = []
+    for r in args.runs:
+        try:
+            s = json.loads((r / "summary.json").read_text())
+            labels.append(f"{s['study']} (AGC {'on' if s.get('agc') else 'off'})")
+        except (OSError, json.JSONDecodeError, KeyError):
+            labels.append(r.name)
+    compare_frequency(args.runs, labels, args.out)
+    log.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

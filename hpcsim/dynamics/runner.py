@@ -1,0 +1,140 @@
+"""``hpcsim run`` for a study with a ``[dynamics]`` section: plan, brokers and federates as real processes,
+Parquet outputs, ``summary.json`` and figures in the run folder.
+
+Run folder (as for steady-state runs)::
+
+    study.toml  plan.json  configs/*.json  logs/*.log  outputs/<table>/federate=*/part-*.parquet
+    errors/*.json (on failure)  progress.json  summary.json  *.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hpcsim.errors import FederateError, StudyError
+from hpcsim.federation.brokers import broker_binary
+from hpcsim.federation.layout import write_configs
+from hpcsim.federation.processes import ProcessGroup
+from hpcsim.federation.runner import POLL_S, _raise_on_term, _root_cause, default_run_dir, local_hierarchy
+from hpcsim.output.summary import write_summary
+from hpcsim.study import Study
+
+log = logging.getLogger(__name__)
+
+
+def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: bool = True,
+                      plots: bool = True) -> dict:
+    """Run a dynamic study on this machine; returns the summary (also in ``<run_dir>/summary.json``)."""
+    from hpcsim.dynamics.plan import build_plan, federate_configs  # noqa: PLC0415
+    from hpcsim.dynamics.summary import build_summary  # noqa: PLC0415
+
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir or default_run_dir(study)).resolve()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise StudyError(f"output folder {run_dir} exists and is not empty")
+    plan = build_plan(study)
+    plan_s = time.perf_counter() - t_start
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if study.source is not None:
+        shutil.copyfile(study.source, run_dir / "study.toml")
+    (run_dir / "plan.json").write_text(json.dumps(plan.describe(), indent=1))
+    names = plan.federate_names
+    hierarchy = local_hierarchy(names, study.sub_brokers, f"{int(time.time() * 1000) % 10**9}")
+    paths = write_configs(federate_configs(plan, run_dir, hierarchy.broker_of), run_dir)
+    (run_dir / "configs" / "brokers.json").write_text(json.dumps(
+        [{"name": b.name, "argv": b.argv(loglevel="warning")} for b in hierarchy.brokers], indent=1))
+    log.info("%s: dynamic study, %g s, %d feeders, %d DERs, AGC %s -> %s", study.name, plan.spec.stop_s,
+             len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)
+
+    old_term = signal.signal(signal.SIGTERM, _raise_on_term)
+    completed = False
+    peak = {"rss_mb": 0.0}
+    t_federation = time.perf_counter()
+    try:
+        with ProcessGroup(run_dir / "logs") as group:
+            binary = broker_binary()
+            for b in hierarchy.brokers:
+                group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
+            for name in names:
+                group.start(name, [sys.executable, "-m", "hpcsim.dynamics.federate", str(paths[name])])
+            _watch(group, names, run_dir, plan.spec.ticks, show_progress, peak)
+            completed = True
+            brokers = [n for n in group.procs if n.endswith("_broker")]
+            if not group.wait(brokers, timeout_s=10.0):
+                log.warning("broker still running 10 s after the federates finished; stopping it")
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        wall_s = time.perf_counter() - t_start
+        try:
+            summary = build_summary(run_dir, plan, completed=completed, wall_s=wall_s, plan_s=plan_s,
+                                    federation_s=time.perf_counter() - t_federation, peak_rss_mb=peak["rss_mb"])
+            write_summary(run_dir, summary)
+            if plots and completed:
+                from hpcsim.dynamics.plots import write_figures  # noqa: PLC0415
+
+                summary["figures"] = [p.name for p in write_figures(run_dir)]
+                write_summary(run_dir, summary)
+        except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
+            log.warning("could not write the summary of %s: %s", run_dir, exc)
+            summary = {}
+    return summary
+
+
+def _watch(group: ProcessGroup, names: list[str], run_dir: Path, ticks: int, show: bool, peak: dict) -> None:
+    """Poll until every federate exits 0; raise on the first failure; track the peak total RSS."""
+    progress_file = run_dir / "progress.json"
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), disable=not show, transient=False) as bar:
+        task = bar.add_task("dynamic co-simulation", total=ticks, info="starting")
+        while True:
+            peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
+            failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
+            if failed:
+                time.sleep(0.3)  # let the other federates record whether they were the cause
+                raise _root_cause(run_dir, group.failed())
+            if not group.running(names):
+                break
+            try:
+                p = json.loads(progress_file.read_text())
+                bar.update(task, completed=p["tick"], info=f"t = {p['t_s']:.1f} s")
+            except (OSError, json.JSONDecodeError, KeyError):
+                pass
+            time.sleep(POLL_S)
+        bar.update(task, completed=ticks, info="done")
+    if names[0] not in group.procs:
+        raise FederateError("no transmission federate was started")
+
+
+def print_dynamic_summary(summary: dict) -> None:
+    """One paragraph and the Table I comparison on the terminal."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console()
+    f, a, tm = summary["frequency"], summary["ace"], summary["timing"]
+    console.print(
+        f"[bold]{summary['study']}[/]: {summary['stop_s']:g} s simulated, {summary['n_der']} DERs, "
+        f"AGC {'on' if summary['agc'] else 'off'}; wall {tm['wall_s']:.1f} s "
+        f"({tm['sim_s_per_wall_s']:.1f} simulated s per wall s; transmission loop {tm['sim_s_per_loop_s']:.1f}); "
+        f"ANDES {tm['andes_s']:.2f} s, OpenDSS {tm['opendss_solve_s'] + tm['opendss_vsm_s']:.2f} s, "
+        f"LP {tm['lp_s']:.2f} s, coupling {tm['coupling_s']:.2f} s"
+    )
+    table = Table(title="frequency and ACE (this run | paper Table I)")
+    for col in ("", "mean", "std", "min", "max"):
+        table.add_column(col, justify="right")
+    for label, block, fmt in (("frequency (Hz)", f, "{:.3f}"), ("ACE (MW)", a, "{:.3f}")):
+        table.add_row(label, *(f"{fmt.format(block[k])} | {fmt.format(block['paper'][k])}"
+                               for k in ("mean", "std", "min", "max")))
+    console.print(table)
+    for fd in summary["feeders"]:
+        console.print(f"bus {fd['bus']} {fd['feeder']}: scale {fd['scale']:.3f}, node voltages "
+                      f"{fd['v_min_pu']:.4f}–{fd['v_max_pu']:.4f} pu (unmodified feeder {fd['base_v_min_pu']:.4f}–"
+                      f"{fd['base_v_max_pu']:.4f}), headroom mean {fd['headroom_mw']['mean']:.3f} MW")

@@ -1,0 +1,263 @@
+"""The transmission side of a dynamic study: an ANDES time-domain simulation stepped in control intervals.
+
+:class:`DynamicGrid` loads an ANDES case (constant-power loads), adds per feeder bus a static generator, a bus
+frequency measurement and one ``DERFR`` per DER (:mod:`andes_der`), lowers the balancing generator by the total
+DER dispatch, optionally schedules a machine trip (ANDES ``Toggle``), solves the power flow and initializes the
+TDS with a fixed step (two cycles). It is then advanced by raising ``TDS.config.tf``; between advances the
+feeder loads (``PQ.Ppf/Qpf``), the DER limits (``pmx``), the DER AGC set points (``Pext0``) and the governors'
+AGC inputs (``TGOV1.paux0``) are written in place.
+
+ANDES's rotor-angle stability criterion is switched off: after a trip the tripped machine's angle is no longer
+meaningful and would stop the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.dynamics import DynamicsError, andes_der
+from hpcsim.errors import CaseError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_case(case: str) -> Path:
+    """An ANDES case: an existing path, or a path relative to ANDES's bundled cases (``ieee14/ieee14_full.xlsx``)."""
+    path = Path(case)
+    if path.is_file():
+        return path.resolve()
+    import andes  # noqa: PLC0415
+
+    try:
+        return Path(andes.get_case(case))
+    except FileNotFoundError:
+        raise CaseError(f"ANDES case {case!r} is neither a file nor a case bundled with ANDES") from None
+
+
+@dataclass(frozen=True)
+class DerGroup:
+    """The DERs at one transmission bus (one feeder)."""
+
+    bus: int
+    names: tuple[str, ...]
+    kva: float
+    kw: float
+
+
+def _load(case: str, options: dict):
+    andes = andes_der.transmission._quiet_andes()
+    logging.getLogger("andes").setLevel(logging.WARNING)  # its debug calls cost ~5 % of a TDS step otherwise
+    try:
+        ss = andes.load(str(resolve_case(case)), setup=False, **options)
+    except CaseError:
+        raise
+    except Exception as exc:  # ANDES raises plain exceptions for unreadable files
+        raise CaseError(f"ANDES cannot read case {case}: {exc}") from None
+    ss.PQ.config.p2p, ss.PQ.config.q2q, ss.PQ.config.p2z, ss.PQ.config.q2z = 1.0, 1.0, 0.0, 0.0
+    return ss
+
+
+def read_case(case: str) -> dict:
+    """What a plan needs from the case, without DERs: bus loads and voltages (power flow), governors, static
+    generator dispatch."""
+    andes_der.prepare()
+    ss = _load(case, andes_der.andes_options())
+    ss.setup()
+    if not ss.PFlow.run():
+        raise DynamicsError(f"ANDES power flow of {case} did not converge")
+    sb = float(ss.config.mva)
+    loads: dict[int, list[float]] = {}
+    for bus, p, q in zip(ss.PQ.bus.v, ss.PQ.p0.v, ss.PQ.q0.v):
+        acc = loads.setdefault(int(bus), [0.0, 0.0])
+        acc[0] += float(p) * sb
+        acc[1] += float(q) * sb
+    syn_sn = dict(zip(ss.GENROU.idx.v, ss.GENROU.Sn.v))
+    governors = [{"idx": i, "syn": s, "r_pu": float(r), "sn_mva": float(syn_sn[s])}
+                 for i, s, r in zip(ss.TGOV1.idx.v, ss.TGOV1.syn.v, ss.TGOV1.R.v) if s in syn_sn]
+    statics = {str(i): float(p) * sb for i, p in zip(ss.PV.idx.v, ss.PV.p0.v)}
+    return {"s_base_mva": sb, "loads": loads, "governors": governors, "static_gen_mw": statics,
+            "machines": [str(i) for i in ss.GENROU.idx.v], "f0_hz": float(ss.config.freq),
+            "v_pu": {int(b): float(v) for b, v in zip(ss.Bus.idx.v, ss.Bus.v.v)}}
+
+
+class DynamicGrid:
+    """An ANDES TDS with DERs at the feeder buses (see module docstring)."""
+
+    def __init__(self, case: str, *, ders: list[DerGroup], bus_loads: dict[int, tuple[float, float]],
+                 droop_gain_pu: float, deadband_hz: float, pmx_mw: np.ndarray, balance_gen: str,
+                 trip_gen: str, trip_s: float, tds_step_s: float, governors: list[str]):
+        t0 = time.perf_counter()
+        andes_der.prepare()
+        ss = self.ss = _load(case, andes_der.andes_options())
+        self.ders = ders
+        self.der_names = [n for g in ders for n in g.names]
+        self._add_ders(ss, ders, droop_gain_pu, deadband_hz, pmx_mw)
+        if trip_gen:
+            ss.add("Toggle", {"idx": "hpcsim_trip", "model": "GENROU", "dev": trip_gen, "t": float(trip_s)})
+        ss.setup()
+        self.sb = float(ss.config.mva)
+        self._redispatch(ss, balance_gen, sum(len(g.names) * g.kw for g in ders) / 1000.0)
+        self._pq = {b: [i for i, pb in enumerate(ss.PQ.bus.v) if int(pb) == b] for b in bus_loads}
+        for b, at in self._pq.items():
+            if not at:
+                raise CaseError(f"feeder bus {b} has no load (PQ) in {case}")
+        self.set_bus_loads(bus_loads, pflow=True)
+        self._other_pq = [i for i in range(ss.PQ.n) if not any(i in at for at in self._pq.values())]
+        self._p_other0 = np.asarray(ss.PQ.p0.v)[self._other_pq].copy()
+        self._q_other0 = np.asarray(ss.PQ.q0.v)[self._other_pq].copy()
+        self._solve_pf_unity_der(ss)
+        self.load_s = time.perf_counter() - t0
+        tds = ss.TDS.config
+        tds.tstep, tds.fixt, tds.criteria, tds.no_tqdm, tds.tf = tds_step_s, 1, 0, 1, 0.0
+        ss.TDS.init()
+        if not ss.TDS.initialized:
+            raise DynamicsError(f"ANDES TDS of {case} did not initialize with the DERs added")
+        self.gov_pos = [list(ss.TGOV1.idx.v).index(g) for g in governors]
+        self._m = np.asarray(ss.GENROU.M.v) * np.asarray(ss.GENROU.Sn.v)
+        self._omega_addr = np.asarray(ss.GENROU.omega.a)
+        self._t_read = 0.0
+        self.f0_hz = float(ss.config.freq)
+
+    @staticmethod
+    def _add_ders(ss, ders: list[DerGroup], ddn: float, db_hz: float, pmx_mw: np.ndarray) -> None:
+        vn = dict(zip(ss.Bus.idx.v, ss.Bus.Vn.v))
+        busf = {int(b): i for i, b in zip(ss.BusFreq.idx.v, ss.BusFreq.bus.v)}
+        k = 0
+        for g in ders:
+            n = len(g.names)
+            if not n:
+                continue
+            p_mw = n * g.kw / 1000.0
+            ss.add("PV", {"idx": f"DERG_{g.bus}", "name": f"DERG_{g.bus}", "bus": g.bus, "Sn": n * g.kva / 1000.0,
+                          "Vn": vn[g.bus], "p0": p_mw / ss.config.mva, "q0": 0.0, "pmax": 1.0, "pmin": 0.0,
+                          "qmax": 1.0, "qmin": -1.0, "v0": 1.0})
+            if g.bus not in busf:
+                busf[g.bus] = f"BusFreq_der_{g.bus}"
+                ss.add("BusFreq", {"idx": busf[g.bus], "bus": g.bus, "Tf": 0.02, "Tw": 0.02})
+            for name in g.names:
+                ss.add(andes_der.MODEL, {"idx": name, "name": name, "bus": g.bus, "gen": f"DERG_{g.bus}",
+                                         "Sn": g.kva / 1000.0, "busf": busf[g.bus], "gammap": 1.0 / n,
+                                         "gammaq": 1.0 / n, "ddn": ddn, "dbuf": db_hz, "dbof": db_hz,
+                                         "pmx": pmx_mw[k] / (g.kva / 1000.0)})
+                k += 1
+
+    def _redispatch(self, ss, balance_gen: str, der_mw: float) -> None:
+        """Lower the balancing generator by the DER dispatch (the paper: Gen 5, 35 -> 25 MW); its governor's
+        lower limit follows if the new dispatch is below it."""
+        self.balance = {}
+        if der_mw <= 0:
+            return
+        ids = [str(i) for i in ss.PV.idx.v]
+        if balance_gen not in ids:
+            raise CaseError(f"balance_gen {balance_gen!r} is not a PV generator of the case (have {', '.join(ids)})")
+        pos = ids.index(balance_gen)
+        before = float(ss.PV.p0.v[pos]) * self.sb
+        ss.PV.p0.v[pos] = (before - der_mw) / self.sb
+        self.balance = {"gen": balance_gen, "p_before_mw": before, "p_after_mw": before - der_mw}
+        syn = [s for s, g in zip(ss.GENROU.idx.v, ss.GENROU.gen.v) if str(g) == balance_gen]
+        for i, s in enumerate(ss.TGOV1.syn.v):
+            if s in syn:
+                pu = (before - der_mw) / float(ss.GENROU.Sn.v[list(ss.GENROU.idx.v).index(s)])
+                ss.TGOV1.VMIN.v[i] = min(float(ss.TGOV1.VMIN.v[i]), pu)
+        log.info("generator %s redispatched %.1f -> %.1f MW for %.1f MW of DERs", balance_gen, before,
+                 before - der_mw, der_mw)
+
+    def _solve_pf_unity_der(self, ss) -> None:
+        """Power flow; the DERs' static generators get the voltage set point at which they make no reactive
+        power (Newton on v0 with a finite-difference slope), so DERs start at unity power factor."""
+        if not ss.PFlow.run():
+            raise DynamicsError("ANDES power flow of the dynamic case did not converge")
+        gens = [i for i, idx in enumerate(ss.PV.idx.v) if str(idx).startswith("DERG_")]
+        if not gens:
+            return
+        for _ in range(6):
+            q = np.asarray(ss.PV.q.v)[gens].copy()
+            if np.max(np.abs(q)) < 1e-6:
+                break
+            ss.PV.v0.v[gens] += 1e-3
+            ss.PFlow.run()
+            slope = (np.asarray(ss.PV.q.v)[gens] - q) / 1e-3
+            ss.PV.v0.v[gens] -= 1e-3 + q / slope
+            ss.PFlow.run()
+        if not ss.PFlow.converged:
+            raise DynamicsError("ANDES power flow with the DERs at unity power factor did not converge")
+
+    # --- written between advances -------------------------------------------------------------------------
+    def set_bus_loads(self, loads_mw: dict[int, tuple[float, float]], pflow: bool = False) -> None:
+        """Total (P MW, Q Mvar) at each feeder bus; the bus's first PQ carries it (power flow: p0/q0; TDS: Ppf/Qpf)."""
+        p_name, q_name = ("p0", "q0") if pflow else ("Ppf", "Qpf")
+        p_arr, q_arr = getattr(self.ss.PQ, p_name).v, getattr(self.ss.PQ, q_name).v
+        for b, (p, q) in loads_mw.items():
+            first, *rest = self._pq[b]
+            p_arr[first], q_arr[first] = p / self.sb, q / self.sb
+            for other in rest:
+                p_arr[other] = q_arr[other] = 0.0
+
+    def scale_other_loads(self, mult: float) -> None:
+        """Every load that is not a feeder follows the load multiplier."""
+        self.ss.PQ.Ppf.v[self._other_pq] = self._p_other0 * mult
+        self.ss.PQ.Qpf.v[self._other_pq] = self._q_other0 * mult
+
+    def set_der_limits(self, pmx_mw: np.ndarray) -> None:
+        if self.der_names:
+            self.ss.DERFR.pmx.v[:] = np.asarray(pmx_mw) / self.sb
+
+    def set_der_agc(self, p_mw: np.ndarray) -> None:
+        if self.der_names:
+            self.ss.DERFR.Pext0.v[:] = np.asarray(p_mw) / self.sb
+
+    def set_governor_paux(self, paux_pu: np.ndarray) -> None:
+        self.ss.TGOV1.paux0.v[self.gov_pos] = paux_pu
+
+    # --- advance and read ------------------------------------------------------------------------------------
+    def advance(self, t_s: float) -> float:
+        """Integrate to ``t_s``; returns the wall time."""
+        t0 = time.perf_counter()
+        self.ss.TDS.config.tf = t_s
+        self.ss.TDS.run()
+        if self.ss.dae.t + 1e-9 < t_s or self.ss.exit_code != 0:
+            raise DynamicsError(f"ANDES TDS stopped at t = {float(self.ss.dae.t):.4f} s before {t_s:g} s")
+        return time.perf_counter() - t0
+
+    def coi_hz(self, omega: np.ndarray) -> float:
+        """Centre-of-inertia frequency of the online machines (weights M · S_n)."""
+        w = self._m * np.asarray(self.ss.GENROU.u.v)
+        return float(self.f0_hz * np.dot(w, omega) / w.sum())
+
+    def new_frequency_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times, COI frequency in Hz) of every TDS step since the last call."""
+        xs = self.ss.dae.ts._xs
+        times = [t for t in xs if t > self._t_read + 1e-9]
+        if not times:
+            return np.zeros(0), np.zeros(0)
+        self._t_read = times[-1]
+        f = [self.coi_hz(xs[t][self._omega_addr]) for t in times]
+        # ANDES re-packs its whole in-memory history at the end of every run(): keep it to one interval
+        self.ss.dae.ts.reset()
+        return np.asarray(times), np.asarray(f)
+
+    def frequency_hz(self) -> float:
+        return self.coi_hz(np.asarray(self.ss.GENROU.omega.v))
+
+    def online(self) -> np.ndarray:
+        """Status (1/0) of each governor's machine, in ``governors`` order."""
+        syn = [self.ss.TGOV1.syn.v[i] for i in self.gov_pos]
+        ids = list(self.ss.GENROU.idx.v)
+        return np.array([self.ss.GENROU.u.v[ids.index(s)] for s in syn], dtype=float)
+
+    def bus_voltage(self, bus: int) -> complex:
+        pos = list(self.ss.Bus.idx.v).index(bus)
+        return complex(self.ss.Bus.v.v[pos] * np.exp(1j * self.ss.Bus.a.v[pos]))
+
+    def der_state_mw(self) -> dict[str, np.ndarray]:
+        """Per DER (MW): base set point, droop (PFR), AGC (SFR), limit and output."""
+        if not self.der_names:
+            return {k: np.zeros(0) for k in ("p_base", "p_pfr", "p_sfr", "p_limit", "p")}
+        d = self.ss.DERFR
+        return {"p_base": d.pref0.v * self.sb, "p_pfr": d.DB_y.v * self.sb, "p_sfr": d.Pext0.v * self.sb,
+                "p_limit": d.pmx.v * self.sb, "p": d.Pout_y.v * self.sb}
