@@ -116,7 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                  f"iterations {max(its, default=0)}, wall {summary.get('wall_s', 0):.1f} s")
     elif run.is_dir():
         line += f"; run folder {run}"
-    cause = root_cause(run) if run.is_dir() else None
+    cause = str(root_cause(run) or "") if run.is_dir() else None
     if cause:
         line += f"; cause: {cause}"
     sys.stdout.write(line + "\n")

@@ -1,8 +1,12 @@
-"""Last step of a SLURM job: ``python -m hpcsim.hpc.finish RUN_DIR --plan PLAN --wall-s S [--failed]``.
+"""Last step of a SLURM job: ``python -m hpcsim.hpc.finish RUN_DIR --plan PLAN --wall-s S [--failed STATUS]``.
 
 Builds ``<run>/summary.json`` from the Parquet outputs exactly as the local runner does
 (:func:`hpcsim.output.summary.build_summary`), so a job's run folder reads like one from ``hpcsim run``. The job
-script runs it after every step succeeded, or with ``--failed`` (``converged: false``) after a step failed.
+script runs it after every step succeeded, or with ``--failed STATUS`` (``converged: false``) after a step
+ended with STATUS. Then it prints the first federate error and exits with that error's code, as ``hpcsim run``
+would (3 a federate failed, 4 no convergence), or with STATUS if no federate recorded one: which step SLURM
+reports first is a race (a rank killed by ``--kill-on-bad-exit`` ends with 143 as often as the failing one
+with its own code), the recorded cause is not.
 Peak memory is the sum of every federate's own peak (the runner samples the total instead).
 """
 
@@ -22,13 +26,13 @@ from hpcsim.hpc.plan import Plan
 log = logging.getLogger(__name__)
 
 
-def root_cause(run_dir: Path) -> str | None:
+def root_cause(run_dir: Path) -> HpcsimError | None:
     """The first real error a federate recorded under ``<run>/errors/`` (the local runner's reading), or None."""
     from hpcsim.federation.runner import _root_cause  # noqa: PLC0415 - one reading of errors/*.json for both
 
     if not any((run_dir / "errors").glob("*.json")):
         return None
-    return str(_root_cause(run_dir, []))
+    return _root_cause(run_dir, [])
 
 
 def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
@@ -54,21 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--plan", type=Path, required=True)
     parser.add_argument("--wall-s", type=float, default=0.0, help="wall time of the federation (seconds)")
-    parser.add_argument("--failed", action="store_true", help="a step failed: converged = false")
+    parser.add_argument("--failed", type=int, default=None, metavar="STATUS",
+                        help="a step ended with STATUS: converged = false, exit with the cause's code")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         plan = Plan.from_dict(json.loads(args.plan.read_text()))
-        summary = finish(args.run_dir, plan, args.wall_s, args.failed)
+        summary = finish(args.run_dir, plan, args.wall_s, args.failed is not None)
+        log.info("%s: %s, %d step(s) -> %s", summary["study"], "converged" if summary["converged"] else "FAILED",
+                 len(summary["steps"]), args.run_dir / "summary.json")
     except (HpcsimError, OSError, json.JSONDecodeError) as exc:
         print(f"hpcsim: error: cannot write {args.run_dir / 'summary.json'}: {exc}", file=sys.stderr)
-        return 2
-    log.info("%s: %s, %d step(s) -> %s", summary["study"], "converged" if summary["converged"] else "FAILED",
-             len(summary["steps"]), args.run_dir / "summary.json")
-    cause = root_cause(args.run_dir) if args.failed else None
-    if cause:
-        print(f"hpcsim: {cause}", file=sys.stderr)
-    return 0
+        if args.failed is None:
+            return 2
+    if args.failed is None:
+        return 0
+    cause = root_cause(args.run_dir)
+    if cause is None:
+        return args.failed
+    print(f"hpcsim: error: {cause}", file=sys.stderr)
+    return cause.exit_code
 
 
 if __name__ == "__main__":

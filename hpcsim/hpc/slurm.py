@@ -127,8 +127,8 @@ FINISH=("$PYTHON" -m hpcsim.hpc.finish "$RUN" --plan "$JOB_DIR/plan.json" --wall
 if [ "$status" -ne 0 ]; then
   echo "hpcsim: a job step failed (exit $status) after ${WALL} s; stopping the others (logs in $RUN/logs)" >&2
   stop_steps
-  "${FINISH[@]}" --failed
-  exit "$status"
+  "${FINISH[@]}" --failed "$status"  # exits with the first federate error's code (3, 4) or this status
+  exit $?
 fi
 "${FINISH[@]}" || exit $?
 echo "hpcsim: done in ${WALL} s: $RUN/summary.json"

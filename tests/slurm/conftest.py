@@ -16,7 +16,7 @@ import pytest
 
 from .local_cluster import LocalSlurm, unavailable_reason
 
-MIN_CPUS = 4  # brokers (overlapping), transmission and two feeder ranks
+NEEDED_CPUS = 4  # brokers (overlapping), transmission and two feeder ranks
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def slurm():
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%c %m"], capture_output=True, text=True, check=True).stdout
         cpus, mem_mb = (int(x.rstrip("+")) for x in out.split()[:2])
-        if cpus < MIN_CPUS:
-            pytest.skip(f"the SLURM node has {cpus} CPUs; these tests need {MIN_CPUS}")
+        if cpus < NEEDED_CPUS:
+            pytest.skip(f"the SLURM node has {cpus} CPUs; these tests need {NEEDED_CPUS}")
         yield Slurm(cluster.conf, cpus, mem_mb / 1024)
     finally:
         if old is None:

@@ -107,13 +107,27 @@ def test_failing_feeder_step_ends_the_job_promptly_as_failed(slurm, tmp_path):
     job_id = sl.submit(job)
     status = sl.wait_for(job_id, timeout_s=60, poll_s=0.5)
     elapsed = time.monotonic() - t0
-    assert status.state == "FAILED" and status.exit_code == "2:0", status
+    # a federate failed: 3, as `hpcsim run` (whichever step SLURM saw end first)
+    assert status.state == "FAILED" and status.exit_code == "3:0", status
     assert elapsed < 60
     r = hpcsim("jobs", "status", str(job), "--wait", "--timeout", "10")
     assert r.returncode == 3
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith(f"hpcsim: error: job {job_id} ended FAILED (exit 2:0); federate feeders_00")
+    assert line.startswith(f"hpcsim: error: job {job_id} ended FAILED (exit {status.exit_code}); federate feeders_00")
     assert "CaseError: feeder file" in line
     summary = json.loads((job / "run" / "summary.json").read_text())
     assert summary["converged"] is False
+    assert gone(job / "run", job_id) == []
+
+
+def test_a_job_that_does_not_converge_exits_4_like_hpcsim_run(slurm, tmp_path):
+    job = tmp_path / "noconv"
+    render_job(load_study(BUS8).with_overrides(max_iterations=1),
+               Cluster(1, slurm.cpus, slurm.mem_gb, walltime="00:05:00", ranks=2), job)
+    job_id = sl.submit(job)
+    status = sl.wait_for(job_id, timeout_s=60, poll_s=0.5)
+    assert (status.state, status.exit_code) == ("FAILED", "4:0")
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert "federate transmission failed: ConvergenceError" in out
+    assert json.loads((job / "run" / "summary.json").read_text())["converged"] is False
     assert gone(job / "run", job_id) == []
