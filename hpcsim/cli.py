@@ -169,9 +169,11 @@ def _register_run_commands(sub) -> None:
     """Commands implemented in other modules register their own parsers."""
     from hpcsim.federation.cli import register as register_run  # noqa: PLC0415
     from hpcsim.hpc.cli import register as register_hpc  # noqa: PLC0415
+    from hpcsim.output.cli import register as register_output  # noqa: PLC0415
 
     register_run(sub)
     register_hpc(sub)
+    register_output(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,3 +49,7 @@ class ConvergenceError(HpcsimError):
     """The iterative T&D coupling did not converge within the allowed iterations."""
 
     exit_code = 4
+
+
+class OutputError(HpcsimError):
+    """A run folder's outputs are missing or unreadable, or an aggregate cannot be written."""

@@ -1,0 +1,90 @@
+"""``hpcsim aggregate`` and ``hpcsim report``: dask aggregation of a run folder, figures, and a report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.console import Console
+
+log = logging.getLogger("hpcsim")
+
+
+def _aggregate(args: argparse.Namespace) -> tuple[Path, dict, dict]:
+    """Aggregate (unless reusing), then draw the figures; returns (aggregate folder, manifest, figures)."""
+    from hpcsim.output.runinfo import read_run_info  # noqa: PLC0415
+
+    read_run_info(args.run_dir)  # a bad folder fails here, before dask and matplotlib are imported
+    from hpcsim.output.aggregate import aggregate_run, load_manifest  # noqa: PLC0415
+    from hpcsim.output.plots import plot_run  # noqa: PLC0415
+
+    if getattr(args, "reuse", False) and (args.run_dir / "aggregate" / "manifest.json").exists():
+        manifest = load_manifest(args.run_dir)
+    else:
+        result = aggregate_run(args.run_dir, args.scheduler, band=tuple(args.band), slurm_jobs=args.slurm_jobs)
+        manifest = result.manifest
+    folder = args.run_dir / "aggregate"
+    figures = {} if getattr(args, "no_plots", False) else plot_run(folder, manifest)
+    return folder, manifest, figures
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    folder, manifest, figures = _aggregate(args)
+    tables = ", ".join(f"{name} ({t['rows']:,} rows)" for name, t in manifest["tables"].items())
+    Console().print(f"[bold]{manifest['study']}[/] ({manifest['status']}): wrote {folder}/: {tables}"
+                    + (f"; {len(figures)} figures" if figures else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpcsim.output.report import build_sections, print_sections, write_markdown  # noqa: PLC0415
+
+    folder, manifest, figures = _aggregate(args)
+    sections = build_sections(folder, manifest)
+    print_sections(sections)
+    path = write_markdown(args.run_dir, sections, figures, manifest)
+    Console().print(f"report: {path}")
+    return 0
+
+
+def _run_dir(value: str) -> Path:
+    return Path(value).resolve()
+
+
+def _scheduler(value: str) -> str:
+    from hpcsim.errors import OutputError  # noqa: PLC0415
+    from hpcsim.output.scheduler import check_scheduler  # noqa: PLC0415
+
+    try:
+        return check_scheduler(value)
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub) -> None:
+    from hpcsim.cli import COMMON  # noqa: PLC0415
+    from hpcsim.output.runinfo import BAND_PU  # noqa: PLC0415
+
+    def add_common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("run_dir", type=_run_dir, metavar="RUN_DIR",
+                       help="run folder (from hpcsim run or a SLURM job): RUN_DIR/outputs/<table>/federate=*/")
+        p.add_argument("--scheduler", type=_scheduler, default="local",
+                       help="local (LocalCluster, one worker process per core; default), an existing scheduler "
+                            "ADDRESS (tcp://host:8786), slurm (dask-jobqueue SLURMCluster), or threads/sync "
+                            "(in-process, no cluster: quickest start for small runs)")
+        p.add_argument("--slurm-jobs", type=int, default=1, help="worker jobs for --scheduler slurm (default 1)")
+        p.add_argument("--band", type=float, nargs=2, default=list(BAND_PU), metavar=("LOW", "HIGH"),
+                       help="voltage band in pu for the outside-node counts (default %(default)s)")
+
+    a = sub.add_parser("aggregate", parents=[COMMON],
+                       help="dask aggregation of a run's Parquet outputs into RUN_DIR/aggregate/ (tables + PNG)")
+    add_common(a)
+    a.add_argument("--no-plots", action="store_true", help="tables only")
+    a.set_defaults(func=cmd_aggregate)
+
+    r = sub.add_parser("report", parents=[COMMON],
+                       help="summary tables of a run and RUN_DIR/report.md with the figures (aggregates first)")
+    add_common(r)
+    r.add_argument("--reuse", action="store_true", help="use RUN_DIR/aggregate as it is if already there")
+    r.set_defaults(func=cmd_report)

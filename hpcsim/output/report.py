@@ -1,0 +1,175 @@
+"""Run report: a few key tables from the aggregates, printed with rich and written as ``<run>/report.md``
+with the PNG figures embedded (relative links, so the run folder can be moved or copied as a whole).
+
+Each section is plain data (title, columns, rows) rendered twice, to the console and to markdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+TOP_BUSES = 10
+FIGURES = {
+    "voltage_envelope": "Feeder voltage envelope",
+    "boundary_power": "Boundary load per bus",
+    "convergence": "Convergence per step",
+    "time_breakdown": "Time per federate",
+}
+
+
+@dataclass
+class Section:
+    """One table of the report; ``note`` is a line printed under it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    note: str = ""
+
+
+def _f(x: float | None, fmt: str = ".3f") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return "–"
+    return "∞" if isinstance(x, float) and math.isinf(x) else format(x, fmt)
+
+
+def _t(time_s: float) -> str:
+    return f"{time_s / 3600:g} h" if time_s and time_s % 900 == 0 else f"{time_s:g} s"
+
+
+def run_section(m: dict) -> Section:
+    rows = [["study", m["study"]], ["case", str(m.get("case"))], ["status", m["status"]],
+            ["steps written / planned", f"{m['steps_written']} / {m.get('planned_steps') or '?'}"],
+            ["coupling", f"{m.get('coupling')} (tolerance {_f(m.get('tolerance'), 'g')})"],
+            ["input rows", ", ".join(f"{k} {v:,}" for k, v in m["input_rows"].items())],
+            ["aggregated with", f"{m['scheduler']} in {m['elapsed_s']:.1f} s"]]
+    return Section("Run", ["", ""], rows)
+
+
+def convergence_section(steps: pd.DataFrame, m: dict) -> Section:
+    it = steps["iterations"].dropna()
+    mm = steps["mismatch"].astype("float64")
+    finite = mm[np.isfinite(mm)]
+    rows = [["iterations per step", f"{int(it.min()) if len(it) else '–'} – {int(it.max()) if len(it) else '–'}"
+             f" (total {int(it.sum())})"],
+            ["worst final mismatch (finite)", _f(float(finite.max()) if len(finite) else None, ".2e")],
+            ["steps with no previous value (∞)", str(int(np.isinf(mm).sum()))]]
+    if m.get("coupling") == "iterative" and m.get("tolerance"):
+        rows.append(["steps above tolerance", str(int((finite > m["tolerance"]).sum()))])
+    return Section("Convergence", ["", ""], rows)
+
+
+def voltage_section(fv: pd.DataFrame, band: tuple[float, float]) -> Section:
+    lo = fv.loc[fv["min_v_pu"].idxmin()]
+    hi = fv.loc[fv["max_v_pu"].idxmax()]
+    rows = [["lowest node voltage", f"{lo['min_v_pu']:.4f} pu", f"{lo['feeder']} at {_t(lo['time_s'])}"],
+            ["highest node voltage", f"{hi['max_v_pu']:.4f} pu", f"{hi['feeder']} at {_t(hi['time_s'])}"]]
+    has_nodes = fv["n_nodes"].notna()
+    if has_nodes.any():
+        nv = fv[has_nodes]
+        share = nv["n_outside"].sum() / nv["n_nodes"].sum()
+        rows.append([f"node-steps outside {band[0]}–{band[1]} pu", f"{share:.2%}",
+                     f"{int(nv['n_outside'].sum()):,} of {int(nv['n_nodes'].sum()):,}"])
+        rows.append(["feeder-steps with a node outside", str(int((nv["n_outside"] > 0).sum())),
+                     f"of {len(nv)}"])
+    else:
+        rows.append(["node statistics", "–", "no node voltages written ([outputs] node_voltages = true)"])
+    return Section("Feeder voltages", ["", "value", "where"], rows)
+
+
+def boundary_section(b: pd.DataFrame, system: pd.DataFrame) -> Section:
+    last = b[b["time_s"] == b["time_s"].max()].sort_values("p_mw", ascending=False)
+    shown = min(TOP_BUSES, len(last))
+    sec = Section(f"Boundary buses at {_t(last['time_s'].iloc[0])} (largest {shown} of {len(last)})",
+                  ["bus", "K", "V pu", "angle deg", "P MW", "Q Mvar", "case PD MW"])
+    for r in last.head(TOP_BUSES).itertuples():
+        sec.rows.append([str(r.bus), str(r.clones), f"{r.v_pu:.4f}", f"{r.angle_deg:.2f}", f"{r.p_mw:.2f}",
+                         f"{r.q_mvar:.2f}", _f(r.pd_case_mw, ".2f")])
+    s_last = system[system["time_s"] == system["time_s"].max()].iloc[0]
+    ratio = system["p_ratio"].astype("float64")
+    sec.note = (f"all {len(last)} buses: distribution load {s_last['p_dist_mw']:.1f} MW / {s_last['q_dist_mvar']:.1f} "
+                f"Mvar vs case {_f(s_last['p_case_mw'], '.1f')} MW / {_f(s_last['q_case_mvar'], '.1f')} Mvar "
+                f"(× load profile {_f(s_last['load_mult'], 'g')}); P ratio over the run "
+                f"{_f(ratio.min(), '.3f')} – {_f(ratio.max(), '.3f')}")
+    return sec
+
+
+def timing_section(fed: pd.DataFrame) -> Section:
+    sec = Section("Time per federate (summed over steps)",
+                  ["federate", "steps", "compute s", "exchange s", "peak RSS MB"])
+    d = fed[fed["role"] != "transmission"]
+    for r in fed[fed["role"] == "transmission"].itertuples():
+        sec.rows.append([r.federate, str(r.steps), f"{r.compute_s:.2f}", f"{r.exchange_s:.2f}", f"{r.peak_rss_mb:.0f}"])
+    if len(d):
+        sec.rows.append([f"{len(d)} feeder group(s): max", str(d["steps"].max()), f"{d['compute_s'].max():.2f}",
+                         f"{d['exchange_s'].max():.2f}", f"{d['peak_rss_mb'].max():.0f}"])
+        sec.rows.append(["feeder groups: sum", str(d["steps"].sum()), f"{d['compute_s'].sum():.2f}",
+                         f"{d['exchange_s'].sum():.2f}", "–"])
+    return sec
+
+
+def build_sections(agg_dir: Path, m: dict) -> list[Section]:
+    read = lambda name: pd.read_parquet(agg_dir / f"{name}.parquet")  # noqa: E731
+    sections = [run_section(m)]
+    steps, fv, b = read("steps"), read("feeder_voltages"), read("boundary")
+    system, fed = read("system"), read("federates")
+    if len(steps):
+        sections.append(convergence_section(steps, m))
+    if len(fv):
+        sections.append(voltage_section(fv, tuple(m["band_pu"])))
+    if len(b):
+        sections.append(boundary_section(b, system))
+    if len(fed):
+        sections.append(timing_section(fed))
+    return sections
+
+
+def print_sections(sections: list[Section], console: Console | None = None) -> None:
+    console = console or Console()
+    for sec in sections:
+        key_value = not any(sec.columns)
+        table = Table(title=sec.title, show_header=not key_value, title_justify="left")
+        for i, col in enumerate(sec.columns):
+            table.add_column(col, justify="left" if i == 0 or key_value else "right")
+        for row in sec.rows:
+            table.add_row(*row)
+        console.print(table)
+        if sec.note:
+            console.print(f"  {sec.note}")
+
+
+def _md_table(sec: Section) -> list[str]:
+    cols = [c or " " for c in sec.columns]
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"
+    lines = ["| " + " | ".join(cols) + " |", rule]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in sec.rows]
+    return lines
+
+
+def write_markdown(run_dir: Path, sections: list[Section], figures: dict[str, Path], m: dict) -> Path:
+    """``<run>/report.md`` with the tables and the figures (links relative to the run folder)."""
+    lines = [f"# Run report: {m['study']}", "", f"Status: **{m['status']}**. Tables: `aggregate/*.parquet` "
+             "(schema in docs/outputs.md).", ""]
+    for sec in sections:
+        lines += [f"## {sec.title}", "", *_md_table(sec), ""]
+        if sec.note:
+            lines += [sec.note, ""]
+    lines += ["## Figures", ""]
+    for name, title in FIGURES.items():
+        if name in figures:
+            rel = figures[name].resolve().relative_to(run_dir.resolve())
+            lines += [f"### {title}", "", f"![{title}]({rel.as_posix()})", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    log.info("wrote %s", path)
+    return path
