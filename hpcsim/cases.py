@@ -153,16 +153,17 @@ def _parse_matrix(text: str, name: str, path: Path) -> np.ndarray:
     if match is None:
         raise CaseError(f"{path}: no 'mpc.{name} = [...];' matrix found (not a MATPOWER case?)")
     body = re.sub(r"%[^\n]*", "", match.group(1))
-    rows = [r.split() for r in re.split(r"[;\n]", body) if r.strip()]
+    rows = [r for r in re.split(r"[;\n]", body) if r.strip()]
     if not rows:
         raise CaseError(f"{path}: mpc.{name} is empty")
-    width = len(rows[0])
-    if any(len(r) != width for r in rows):
-        raise CaseError(f"{path}: mpc.{name} rows have different numbers of columns")
+    width = len(rows[0].split())
     try:
-        return np.array(rows, dtype=float)
+        values = np.array(" ".join(rows).split(), dtype=float)  # one parse of the whole block
     except ValueError as exc:
         raise CaseError(f"{path}: mpc.{name} has a non-numeric entry ({exc})") from None
+    if values.size != width * len(rows):
+        raise CaseError(f"{path}: mpc.{name} rows have different numbers of columns")
+    return values.reshape(len(rows), width)
 
 
 @lru_cache(maxsize=8)

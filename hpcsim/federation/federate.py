@@ -167,6 +167,28 @@ def record_error(cfg: dict, exc: BaseException) -> None:
     (folder / f"{cfg['name']}.json").write_text(json.dumps(payload, indent=1))
 
 
+def recorded_failure(run_dir: Path, failed: list[tuple[str, int]] | None = None) -> HpcsimError | None:
+    """The first real error a federate recorded in ``<run>/errors/`` (not the echo of another's failure), as an
+    exception to raise; else, if ``failed`` names dead processes, a FederateError naming the first. None if
+    there is nothing to report."""
+    records = []
+    for path in sorted((run_dir / "errors").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    primary = [r for r in records if "another federate failed" not in r["message"]] or records
+    if primary:
+        r = primary[0]
+        cls = ConvergenceError if r["type"] == "ConvergenceError" else FederateError
+        return cls(f"federate {r['federate']} failed: {r['type']}: {r['message']} (logs in {run_dir / 'logs'})")
+    if failed:
+        name, code = failed[0]
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        return FederateError(f"federate {name} {how} (log: {run_dir / 'logs' / (name + '.log')})")
+    return None
+
+
 def run_federate(cfg: dict) -> int:
     """Run one federate to completion; returns the process exit code."""
     import helics as h  # noqa: PLC0415

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +151,7 @@ def federate_configs(layout: Layout, run_dir: Path, broker_of: dict[str, str], n
             "case": layout.case_path,
             "buses": layout.boundary.buses,
             "clones": layout.boundary.clones(),
-            "feeders": [asdict(f) for f in layout.feeders],
+            "feeders": [dict(vars(f)) for f in layout.feeders],
             "time_offset": 0.0,
         }
     }
@@ -164,7 +164,7 @@ def federate_configs(layout: Layout, run_dir: Path, broker_of: dict[str, str], n
             "role": "feeders",
             "broker_address": broker_of[name],
             "feeder_model": layout.feeder_model,
-            "feeders": [asdict(f) for f in group],
+            "feeders": [dict(vars(f)) for f in group],
             "v0": {str(b): layout.v0[b] for b in buses},
             "time_offset": LOOSE_FEEDER_OFFSET if s.coupling == "loose" else 0.0,
         }

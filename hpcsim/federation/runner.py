@@ -22,11 +22,12 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hpcsim import metadata
-from hpcsim.errors import ConvergenceError, FederateError, StudyError
+from hpcsim.errors import FederateError, StudyError
 from hpcsim.federation.brokers import BrokerSpec, broker_binary, free_port_block
+from hpcsim.federation.federate import recorded_failure
 from hpcsim.federation.layout import TRANSMISSION, Layout, build_layout, federate_configs, write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.output.summary import build_summary, write_summary
+from hpcsim.output.summary import build_run_summary, write_summary
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -70,24 +71,6 @@ def _prepare_run_dir(run_dir: Path, study: Study, layout: Layout) -> None:
     metadata.write(layout.boundary, run_dir / "boundary_map.txt")
 
 
-def _root_cause(run_dir: Path, failed: list[tuple[str, int]]) -> Exception:
-    """The first real error recorded by a federate (not the echo of another's failure)."""
-    records = []
-    for path in sorted((run_dir / "errors").glob("*.json"), key=lambda p: p.stat().st_mtime):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    primary = [r for r in records if "another federate failed" not in r["message"]] or records
-    if primary:
-        r = primary[0]
-        cls = ConvergenceError if r["type"] == "ConvergenceError" else FederateError
-        return cls(f"federate {r['federate']} failed: {r['type']}: {r['message']} (logs in {run_dir / 'logs'})")
-    name, code = failed[0]
-    how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-    return FederateError(f"federate {name} {how} (log: {run_dir / 'logs' / (name + '.log')})")
-
-
 def _raise_on_term(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
@@ -129,13 +112,10 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
         signal.signal(signal.SIGTERM, old_term)
         wall_s = time.perf_counter() - t_start
         try:
-            summary = build_summary(
-                run_dir, study=study.name, coupling=study.coupling, converged=converged, wall_s=wall_s,
-                peak_rss_mb=peak["rss_mb"], feeder_bus_names={b: list(n) for b, n in layout.boundary.feeders_by_bus},
-                model=str(study.feeder),
-                extra={"case": study.case, "scale_mode": study.scale_mode, "workers": len(layout.groups),
-                       "sub_brokers": study.sub_brokers, "n_feeders": layout.boundary.n_feeders,
-                       "n_buses": layout.boundary.n_buses},
+            summary = build_run_summary(
+                run_dir, study=study.name, coupling=study.coupling, case=study.case, model=str(study.feeder),
+                scale_mode=study.scale_mode, boundary=layout.boundary, converged=converged, wall_s=wall_s,
+                peak_rss_mb=peak["rss_mb"], workers=len(layout.groups), sub_brokers=study.sub_brokers,
             )
             write_summary(run_dir, summary)
         except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
@@ -155,7 +135,7 @@ def _watch(group: ProcessGroup, names: list[str], run_dir: Path, n_steps: int, s
             failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
             if failed:
                 time.sleep(0.3)  # let the other federates record whether they were the cause
-                raise _root_cause(run_dir, group.failed())
+                raise recorded_failure(run_dir, group.failed())
             if not group.running(names):
                 break
             if progress_file.exists():

@@ -28,24 +28,20 @@ log = logging.getLogger(__name__)
 
 def root_cause(run_dir: Path) -> HpcsimError | None:
     """The first real error a federate recorded under ``<run>/errors/`` (the local runner's reading), or None."""
-    from hpcsim.federation.runner import _root_cause  # noqa: PLC0415 - one reading of errors/*.json for both
+    from hpcsim.federation.federate import recorded_failure  # noqa: PLC0415 - one reading of errors/*.json
 
-    if not any((run_dir / "errors").glob("*.json")):
-        return None
-    return _root_cause(run_dir, [])
+    return recorded_failure(run_dir)
 
 
 def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
-    from hpcsim.output.summary import build_summary, write_summary  # noqa: PLC0415
+    from hpcsim.output.summary import build_run_summary, write_summary  # noqa: PLC0415
 
-    bmap = metadata.read(run_dir / "boundary_map.txt")
     shape = plan.study
-    summary = build_summary(
-        run_dir, study=shape.name, coupling=shape.coupling, converged=not failed, wall_s=wall_s, peak_rss_mb=0.0,
-        feeder_bus_names={b: list(n) for b, n in bmap.feeders_by_bus}, model=shape.model,
-        extra={"case": shape.case, "scale_mode": shape.scale_mode, "workers": plan.ranks,
-               "sub_brokers": len(plan.nodes), "n_feeders": bmap.n_feeders, "n_buses": bmap.n_buses,
-               "slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
+    summary = build_run_summary(
+        run_dir, study=shape.name, coupling=shape.coupling, case=shape.case, model=shape.model,
+        scale_mode=shape.scale_mode, boundary=metadata.read(run_dir / "boundary_map.txt"), converged=not failed,
+        wall_s=wall_s, peak_rss_mb=0.0, workers=plan.ranks, sub_brokers=len(plan.nodes),
+        extra={"slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
                          "nodelist": os.environ.get("SLURM_JOB_NODELIST")}},
     )
     summary["peak_rss_mb"] = sum(f["peak_rss_mb"] for f in summary["timing"]["federates"].values())

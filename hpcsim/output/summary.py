@@ -110,6 +110,21 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
     return summary
 
 
+def build_run_summary(run_dir: str | Path, *, study: str, coupling: str, case: str, model: str, scale_mode: bool,
+                      boundary, converged: bool, wall_s: float, peak_rss_mb: float, workers: int,
+                      sub_brokers: int, extra: dict | None = None) -> dict:
+    """:func:`build_summary` plus the run's description; one call for ``hpcsim run`` and SLURM jobs alike.
+
+    ``boundary`` is the run's :class:`hpcsim.metadata.BoundaryMap`.
+    """
+    return build_summary(
+        run_dir, study=study, coupling=coupling, converged=converged, wall_s=wall_s, peak_rss_mb=peak_rss_mb,
+        feeder_bus_names={b: list(n) for b, n in boundary.feeders_by_bus}, model=model,
+        extra={"case": case, "scale_mode": scale_mode, "workers": workers, "sub_brokers": sub_brokers,
+               "n_feeders": boundary.n_feeders, "n_buses": boundary.n_buses, **(extra or {})},
+    )
+
+
 def write_summary(run_dir: str | Path, summary: dict) -> Path:
     path = Path(run_dir) / "summary.json"
     tmp = path.with_suffix(".json.tmp")
