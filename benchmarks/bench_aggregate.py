@@ -166,8 +166,10 @@ def measure(label: str, func: Callable[[], object], rows: int) -> dict:
         t0 = time.perf_counter()
         func()
         seconds = time.perf_counter() - t0
-    result = {"what": label, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": mem.peak_mb}
-    log.info("%s: %.1f s, %.3g rows/s, peak RSS %.0f MB", label, seconds, result["rows_per_s"], mem.peak_mb)
+    result = {"what": label, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": mem.peak_mb,
+              "load_avg_1min_after": os.getloadavg()[0]}
+    log.info("%s: %.1f s, %.3g rows/s, peak RSS %.0f MB (load average %.1f)", label, seconds, result["rows_per_s"],
+             mem.peak_mb, result["load_avg_1min_after"])
     return result
 
 
@@ -209,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(report, indent=1))
 
     table = Table(title=f"{rows:,} node rows in {len(files)} files ({size / 1e9:.2f} GB), {os.cpu_count()} cores")
-    for col in ("what", "s", "rows/s", "peak RSS MB"):
+    for col in ("what", "s", "rows/s", "peak RSS MB", "load avg"):
         table.add_column(col, justify="left" if col == "what" else "right")
     for r in results:
-        table.add_row(r["what"], f"{r['seconds']:.1f}", f"{r['rows_per_s']:.3g}", f"{r['peak_rss_mb']:.0f}")
+        table.add_row(r["what"], f"{r['seconds']:.1f}", f"{r['rows_per_s']:.3g}", f"{r['peak_rss_mb']:.0f}",
+                      f"{r['load_avg_1min_after']:.1f}")
     Console().print(table)
     Console().print(f"figures written to {path}")
     return 0

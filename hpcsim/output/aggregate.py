@@ -282,7 +282,7 @@ def run_status(info: RunInfo, steps_done: int) -> str:
     return f"incomplete ({steps_done} of {planned or '?'} steps, no summary.json)"
 
 
-def aggregate_run(run_dir: str | Path, scheduler: str = "local", band: tuple[float, float] = BAND_PU,
+def aggregate_run(run_dir: str | Path, scheduler: str = "threads", band: tuple[float, float] = BAND_PU,
                   slurm_jobs: int = 1) -> AggregateResult:
     """Aggregate a run folder into ``<run>/aggregate/`` and write ``manifest.json``; returns where it went."""
     t0 = time.perf_counter()

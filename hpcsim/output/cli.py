@@ -69,10 +69,10 @@ def register(sub) -> None:
     def add_common(p: argparse.ArgumentParser) -> None:
         p.add_argument("run_dir", type=_run_dir, metavar="RUN_DIR",
                        help="run folder (from hpcsim run or a SLURM job): RUN_DIR/outputs/<table>/federate=*/")
-        p.add_argument("--scheduler", type=_scheduler, default="local",
-                       help="local (LocalCluster, one worker process per core; default), an existing scheduler "
-                            "ADDRESS (tcp://host:8786), slurm (dask-jobqueue SLURMCluster), or threads/sync "
-                            "(in-process, no cluster: quickest start for small runs)")
+        p.add_argument("--scheduler", type=_scheduler, default="threads",
+                       help="threads (dask's in-process thread pool, one thread per core; default: fastest on one "
+                            "node), local (LocalCluster, one worker process per core), an existing scheduler ADDRESS "
+                            "(tcp://host:8786), slurm (dask-jobqueue SLURMCluster) or sync (one thread, debugging)")
         p.add_argument("--slurm-jobs", type=int, default=1, help="worker jobs for --scheduler slurm (default 1)")
         p.add_argument("--band", type=float, nargs=2, default=list(BAND_PU), metavar=("LOW", "HIGH"),
                        help="voltage band in pu for the outside-node counts (default %(default)s)")

@@ -34,7 +34,7 @@ def qsts_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("agg_qsts")
     r = hpcsim("-q", "run", str(qsts_study(d, outputs={"node_voltages": True})), "--out", str(d / "run"))
     assert r.returncode == 0, r.stderr
-    report = hpcsim("-q", "report", str(d / "run"), "--scheduler", "threads")
+    report = hpcsim("-q", "report", str(d / "run"))  # default scheduler: threads
     assert report.returncode == 0, report.stderr
     return d / "run", report.stdout
 
@@ -167,7 +167,7 @@ def test_killed_run_aggregates_what_it_wrote(tmp_path):
     victim[0].kill()
     assert proc.communicate(timeout=30) and proc.returncode == 3
     done = len(list((run / "outputs" / "transmission").rglob("part-*.parquet")))
-    r = hpcsim("-q", "aggregate", str(run), "--no-plots")  # default scheduler: a LocalCluster
+    r = hpcsim("-q", "aggregate", str(run), "--no-plots", "--scheduler", "local")  # a LocalCluster of processes
     assert r.returncode == 0, r.stderr
     m = json.loads((run / "aggregate" / "manifest.json").read_text())
     assert m["status"] == f"not converged ({done} of 24 steps)" and m["scheduler"].startswith("local (")

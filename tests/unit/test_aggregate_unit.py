@@ -19,7 +19,7 @@ from hpcsim.output import readers
 from hpcsim.output.parquet import SCHEMAS, StepWriter
 from hpcsim.output.plots import pooled_envelope
 from hpcsim.output.runinfo import read_run_info
-from hpcsim.output.scheduler import check_scheduler
+from hpcsim.output.scheduler import check_scheduler, slurm_cluster
 
 pytestmark = pytest.mark.unit
 RNG = np.random.default_rng(5)
@@ -114,6 +114,22 @@ def test_pooled_envelope_equals_the_statistics_of_all_nodes():
 @pytest.mark.parametrize("value", ["local", "slurm", "threads", "sync", "tcp://10.0.0.1:8786", "node01:8786"])
 def test_scheduler_values(value):
     assert check_scheduler(value) == value
+
+
+def test_slurm_worker_job_script_is_rendered_without_submitting(monkeypatch):
+    monkeypatch.setenv("DASK_JOBQUEUE__SLURM__QUEUE", "batch")
+    import dask  # noqa: PLC0415
+
+    dask.config.refresh()
+    cluster = slurm_cluster(jobs=0)  # starts only the scheduler, in this process; sbatch is never called
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+        monkeypatch.delenv("DASK_JOBQUEUE__SLURM__QUEUE")
+        dask.config.refresh()
+    assert "#SBATCH -p batch" in script and "--cpus-per-task=1" in script and "--mem=4G" in script
+    assert "distributed.cli.dask_worker" in script and "--nthreads 1" in script
 
 
 def test_unknown_scheduler_is_an_output_error():
