@@ -172,11 +172,17 @@ class DerFeeder:
 
 def base_envelope(feeder: str, v_source_pu: float) -> tuple[float, float]:
     """(min, max) node voltage of the unmodified feeder (no DERs) at a source voltage: the honest reference."""
-    engine = FeederEngine(resolve_feeder(feeder))
-    engine.dss.Vsources.PU(float(v_source_pu))
-    engine.dss.Solution.Solve()
-    source_bus = _source_bus(engine)
-    names = engine.dss.Circuit.AllNodeNames()
-    v = np.asarray(engine.dss.Circuit.AllBusMagPu())
-    keep = np.array([n.split(".")[0] != source_bus for n in names]) & (v > 0.01)
-    return float(v[keep].min()), float(v[keep].max())
+    lo, hi = replay_envelope(feeder, [v_source_pu], [1.0])
+    return float(lo[0]), float(hi[0])
+
+
+def replay_envelope(feeder: str, v_source_pu: list[float], load_mult: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) node voltage per exchange of the unmodified feeder (no DERs) driven by the same source voltages
+    and load multipliers as a run: the reference a DER-influenced envelope is judged against."""
+    ref = DerFeeder(feeder, [], [], 0.0, 0.0)
+    lo, hi = [], []
+    for v, m in zip(v_source_pu, load_mult):
+        st = ref.solve(v, 0.0, np.zeros(0), m)
+        lo.append(st.v_min_pu)
+        hi.append(st.v_max_pu)
+    return np.asarray(lo), np.asarray(hi)

@@ -65,6 +65,7 @@ class Plan:
     f0_hz: float
     load_mult: np.ndarray
     mppt_mw: np.ndarray  # (seconds + 1, n_der)
+    balance: dict  # the generator lowered by the DER dispatch: gen, p_before_mw, p_after_mw
 
     @property
     def federate_names(self) -> list[str]:
@@ -77,7 +78,7 @@ class Plan:
     def describe(self) -> dict:
         """The plan's computed quantities, for the summary and the docs."""
         return {"case": self.case_path, "bias_mw_per_01hz": self.bias_mw_per_01hz, "f0_hz": self.f0_hz,
-                "n_der": self.n_der, "governors": [g["idx"] for g in self.governors],
+                "n_der": self.n_der, "governors": [g["idx"] for g in self.governors], "balance": self.balance,
                 "feeders": [{"bus": f.bus, "feeder": f.feeder, "scale": f.scale, "p_bus_mw": f.p_bus_mw,
                              "p_gross0_mw": f.p_gross0_mw, "q_gross0_mvar": f.q_gross0_mvar,
                              "v_source0_pu": f.v_source0_pu, "der_buses": f.der_buses,
@@ -123,12 +124,20 @@ def build_plan(study: Study) -> Plan:
     slope += droop.droop_slope_mw_per_hz(ddn_pu=spec.droop_gain_pu, s_rated_mva=np.full(n_der, spec.der_kva / 1000),
                                          f0_hz=f0)
     seconds = int(np.ceil(spec.stop_s)) + 1
+    balance = {}
+    if n_der:
+        if spec.balance_gen not in case["static_gen_mw"]:
+            raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
+                                f"(have {', '.join(case['static_gen_mw'])})")
+        before = case["static_gen_mw"][spec.balance_gen]
+        balance = {"gen": spec.balance_gen, "p_before_mw": before, "p_after_mw": before - n_der * spec.der_kw / 1000}
     return Plan(
         study=study, spec=spec, case_path=str(resolve_case(study.case)), feeders=feeders, governors=governors,
         bias_mw_per_01hz=agc.bias_mw_per_01hz(slope), f0_hz=f0,
         load_mult=der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed),
         mppt_mw=der.mppt_series(n_der, seconds, mean_mw=spec.mppt_mean_kw / 1000, std_mw=spec.mppt_std_kw / 1000,
                                 p_cap_mw=spec.der_kva / 1000, seed=spec.seed),
+        balance=balance,
     )
 
 

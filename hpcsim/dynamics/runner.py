@@ -23,7 +23,7 @@ from hpcsim.errors import FederateError, StudyError
 from hpcsim.federation.brokers import broker_binary
 from hpcsim.federation.layout import write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.runner import POLL_S, _raise_on_term, _root_cause, default_run_dir, local_hierarchy
+from hpcsim.federation.runner import POLL_S, default_run_dir, local_hierarchy
 from hpcsim.output.summary import write_summary
 from hpcsim.study import Study
 
@@ -54,7 +54,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     log.info("%s: dynamic study, %g s, %d feeders, %d DERs, AGC %s -> %s", study.name, plan.spec.stop_s,
              len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)
 
-    old_term = signal.signal(signal.SIGTERM, _raise_on_term)
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
     completed = False
     peak = {"rss_mb": 0.0}
     t_federation = time.perf_counter()
@@ -88,6 +88,27 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     return summary
 
 
+def _interrupt(signum, frame):  # noqa: ARG001 - SIGTERM ends the run like Ctrl-C: children stopped in order
+    raise KeyboardInterrupt
+
+
+def _failure(run_dir: Path, failed: list[tuple[str, int]]) -> FederateError:
+    """The error the failing federate recorded (the earliest that is not another federate's echo), else the
+    first dead process with its exit status."""
+    records = []
+    for path in sorted((run_dir / "errors").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    cause = next((r for r in records if "another federate failed" not in r["message"]), records[0] if records else None)
+    if cause is not None:
+        return FederateError(f"federate {cause['federate']} failed: {cause['type']}: {cause['message']} "
+                             f"(logs in {run_dir / 'logs'})")
+    name, code = failed[0]
+    return FederateError(f"federate {name} exited with status {code} (log: {run_dir / 'logs' / (name + '.log')})")
+
+
 def _watch(group: ProcessGroup, names: list[str], run_dir: Path, ticks: int, show: bool, peak: dict) -> None:
     """Poll until every federate exits 0; raise on the first failure; track the peak total RSS."""
     progress_file = run_dir / "progress.json"
@@ -99,7 +120,7 @@ def _watch(group: ProcessGroup, names: list[str], run_dir: Path, ticks: int, sho
             failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
             if failed:
                 time.sleep(0.3)  # let the other federates record whether they were the cause
-                raise _root_cause(run_dir, group.failed())
+                raise _failure(run_dir, group.failed())
             if not group.running(names):
                 break
             try:

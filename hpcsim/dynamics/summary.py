@@ -116,7 +116,7 @@ def build_summary(run_dir: str | Path, plan, *, completed: bool, wall_s: float, 
     return {
         "study": plan.study.name, "kind": "dynamic", "completed": bool(completed), "case": plan.case_path,
         "stop_s": s.stop_s, "agc": s.agc, "trip": {"gen": s.trip_gen, "t_s": s.trip_s} if s.trip_gen else None,
-        "load_std": s.load_std, "seed": s.seed, "n_der": plan.n_der,
+        "load_std": s.load_std, "seed": s.seed, "n_der": plan.n_der, "balance": plan.balance,
         "frequency": frequency_block(freq, plan.f0_hz, s.trip_s if s.trip_gen else None),
         "ace": ace_block, "der": der_block(ders), "feeders": feeder_blocks(volts, plan),
         "timing": timing_block(steps, volts, s.stop_s, wall_s, plan_s, federation_s) | {"peak_rss_mb": peak_rss_mb},

@@ -232,14 +232,16 @@ class DynamicGrid:
     def new_frequency_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """(times, COI frequency in Hz) of every TDS step since the last call."""
         xs = self.ss.dae.ts._xs
-        times = [t for t in xs if t > self._t_read + 1e-9]
-        if not times:
+        # one sample per step time: when the summed steps fall an ulp short of an interval's end, ANDES takes an
+        # extra, near-zero step onto it; the later sample of the same (rounded) time is kept
+        by_time = {round(t, 6): t for t in xs if t > self._t_read + 1e-6}
+        if not by_time:
             return np.zeros(0), np.zeros(0)
-        self._t_read = times[-1]
-        f = [self.coi_hz(xs[t][self._omega_addr]) for t in times]
+        self._t_read = max(by_time)
+        f = [self.coi_hz(xs[t][self._omega_addr]) for t in by_time.values()]
         # ANDES re-packs its whole in-memory history at the end of every run(): keep it to one interval
         self.ss.dae.ts.reset()
-        return np.asarray(times), np.asarray(f)
+        return np.asarray(list(by_time)), np.asarray(f)
 
     def frequency_hz(self) -> float:
         return self.coi_hz(np.asarray(self.ss.GENROU.omega.v))

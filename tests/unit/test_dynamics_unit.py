@@ -167,3 +167,51 @@ def test_sensitivity_leaves_the_circuit_at_its_linearization_point():
     assert len(calls) == 4 and calls[-1] == pytest.approx([0.2, 0.3])
     with pytest.raises(ValueError):
         headroom.sensitivity(solve, np.array([0.2]), dp_mw=0.0)
+
+
+# --- the [dynamics] study section -----------------------------------------------------------------------------
+def _study(tmp_path, dynamics: str):
+    from hpcsim.study import load_study  # noqa: PLC0415
+
+    path = tmp_path / "dyn.toml"
+    path.write_text(f'name = "d"\n[transmission]\ncase = "ieee14/ieee14_full.xlsx"\n[dynamics]\n{dynamics}\n')
+    return load_study(path)
+
+
+def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
+    s = _study(tmp_path, 'feeders = { 4 = "ieee34", 9 = "ieee8500" }\nder_span = { 4 = [0.0, 0.2] }\nstop_s = 60')
+    d = s.dynamics
+    assert d.feeders == ((4, "ieee34"), (9, "ieee8500"))
+    assert d.tds_step_s == pytest.approx(1 / 30) and (d.exchange_s, d.control_s, d.agc_s, d.headroom_s) == (1, 0.5, 4, 10)
+    assert d.span_for(4) == (0.0, 0.2) and d.span_for(9) == (0.1, 1.0)
+    assert (d.ders_per_feeder, d.der_kva, d.der_kw, d.pfr_deadband_hz, d.der_agc_share) == (10, 900, 500, 0.017, 0.1)
+    assert d.ticks == 120 and d.every(d.agc_s) == 8
+    assert isinstance(d.stop_s, float)
+
+
+@pytest.mark.parametrize("body, message", [
+    ('stop_s = 10', "feeders is required"),
+    ('feeders = { x = "ieee34" }', "not a bus number"),
+    ('feeders = { 4 = "ieee34" }\nstop_s = 10.2', "multiple of control_s"),
+    ('feeders = { 4 = "ieee34" }\nagc_s = 4.2', "agc_s"),
+    ('feeders = { 4 = "ieee34" }\nder_span = [0.5, 0.2]', "der_span"),
+    ('feeders = { 4 = "ieee34" }\ntrip_gen = "GENROU_2"\ntrip_s = 99', "trip_s"),
+    ('feeders = { 4 = "ieee34" }\nder_kw = 1000', "der_kw"),
+    ('feeders = { 4 = "ieee34" }\nfeeder_head = "up"', "feeder_head"),
+    ('feeders = { 4 = "ieee34" }\nagc = 1', "wrong type"),
+    ('feeders = { 4 = "ieee34" }\nbogus = 1', "unknown key"),
+])
+def test_dynamics_section_rejects_bad_values_in_one_line(tmp_path, body, message):
+    from hpcsim.errors import StudyError  # noqa: PLC0415
+
+    with pytest.raises(StudyError, match=message) as err:
+        _study(tmp_path, body)
+    assert "\n" not in str(err.value)
+
+
+def test_steady_state_studies_have_no_dynamics_section():
+    from hpcsim.study import load_study  # noqa: PLC0415
+
+    from tests.integration.helpers import CASES  # noqa: PLC0415
+
+    assert load_study(CASES / "activsg200_ieee8500_bus8.toml").dynamics is None
