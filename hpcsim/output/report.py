@@ -50,7 +50,8 @@ def _t(time_s: float) -> str:
 def run_section(m: dict) -> Section:
     rows = [["study", m["study"]], ["case", str(m.get("case"))], ["status", m["status"]],
             ["steps written / planned", f"{m['steps_written']} / {m.get('planned_steps') or '?'}"],
-            ["coupling", f"{m.get('coupling')} (tolerance {_f(m.get('tolerance'), 'g')})"],
+            ["coupling", f"{m.get('coupling')} (tolerance {_f(m.get('tolerance'), 'g')})"
+             if m.get("coupling") == "iterative" else str(m.get("coupling"))],
             ["input rows", ", ".join(f"{k} {v:,}" for k, v in m["input_rows"].items())],
             ["aggregated with", f"{m['scheduler']} in {m['elapsed_s']:.1f} s"]]
     return Section("Run", ["", ""], rows)

@@ -4,7 +4,7 @@ LocalCluster of processes, one per core), ``ADDRESS`` (an existing ``dask schedu
 
 ``threads`` is the default because it measured fastest on one node: the per-file work is pyarrow and numpy, which
 release the GIL, and a LocalCluster costs ~5–10 s to start and serialises every partial between processes
-(benchmarks/bench_aggregate.py: 10^8 node rows in 23 s with threads, 36 s with a 2-process LocalCluster).
+(benchmarks/bench_aggregate.py, 2 cores: 1.03·10^8 node rows in 14 s with threads, 38 s with a LocalCluster).
 
 Remote workers (ADDRESS, slurm) must see the run folder at the same absolute path (a shared file system) and
 run the same environment (``hpcsim`` importable). SLURMCluster options come from dask's configuration
