@@ -86,3 +86,42 @@ def resolve_alone(feeder: dict, v_pu: float, angle_deg: float, model: str = "iee
 
 # the coupling tolerance (1e-6 on 100 MVA = 1e-4 MW) plus OpenDSS's own solution noise at tolerance 1e-6
 POWER_ATOL_MW = 2e-4
+
+
+def qsts_study(tmp_path: Path, **extra) -> Path:
+    """The bus-8 study as a 24-step hourly QSTS (loose coupling, seeded 2 % clone diversity)."""
+    return write_study(tmp_path / "qsts.toml", "activsg200_ieee8500_bus8.toml", name="bus8_qsts",
+                       coupling={"mode": "loose"},
+                       time={"mode": "qsts", "start_s": 0, "stop_s": 86400, "step_s": 3600,
+                             "load_profile": "rts_winter_weekday"},
+                       diversity={"load_mult_std": 0.02, "seed": 7}, **extra)
+
+
+def start_hpcsim(args: list[str], **kw) -> subprocess.Popen:
+    """``hpcsim ARGS`` in the background, text pipes."""
+    return subprocess.Popen([*HPCSIM, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Block until the run's progress file reports ``step`` finished steps (the run must stay alive)."""
+    import pytest  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if json.loads((run_dir / "progress.json").read_text())["step"] >= step:
+                return
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"run did not reach step {step}")
+
+
+def federate_process(run_dir: Path, name: str) -> psutil.Process:
+    """The one live process running federate ``name`` of a run."""
+    found = [p for p in psutil.process_iter(["cmdline"])
+             if str(run_dir / "configs" / f"{name}.json") in " ".join(p.info["cmdline"] or [])]
+    assert len(found) == 1, found
+    return found[0]

@@ -10,7 +10,6 @@ import time
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -20,8 +19,7 @@ from hpcsim.output.aggregate import aggregate_run
 from hpcsim.output.parquet import read_table
 from hpcsim.study import LOAD_PROFILES
 
-from .helpers import hpcsim, write_study
-from .test_run_qsts_and_failures import _start, _wait_for_step, qsts_study
+from .helpers import federate_process, hpcsim, qsts_study, start_hpcsim, wait_for_step, write_study
 
 pytestmark = pytest.mark.integration
 FIGURES = ("voltage_envelope", "boundary_power", "convergence", "time_breakdown")
@@ -160,11 +158,9 @@ def test_figures_and_report(qsts_run):
 
 def test_killed_run_aggregates_what_it_wrote(tmp_path):
     run = tmp_path / "run"
-    proc = _start(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run)])
-    _wait_for_step(run, 3, proc)
-    victim = [p for p in psutil.process_iter(["cmdline"])
-              if str(run / "configs" / "feeders_000.json") in " ".join(p.info["cmdline"] or [])]
-    victim[0].kill()
+    proc = start_hpcsim(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run)])
+    wait_for_step(run, 3, proc)
+    federate_process(run, "feeders_000").kill()
     assert proc.communicate(timeout=30) and proc.returncode == 3
     done = len(list((run / "outputs" / "transmission").rglob("part-*.parquet")))
     r = hpcsim("-q", "aggregate", str(run), "--no-plots", "--scheduler", "local")  # a LocalCluster of processes

@@ -4,46 +4,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
 from hpcsim.output.parquet import read_table
 from hpcsim.study import LOAD_PROFILES
 
-from .helpers import BUS8_STUDY, HPCSIM, REPO, hpcsim, wait_gone, write_study
+from .helpers import (BUS8_STUDY, federate_process, hpcsim, qsts_study, start_hpcsim, wait_for_step, wait_gone)
 
 pytestmark = pytest.mark.integration
 PROFILE = LOAD_PROFILES["rts_winter_weekday"]
-
-
-def qsts_study(tmp_path, **extra):
-    return write_study(tmp_path / "qsts.toml", "activsg200_ieee8500_bus8.toml", name="bus8_qsts",
-                       coupling={"mode": "loose"},
-                       time={"mode": "qsts", "start_s": 0, "stop_s": 86400, "step_s": 3600,
-                             "load_profile": "rts_winter_weekday"},
-                       diversity={"load_mult_std": 0.02, "seed": 7}, **extra)
-
-
-def _start(args, **kw):
-    return subprocess.Popen([*HPCSIM, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
-
-
-def _wait_for_step(run_dir, step, proc, timeout_s=120):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if json.loads((run_dir / "progress.json").read_text())["step"] >= step:
-                return
-        except (OSError, json.JSONDecodeError, KeyError):
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"run did not reach step {step}")
 
 
 def test_qsts_runs_24_hourly_steps_following_the_profile(tmp_path):
@@ -69,13 +41,11 @@ def test_qsts_runs_24_hourly_steps_following_the_profile(tmp_path):
 
 def test_killing_a_worker_ends_the_run_promptly_and_cleanly(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _start(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run_dir)])
-    _wait_for_step(run_dir, 3, proc)
-    victim = [p for p in psutil.process_iter(["cmdline"])
-              if str(run_dir / "configs" / "feeders_000.json") in " ".join(p.info["cmdline"] or [])]
-    assert len(victim) == 1
+    proc = start_hpcsim(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run_dir)])
+    wait_for_step(run_dir, 3, proc)
+    victim = federate_process(run_dir, "feeders_000")
     t_kill = time.monotonic()
-    victim[0].kill()
+    victim.kill()
     out, err = proc.communicate(timeout=30)
     elapsed = time.monotonic() - t_kill
     assert proc.returncode == 3, err
@@ -91,8 +61,8 @@ def test_killing_a_worker_ends_the_run_promptly_and_cleanly(tmp_path):
 
 def test_ctrl_c_stops_everything(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _start(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run_dir)])
-    _wait_for_step(run_dir, 2, proc)
+    proc = start_hpcsim(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run_dir)])
+    wait_for_step(run_dir, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
