@@ -117,6 +117,9 @@ class FeederEngine:
         d.Vsources.AngleDeg(float(clone.angle_deg))
         d.Solution.LoadMult(float(clone.load_mult))
         t0 = time.perf_counter()
+        # Drop control actions left pending by the previous solve (they would act on this one and make results
+        # depend on what was solved before; also saves control iterations).
+        d.Text.Command("reset controls")
         d.Solution.Solve()
         solve_s = time.perf_counter() - t0
         if not d.Solution.Converged():
@@ -197,6 +200,43 @@ class FeederEngine:
 
     def node_names(self) -> list[str]:
         return list(self.dss.Circuit.AllNodeNames())
+
+
+class SharedEngine:
+    """Many clones of one feeder model on one compiled OpenDSS engine.
+
+    Each clone keeps only its own small state — its last solution vector (one complex per node), regulator taps
+    and capacitor steps; the source voltage and load multiplier come with every solve — and the engine swaps it
+    in before each solve and out after. A clone's first solve starts from the freshly compiled state, as a
+    separate engine's would, so results equal one-engine-per-clone (tested to 1e-9 MW with identical taps).
+    Memory per clone: ~16 bytes x nodes (136 kB for the 8500-node feeder) instead of ~35 MB per engine.
+    """
+
+    def __init__(self, model: FeederModel):
+        self.engine = FeederEngine(model)
+        self.model = model
+        self._ffi = self.engine.dss.YMatrix._api_util.ffi
+        self._initial = (self._voltages().copy(), self.engine.control_state(),
+                         bool(self.engine.dss.YMatrix.SolutionInitialized()))
+        self._slots: dict[str, tuple[np.ndarray, ControlState, bool]] = {}
+
+    def _voltages(self) -> np.ndarray:
+        """A writable view of the engine's node-voltage vector (index 0 is ground)."""
+        d = self.engine.dss
+        n = d.Circuit.NumNodes() + 1
+        return np.frombuffer(self._ffi.buffer(d.YMatrix.VVector(), 16 * n), dtype=np.complex128)
+
+    def solve(self, clone: CloneState, node_voltages: bool = False) -> FeederResult:
+        v, control, initialized = self._slots.get(clone.name, self._initial)
+        self._voltages()[:] = v
+        self.engine.apply_control_state(control)
+        self.engine.dss.YMatrix.SolutionInitialized(initialized)
+        result = self.engine.solve(clone, node_voltages=node_voltages)
+        self._slots[clone.name] = (self._voltages().copy(), result.control, True)
+        return result
+
+    def node_names(self) -> list[str]:
+        return self.engine.node_names()
 
 
 def nominal_load_mw(model: FeederModel) -> float:

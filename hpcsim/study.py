@@ -35,7 +35,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
              "load_profile": (str, list)},
     "diversity": {"load_mult_std": (int, float), "seed": int},
-    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int},
+    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int, "engine_mode": str},
     "outputs": {"node_voltages": bool},
     "dynamics": dynamics_spec.SCHEMA,
 }
@@ -64,6 +64,7 @@ class Study:
     workers: int = 0
     scale_mode: bool = False
     sub_brokers: int = 0
+    engine_mode: str = "auto"
     node_voltages: bool = False
     description: str = ""
     dynamics: dynamics_spec.DynamicsSpec | None = None  # a dynamic frequency study (hpcsim.dynamics)
@@ -154,6 +155,8 @@ def _validate(s: Study, where: str) -> None:
         raise StudyError(f"{where}: [diversity] load_mult_std {s.load_mult_std} must be in [0, 0.5)")
     if s.workers < 0:
         raise StudyError(f"{where}: [run] workers {s.workers} must be 0 (one per core) or more")
+    if s.engine_mode not in ("auto", "separate", "shared"):
+        raise StudyError(f"{where}: [run] engine_mode {s.engine_mode!r} must be 'auto', 'separate' or 'shared'")
     if s.sub_brokers < 0:
         raise StudyError(f"{where}: [run] sub_brokers {s.sub_brokers} must be 0 (flat) or more")
     if s.feeder_mw is not None and not s.feeder_mw > 0:
@@ -205,6 +208,7 @@ def load_study(path: str | Path) -> Study:
         workers=ru.get("workers", 0),
         scale_mode=ru.get("scale_mode", False),
         sub_brokers=ru.get("sub_brokers", 0),
+        engine_mode=ru.get("engine_mode", "auto"),
         node_voltages=ou.get("node_voltages", False),
         dynamics=dynamics_spec.parse(data["dynamics"], base, where) if "dynamics" in data else None,
         source=path.resolve(),

@@ -63,6 +63,7 @@ class Layout:
     feeders: tuple[FeederSpec, ...]
     groups: tuple[tuple[FeederSpec, ...], ...]
     v0: dict[int, tuple[float, float]]  # bus -> (v_pu, angle_deg) from the case's stored solution
+    engine_mode: str = "separate"
 
     @property
     def federate_names(self) -> list[str]:
@@ -84,6 +85,28 @@ def boundary_map_of(study: Study) -> BoundaryMap:
     if study.max_buses is not None:
         bmap = bmap.first(study.max_buses)
     return bmap
+
+
+# Separate engines are used while their estimated memory stays under this fraction of the available memory.
+SEPARATE_ENGINE_MEMORY_FRACTION = 0.5
+
+
+def engine_mode_for(study: Study, n_feeders: int) -> str:
+    """``separate`` (one OpenDSS engine per clone) or ``shared`` (one per worker, clone state swapped).
+
+    ``auto`` keeps separate engines while clones x the measured memory per engine fits in half the memory
+    available now, else shares them.
+    """
+    if study.engine_mode != "auto":
+        return study.engine_mode
+    import psutil  # noqa: PLC0415
+
+    from hpcsim.hpc.costs import feeder_cost  # noqa: PLC0415 - the one place measured costs live
+
+    cost, _ = feeder_cost(resolve_feeder(study.feeder).name)
+    need_mb = n_feeders * cost.rss_mb
+    return "separate" if need_mb < SEPARATE_ENGINE_MEMORY_FRACTION * psutil.virtual_memory().available / 2**20 \
+        else "shared"
 
 
 def default_workers() -> int:
@@ -125,6 +148,7 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
         feeders=tuple(specs),
         groups=split_groups(specs, workers),
         v0={b: (vm[b], va[b]) for b in bmap.buses},
+        engine_mode=engine_mode_for(study, len(specs)),
     )
 
 
@@ -164,6 +188,7 @@ def federate_configs(layout: Layout, run_dir: Path, broker_of: dict[str, str], n
             "role": "feeders",
             "broker_address": broker_of[name],
             "feeder_model": layout.feeder_model,
+            "engine_mode": layout.engine_mode,
             "feeders": [dict(vars(f)) for f in group],
             "v0": {str(b): layout.v0[b] for b in buses},
             "time_offset": LOOSE_FEEDER_OFFSET if s.coupling == "loose" else 0.0,

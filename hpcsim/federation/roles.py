@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcsim.cases import resolve_feeder
-from hpcsim.distribution import CloneState, FeederEngine, FeederResult
+from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine
 from hpcsim.federation.layout import power_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
 from hpcsim.output.parquet import StepWriter
@@ -132,9 +132,14 @@ class FeederGroupRole:
         self.clones = [CloneState(f["name"], int(f["bus"]), float(f["load_mult"])) for f in cfg["feeders"]]
         self.base_mult = [c.load_mult for c in self.clones]
         t0 = time.perf_counter()
-        self.engines = {c.name: FeederEngine(self.model) for c in self.clones}
-        log.info("%s: compiled %d %s feeders in %.1f s", self.name, len(self.clones), self.model.name,
-                 time.perf_counter() - t0)
+        self.shared = cfg.get("engine_mode", "separate") == "shared"
+        if self.shared:
+            engine = SharedEngine(self.model)
+            self.engines = {c.name: engine for c in self.clones}
+        else:
+            self.engines = {c.name: FeederEngine(self.model) for c in self.clones}
+        log.info("%s: %d %s feeders on %s engine(s), compiled in %.1f s", self.name, len(self.clones),
+                 self.model.name, "one shared" if self.shared else "separate", time.perf_counter() - t0)
         self.buses = sorted({c.bus for c in self.clones})
         self.subs: dict[int, object] = {}
         self.pubs: dict[str, object] = {}
