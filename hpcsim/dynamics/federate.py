@@ -95,6 +95,8 @@ def run_federate(cfg: dict) -> int:
     try:
         role = make_role(cfg)  # solvers loaded before connecting: start-up cost stays outside HELICS
         fed = create_federate({**cfg, "role": "transmission" if cfg["role"] == "tds" else cfg["role"]})
+        if cfg.get("output_delay_s"):  # feeders: answers stamped one exchange later, computed in parallel
+            h.helicsFederateSetTimeProperty(fed, h.HELICS_PROPERTY_TIME_OUTPUT_DELAY, float(cfg["output_delay_s"]))
         role.register(fed)
         h.helicsFederateEnterExecutingMode(fed)
         (drive_tds if cfg["role"] == "tds" else drive_event)(fed, role, cfg)

@@ -168,6 +168,7 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
             **common, "name": name, "role": "dfeeder", "broker_address": broker_of[name], "bus": f.bus,
             "feeder": f.feeder, "der_buses": f.der_buses, "der_names": f.der_names, "scale": f.scale,
             "feeder_head": s.feeder_head, "v_min_pu": s.v_min_pu, "v_max_pu": s.v_max_pu, "vsm_dp_kw": s.vsm_dp_kw,
+            "output_delay_s": s.exchange_s,
         }
     configs[AGC] = {
         **common, "name": AGC, "role": "agc", "broker_address": broker_of[AGC], "agc": s.agc, "agc_s": s.agc_s,

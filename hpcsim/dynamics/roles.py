@@ -4,16 +4,19 @@ Time: HELICS time = simulated seconds + 1 (so nothing happens at HELICS time 0).
 uninterruptible and steps the control intervals (0.5 s); the others are event driven and answer at the time of
 the values they are woken by. Each control interval k:
 
-- transmission, granted k: reads what the others answered at k-1 (feeder loads, VSM limits, AGC set points),
-  applies the exogenous series, publishes frequency, ACE and unit status (every interval) and the bus voltages
-  and DER powers (every exchange), then integrates to k+1 while the others work;
-- a feeder, woken at an exchange: solves with the voltage, DER powers and load multiplier, publishes its gross
-  load (eq. 4) and, every ``headroom_s``, its DERs' VSM limits;
+- transmission, granted k: reads what has arrived for k (feeder loads and VSM limits of the previous exchange,
+  AGC set points of the previous interval), applies the exogenous series, publishes frequency, ACE and unit
+  status (every interval) and the bus voltages and DER powers (every exchange), then integrates to k+1 while the
+  others work;
+- a feeder, woken at exchange e: solves with the voltage, DER powers and load multiplier of e, publishes its
+  gross load (eq. 4) and, every ``headroom_s``, its DERs' VSM limits — with a HELICS output delay of one
+  exchange period, so its answer is due at e + 1 and it works in parallel with the whole transmission period;
 - the AGC, woken every interval: records frequency and ACE; every ``agc_s`` runs its PI and publishes set points.
 
-So the feeders' loads reach the transmission side half an interval after the exchange (the load multiplier of
-exchange k acts on every load from k + control_s), and AGC set points act one control interval after they are
-computed. Rows are buffered and written as Parquet every ``headroom_s`` of simulated time.
+So the feeders' loads of exchange e act on the transmission side from the next exchange (the load multiplier
+sample e moves every load at e + exchange_s), VSM limits likewise, and AGC set points act one control interval
+after they are computed (loose coupling, as in the paper). Rows are buffered and written as Parquet every
+``headroom_s`` of simulated time.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ class TdsRole(Role):
                 self.p_vsm[at] = h.helicsInputGetVector(updated[("vsm", b)])
         if loads:
             self.grid.set_bus_loads(loads)
-            k = (tick - 1) // self.cfg["exchange_ticks"]
+            k = tick // self.cfg["exchange_ticks"] - 1  # the exchange these loads answer
             self.load_mult = float(self.cfg["load_mult"][k])
             self.grid.scale_other_loads(self.load_mult)
         if "thermal" in updated:

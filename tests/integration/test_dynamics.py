@@ -97,7 +97,9 @@ def test_load_variation_writes_the_tables_summary_and_figures(load_variation):
     run_dir, s = load_variation
     out = run_dir / "outputs"
     freq = _frequency(run_dir)
-    assert len(freq) == 60 * 30 + 1 and np.allclose(freq.time_s.diff().dropna(), 1 / 30, atol=2e-6)
+    # every TDS step (two cycles; ANDES halves a step that does not converge, so a few may be shorter)
+    steps = freq.time_s.diff().dropna()
+    assert 60 * 30 + 1 <= len(freq) <= 60 * 30 + 20 and steps.max() < 1 / 30 + 2e-6 and steps.median() == pytest.approx(1 / 30, abs=2e-6)
     assert freq.load_mult.iloc[0] == 1.0 and freq.load_mult.std() == pytest.approx(0.02, rel=0.35)
     assert read_table(out, "ace").num_rows == 121  # every 0.5 s
     assert read_table(out, "der").num_rows == 20 * 121
