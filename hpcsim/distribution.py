@@ -162,20 +162,28 @@ class FeederEngine:
         return ControlState(tuple(taps), tuple(caps))
 
     def apply_control_state(self, state: ControlState) -> None:
-        """Put regulator taps and capacitor steps in ``state`` (same model: same element order)."""
+        """Put regulator taps and capacitor steps in ``state`` (same model: same element order).
+
+        Only elements whose state differs are touched: every change invalidates the system Y matrix, and its
+        refactorization dominates a warm re-solve.
+        """
         d = self.dss
-        taps = iter(state.reg_taps)
-        i = d.RegControls.First()
-        while i:
-            d.RegControls.TapNumber(next(taps))
-            i = d.RegControls.Next()
-        caps = list(state.cap_states)
-        i = d.Capacitors.First()
-        while i:
-            n = len(d.Capacitors.States())
-            d.Capacitors.States(caps[:n])
-            caps = caps[n:]
-            i = d.Capacitors.Next()
+        current = self.control_state()
+        if state.reg_taps != current.reg_taps:
+            i, k = d.RegControls.First(), 0
+            while i:
+                if state.reg_taps[k] != current.reg_taps[k]:
+                    d.RegControls.TapNumber(state.reg_taps[k])
+                i, k = d.RegControls.Next(), k + 1
+        if state.cap_states != current.cap_states:
+            caps, pos = list(state.cap_states), 0
+            i = d.Capacitors.First()
+            while i:
+                n = len(d.Capacitors.States())
+                if caps[pos:pos + n] != list(current.cap_states[pos:pos + n]):
+                    d.Capacitors.States(caps[pos:pos + n])
+                pos += n
+                i = d.Capacitors.Next()
 
     def freeze_controls(self, frozen: bool = True) -> None:
         """``controlmode=off`` keeps taps and capacitor steps where they are; ``static`` lets them act again."""
