@@ -119,8 +119,9 @@ def test_load_variation_writes_the_tables_summary_and_figures(load_variation):
 def _assert_within_limits(run_dir):
     d = _ders(run_dir)
     limit = np.minimum(np.minimum(d.p_mppt_mw, d.p_cap_mw), d.p_vsm_mw)
-    # records are at the end of each 0.5-s interval with the limits in force during it; the inverter lag is 20 ms
-    assert (d.p_mw <= limit + 1e-4).all(), d[d.p_mw > limit + 1e-4].head()
+    # records are at the end of each 0.5-s interval with the limits in force during it (the inverter lag is
+    # 20 ms); 0.5 kW of slack for ANDES's Newton tolerance (1e-4 pu on 100 MVA)
+    assert (d.p_mw <= limit + 5e-4).all(), d[d.p_mw > limit + 5e-4].head()
     assert (d.p_mw >= -1e-9).all()
     assert np.allclose(d.p_limit_mw, limit, atol=1e-9)
     return d
