@@ -19,7 +19,6 @@ from hpcsim.errors import FederateError, HpcsimError
 from hpcsim.federation.federate import create_federate, peak_rss_mb, record_error
 
 log = logging.getLogger("hpcsim.dynamics.federate")
-TIME_OFFSET = 1.0  # HELICS time = simulated seconds + 1
 
 
 def make_role(cfg: dict):
@@ -32,16 +31,19 @@ def make_role(cfg: dict):
 
 
 def drive_tds(fed, role, cfg: dict) -> None:
-    """Transmission: for every control interval, read answers, publish, integrate to the next interval."""
+    """Transmission: for every control interval, read answers, publish, then ask HELICS for the next interval
+    *asynchronously* and integrate to it meanwhile, so the others' work overlaps the integration."""
     import helics as h  # noqa: PLC0415
+
+    from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
 
     dt, ticks = float(cfg["control_s"]), int(cfg["ticks"])
     progress = Path(cfg["run_dir"]) / "progress.json"
+    t0 = time.perf_counter()
+    h.helicsFederateRequestTime(fed, TIME_OFFSET)
+    exchange_s = time.perf_counter() - t0
     for tick in range(ticks + 1):
         t_s = tick * dt
-        t0 = time.perf_counter()
-        h.helicsFederateRequestTime(fed, t_s + TIME_OFFSET)
-        exchange_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         role.receive(tick)
         role.publish(tick, t_s)
@@ -50,11 +52,16 @@ def drive_tds(fed, role, cfg: dict) -> None:
         other_s = time.perf_counter() - t0
         andes_s = 0.0
         if tick < ticks:
+            h.helicsFederateRequestTimeAsync(fed, t_s + dt + TIME_OFFSET)
             andes_s = role.advance(t_s + dt)
             t0 = time.perf_counter()
             role.record(t_s + dt)  # the state at the end of the interval, with the limits that were in force
             other_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            h.helicsFederateRequestTimeComplete(fed)  # granted once every other federate has answered
+            exchange_s += time.perf_counter() - t0
         role.timing(t_s, andes_s, exchange_s + other_s, peak_rss_mb())  # coupling: HELICS + values + rows
+        exchange_s = 0.0
         role.maybe_flush(tick, last=tick == ticks)
         if tick % int(cfg["exchange_ticks"]) == 0 or tick == ticks:
             tmp = progress.with_suffix(".tmp")
@@ -63,8 +70,11 @@ def drive_tds(fed, role, cfg: dict) -> None:
 
 
 def drive_event(fed, role, cfg: dict) -> None:
-    """Feeder or AGC: woken by new values, answer at that time, until the transmission federate leaves."""
+    """Feeder or AGC: woken by new values, answer, until the transmission federate leaves. A role may spend part
+    of its answer waiting in HELICS (a feeder's deferred answer); that time counts as exchange, not compute."""
     import helics as h  # noqa: PLC0415
+
+    from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
 
     dt = float(cfg["control_s"])
     last_tick = -1
@@ -80,9 +90,8 @@ def drive_event(fed, role, cfg: dict) -> None:
             raise FederateError(f"{role.name}: woken at HELICS time {granted} (tick {tick}, last {last_tick})")
         last_tick = tick
         t0 = time.perf_counter()
-        role.respond(tick, t_s)
-        compute_s = time.perf_counter() - t0
-        role.timing(t_s, compute_s, exchange_s, peak_rss_mb())
+        waited_s = role.respond(fed, tick, t_s)
+        role.timing(t_s, time.perf_counter() - t0 - waited_s, exchange_s + waited_s, peak_rss_mb())
         role.maybe_flush(tick)
     role.maybe_flush(last_tick, last=True)
 
@@ -95,8 +104,6 @@ def run_federate(cfg: dict) -> int:
     try:
         role = make_role(cfg)  # solvers loaded before connecting: start-up cost stays outside HELICS
         fed = create_federate({**cfg, "role": "transmission" if cfg["role"] == "tds" else cfg["role"]})
-        if cfg.get("output_delay_s"):  # feeders: answers stamped one exchange later, computed in parallel
-            h.helicsFederateSetTimeProperty(fed, h.HELICS_PROPERTY_TIME_OUTPUT_DELAY, float(cfg["output_delay_s"]))
         role.register(fed)
         h.helicsFederateEnterExecutingMode(fed)
         (drive_tds if cfg["role"] == "tds" else drive_event)(fed, role, cfg)

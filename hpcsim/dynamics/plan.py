@@ -148,7 +148,7 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
     exchanges = int(round(s.stop_s / s.exchange_s)) + 1
     common = {
         "study": plan.study.name, "run_dir": str(run_dir), "network": network, "control_s": s.control_s,
-        "ticks": s.ticks, "exchange_ticks": every(s.exchange_s), "agc_ticks": every(s.agc_s),
+        "ticks": s.ticks, "exchange_s": s.exchange_s, "exchange_ticks": every(s.exchange_s), "agc_ticks": every(s.agc_s),
         "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
         "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz, "governors": plan.governors,
         "load_mult": plan.load_mult[:exchanges].tolist(),
@@ -168,7 +168,6 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
             **common, "name": name, "role": "dfeeder", "broker_address": broker_of[name], "bus": f.bus,
             "feeder": f.feeder, "der_buses": f.der_buses, "der_names": f.der_names, "scale": f.scale,
             "feeder_head": s.feeder_head, "v_min_pu": s.v_min_pu, "v_max_pu": s.v_max_pu, "vsm_dp_kw": s.vsm_dp_kw,
-            "output_delay_s": s.exchange_s,
         }
     configs[AGC] = {
         **common, "name": AGC, "role": "agc", "broker_address": broker_of[AGC], "agc": s.agc, "agc_s": s.agc_s,

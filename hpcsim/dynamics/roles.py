@@ -8,9 +8,10 @@ the values they are woken by. Each control interval k:
   AGC set points of the previous interval), applies the exogenous series, publishes frequency, ACE and unit
   status (every interval) and the bus voltages and DER powers (every exchange), then integrates to k+1 while the
   others work;
-- a feeder, woken at exchange e: solves with the voltage, DER powers and load multiplier of e, publishes its
-  gross load (eq. 4) and, every ``headroom_s``, its DERs' VSM limits — with a HELICS output delay of one
-  exchange period, so its answer is due at e + 1 and it works in parallel with the whole transmission period;
+- a feeder, woken at exchange e: asks HELICS (asynchronously) for the time just before the next exchange,
+  solves meanwhile with the voltage, DER powers and load multiplier of e, and once granted publishes its gross
+  load (eq. 4) and, every ``headroom_s``, its DERs' VSM limits — so its work overlaps the whole transmission
+  period (the transmission side also integrates while its own time request is pending);
 - the AGC, woken every interval: records frequency and ACE; every ``agc_s`` runs its PI and publishes set points.
 
 So the feeders' loads of exchange e act on the transmission side from the next exchange (the load multiplier
@@ -35,6 +36,8 @@ from hpcsim.output.parquet import StepWriter
 
 log = logging.getLogger(__name__)
 
+TIME_OFFSET = 1.0  # HELICS time = simulated seconds + 1
+ANSWER_LEAD_S = 1e-6  # a feeder answers this long before the next exchange (so it is read at the exchange)
 F_KEY, ACE_KEY, ONLINE_KEY = "hpcsim/dyn/f_hz", "hpcsim/dyn/ace_mw", "hpcsim/dyn/online"
 AGC_THERMAL_KEY, AGC_DER_KEY = "hpcsim/dyn/agc/thermal_mw", "hpcsim/dyn/agc/der_mw"
 
@@ -225,29 +228,43 @@ class FeederRole(Role):
         if self.cfg["der_names"] and self.cfg["headroom"]:
             self.pubs["vsm"] = self.pub(fed, vsm_key(self.bus), "vector")
 
-    def respond(self, tick: int, t_s: float) -> None:
+    def respond(self, fed, tick: int, t_s: float) -> float:
+        """Solve exchange ``tick`` and answer just before the next one; returns the seconds spent waiting."""
         import helics as h  # noqa: PLC0415
 
         c = self.cfg
         k = tick // c["exchange_ticks"]
         v = complex(h.helicsInputGetComplex(self.subs["v"]))
         p_der = np.asarray(h.helicsInputGetVector(self.subs["der"]), dtype=float) if c["der_names"] else np.zeros(0)
+        answer = tick < c["ticks"]  # nobody reads an answer to the last exchange
+        due = t_s + c["exchange_s"] - ANSWER_LEAD_S + TIME_OFFSET
+        if answer:
+            h.helicsFederateRequestTimeAsync(fed, due)
         v_src = self.feeder.source_pu(abs(v), c["feeder_head"])
         st = self.feeder.solve(v_src, float(np.degrees(np.angle(v))), p_der, float(c["load_mult"][k]))
-        h.helicsPublicationPublishComplex(self.pubs["load"], st.s_gross_mva)
-        headroom_mw = vsm_s = lp_s = float("nan")
+        hr = None
         if "vsm" in self.pubs and tick % c["headroom_ticks"] == 0:
             with self.feeder.vsm_solver() as solve:
                 sens = sensitivity(solve, p_der, c["vsm_dp_kw"] / 1000.0)
             hr = max_der_power(sens, p_cap_mw=self.p_cap, v_min_pu=c["v_min_pu"], v_max_pu=c["v_max_pu"])
-            h.helicsPublicationPublishVector(self.pubs["vsm"], hr.p_vsm_mw.tolist())
-            headroom_mw, vsm_s, lp_s = hr.headroom_mw, sens.solve_s, hr.lp_s
-            log.debug("%s t=%g: headroom %.3f MW (%d LP rows)", self.name, t_s, headroom_mw, hr.rows)
+            log.debug("%s t=%g: headroom %.3f MW (%d LP rows)", self.name, t_s, hr.headroom_mw, hr.rows)
         self.writers["feeder_voltage"].add(
             time_s=t_s, feeder=self.feeder.name, bus=self.bus, v_source_pu=v_src, v_min_pu=st.v_min_pu,
             v_mean_pu=st.v_mean_pu, v_std_pu=st.v_std_pu, v_max_pu=st.v_max_pu, p_net_mw=st.p_net_mw,
             q_net_mvar=st.q_net_mvar, p_der_mw=st.p_der_mw, p_gross_mw=st.s_gross_mva.real, scale=c["scale"],
-            headroom_mw=headroom_mw, solve_s=st.solve_s, vsm_s=vsm_s, lp_s=lp_s)
+            headroom_mw=hr.headroom_mw if hr else float("nan"), solve_s=st.solve_s,
+            vsm_s=sens.solve_s if hr else float("nan"), lp_s=hr.lp_s if hr else float("nan"))
+        if not answer:
+            return 0.0
+        t0 = time.perf_counter()
+        granted = h.helicsFederateRequestTimeComplete(fed)
+        while granted < due - 1e-9:  # woken early by an unexpected value: keep waiting for the answer time
+            granted = h.helicsFederateRequestTime(fed, due)
+        waited_s = time.perf_counter() - t0
+        h.helicsPublicationPublishComplex(self.pubs["load"], st.s_gross_mva)
+        if hr is not None:
+            h.helicsPublicationPublishVector(self.pubs["vsm"], hr.p_vsm_mw.tolist())
+        return waited_s
 
 
 class AgcRole(Role):
@@ -270,7 +287,7 @@ class AgcRole(Role):
         if self.cfg["n_der"]:
             self.pubs["der"] = self.pub(fed, AGC_DER_KEY, "vector")
 
-    def respond(self, tick: int, t_s: float) -> None:
+    def respond(self, fed, tick: int, t_s: float) -> float:  # noqa: ARG002 - same signature as the feeder's
         import helics as h  # noqa: PLC0415
 
         c = self.cfg
@@ -291,3 +308,4 @@ class AgcRole(Role):
             self.compute_s += time.perf_counter() - t0
         self.writers["ace"].add(time_s=t_s, f_hz=f_hz, ace_mw=ace, ace_ctrl_mw=ace_ctrl, acs_mw=self.pi.output_mw,
                                 p_thermal_mw=float(self.split[0].sum()), p_der_mw=float(self.split[1].sum()))
+        return 0.0
