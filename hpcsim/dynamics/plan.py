@@ -23,7 +23,7 @@ from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import DynamicsError, agc, der, droop
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
-from hpcsim.dynamics.tds import read_case, resolve_case
+from hpcsim.dynamics.tds import json_case, read_case, resolve_case
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,11 @@ def build_plan(study: Study) -> Plan:
     machines = set(case["machines"])
     if spec.trip_gen and spec.trip_gen not in machines:
         raise DynamicsError(f"trip_gen {spec.trip_gen!r} is not a machine of the case (have {', '.join(sorted(machines))})")
+    n_der = spec.ders_per_feeder * len(spec.feeders)
+    if n_der and spec.balance_gen not in case["static_gen_mw"]:
+        raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
+                            f"(have {', '.join(case['static_gen_mw'])})")
     feeders = tuple(_plan_feeder(spec, bus, name, case) for bus, name in spec.feeders)
-    n_der = sum(len(f.der_names) for f in feeders)
     f0 = case["f0_hz"]
     governors = case["governors"]
     slope = droop.governor_slope_mw_per_hz(np.array([g["sn_mva"] for g in governors]),
@@ -126,9 +129,6 @@ def build_plan(study: Study) -> Plan:
     seconds = int(np.ceil(spec.stop_s)) + 1
     balance = {}
     if n_der:
-        if spec.balance_gen not in case["static_gen_mw"]:
-            raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
-                                f"(have {', '.join(case['static_gen_mw'])})")
         before = case["static_gen_mw"][spec.balance_gen]
         balance = {"gen": spec.balance_gen, "p_before_mw": before, "p_after_mw": before - n_der * spec.der_kw / 1000}
     return Plan(
@@ -155,7 +155,7 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
     }
     configs = {TRANSMISSION: {
         **common, "name": TRANSMISSION, "role": "tds", "broker_address": broker_of[TRANSMISSION],
-        "case": plan.case_path, "tds_step_s": s.tds_step_s, "droop_gain_pu": s.droop_gain_pu,
+        "case": str(json_case(plan.case_path)), "tds_step_s": s.tds_step_s, "droop_gain_pu": s.droop_gain_pu,
         "pfr_deadband_hz": s.pfr_deadband_hz, "balance_gen": s.balance_gen, "trip_gen": s.trip_gen,
         "trip_s": s.trip_s, "bias_mw_per_01hz": plan.bias_mw_per_01hz, "mppt_mw": plan.mppt_mw.tolist(),
         "feeder_of_bus": {str(f.bus): f.feeder for f in plan.feeders},

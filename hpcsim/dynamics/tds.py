@@ -13,7 +13,9 @@ meaningful and would stop the run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,27 @@ def resolve_case(case: str) -> Path:
         return Path(andes.get_case(case))
     except FileNotFoundError:
         raise CaseError(f"ANDES case {case!r} is neither a file nor a case bundled with ANDES") from None
+
+
+def json_case(case: str) -> Path:
+    """The case as ANDES JSON, converted once and cached in the environment (reading the bundled .xlsx costs
+    about a second more than JSON in every process that loads it)."""
+    path = resolve_case(case)
+    if path.suffix.lower() == ".json":
+        return path
+    st = path.stat()
+    key = hashlib.sha1(f"{path}|{st.st_mtime_ns}|{st.st_size}".encode()).hexdigest()[:12]
+    cached = andes_der.PYCODE_PATH.parent / "andes-cases" / f"{path.stem}-{key}.json"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        ss = _load(str(path), andes_der.andes_options())
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        import andes  # noqa: PLC0415
+
+        andes.io.dump(ss, "json", str(tmp), overwrite=True)
+        os.replace(tmp, cached)
+        log.info("converted %s to %s", path, cached)
+    return cached
 
 
 @dataclass(frozen=True)
@@ -66,7 +89,7 @@ def read_case(case: str) -> dict:
     """What a plan needs from the case, without DERs: bus loads and voltages (power flow), governors, static
     generator dispatch."""
     andes_der.prepare()
-    ss = _load(case, andes_der.andes_options())
+    ss = _load(str(json_case(case)), andes_der.andes_options())
     ss.setup()
     if not ss.PFlow.run():
         raise DynamicsError(f"ANDES power flow of {case} did not converge")
