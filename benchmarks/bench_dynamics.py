@@ -10,7 +10,10 @@ figures and reports, per run and as the median:
   transmission federate waiting in HELICS: for the feeders and the AGC, and the exchange itself), plan and
   start-up (everything before the first time step).
 
-The machine load average is printed: on a shared 2-core machine the figures move with it.
+The machine load average is printed: on a shared 2-core machine the figures move with it. As a reference that
+depends less on the load, ANDES alone is also timed in a separate process (CPU seconds per simulated second of the
+same 14-bus case with its 20 DERs, stepped in 0.5-s intervals under a 2 % load variation): the bound on the
+stepping loop.
 
     .venv/bin/python benchmarks/bench_dynamics.py --out /tmp/hpcsim-bench-dyn --repeat 3
 """
@@ -24,7 +27,9 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +41,31 @@ from hpcsim.study import load_study  # noqa: E402
 STUDY = REPO / "cases" / "dyn_ieee14_load_variation.toml"
 KEYS = ("sim_s_per_wall_s", "sim_s_per_loop_s", "wall_s", "plan_s", "federation_s", "transmission_loop_s",
         "andes_s", "opendss_solve_s", "opendss_vsm_s", "lp_s", "coupling_s")
+
+
+ANDES_ALONE = textwrap.dedent("""
+    import time, numpy as np
+    from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case
+    ders = [DerGroup(b, tuple(f"DER_{b}_{j}" for j in range(10)), 900.0, 500.0) for b in (4, 9)]
+    g = DynamicGrid(str(json_case("ieee14/ieee14_full.xlsx")), ders=ders, bus_loads={4: (47.8, 5.0), 9: (29.5, 3.0)},
+                    droop_gain_pu=20.0, deadband_hz=0.017, pmx_mw=np.full(20, 0.8), balance_gen="5", trip_gen="",
+                    trip_s=0.0, tds_step_s=1 / 30, governors=["TGOV1_1"])
+    mult = np.random.default_rng(1).normal(1.0, 0.02, 100)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for k in range(1, 61):
+        if k % 2:
+            g.scale_other_loads(mult[k])
+        g.advance(k * 0.5)
+        g.new_frequency_samples()
+    print((time.process_time() - cpu) / 30, (time.perf_counter() - wall) / 30)
+""")
+
+
+def andes_alone() -> tuple[float, float]:
+    """(CPU s, wall s) per simulated second of ANDES alone (see module docstring)."""
+    r = subprocess.run([sys.executable, "-c", ANDES_ALONE], capture_output=True, text=True, cwd=REPO, check=True)
+    cpu, wall = (float(x) for x in r.stdout.split()[-2:])
+    return cpu, wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,14 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {i}: " + ", ".join(f"{k} {v:.2f}" for k, v in tm.items()), flush=True)
     median = {k: statistics.median(r[k] for r in runs) for k in KEYS}
     sim_s = study.dynamics.stop_s
+    andes_cpu, andes_wall = andes_alone()
     report = {"study": study.name, "simulated_s": sim_s, "cpus": os.cpu_count(), "python": platform.python_version(),
-              "median": median, "runs": runs}
+              "median": median, "runs": runs, "andes_alone_cpu_s_per_sim_s": andes_cpu,
+              "andes_alone_wall_s_per_sim_s": andes_wall, "load_avg_1min_after": os.getloadavg()[0]}
     (args.out / "bench_dynamics.json").write_text(json.dumps(report, indent=1))
     m = median
     print(f"\n{study.name}: {sim_s:g} simulated s, median of {len(runs)} runs on {os.cpu_count()} CPUs")
     print(f"  end to end     {m['wall_s']:6.1f} s wall  -> {m['sim_s_per_wall_s']:5.1f} simulated s per wall s")
-    print(f"  stepping loop  {m['transmission_loop_s']:6.1f} s      -> {m['sim_s_per_loop_s']:5.1f} simulated s per wall s")
-    print(f"  ANDES TDS      {m['andes_s']:6.1f} s   (transmission federate)")
+    print(f"  stepping loop  {m['transmission_loop_s']:6.1f} s      -> {m['sim_s_per_loop_s']:5.1f} simulated s "
+          "per wall s")
+    print(f"  ANDES TDS      {m['andes_s']:6.1f} s   (transmission federate); ANDES alone: {andes_cpu * 1000:.0f} ms "
+          f"CPU ({andes_wall * 1000:.0f} ms wall) per simulated s -> at most {1 / andes_cpu:.1f} simulated s per s")
     print(f"  OpenDSS        {m['opendss_solve_s'] + m['opendss_vsm_s']:6.1f} s   "
           f"(exchange solves {m['opendss_solve_s']:.1f} s + VSM perturbations {m['opendss_vsm_s']:.1f} s, "
           f"feeder federates, in parallel)")

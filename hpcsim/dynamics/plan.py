@@ -114,7 +114,8 @@ def build_plan(study: Study) -> Plan:
     case = read_case(study.case)
     machines = set(case["machines"])
     if spec.trip_gen and spec.trip_gen not in machines:
-        raise DynamicsError(f"trip_gen {spec.trip_gen!r} is not a machine of the case (have {', '.join(sorted(machines))})")
+        have = ", ".join(sorted(machines))
+        raise DynamicsError(f"trip_gen {spec.trip_gen!r} is not a machine of the case (have {have})")
     n_der = spec.ders_per_feeder * len(spec.feeders)
     if n_der and spec.balance_gen not in case["static_gen_mw"]:
         raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
@@ -148,7 +149,8 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
     exchanges = int(round(s.stop_s / s.exchange_s)) + 1
     common = {
         "study": plan.study.name, "run_dir": str(run_dir), "network": network, "control_s": s.control_s,
-        "ticks": s.ticks, "exchange_s": s.exchange_s, "exchange_ticks": every(s.exchange_s), "agc_ticks": every(s.agc_s),
+        "ticks": s.ticks, "exchange_s": s.exchange_s, "exchange_ticks": every(s.exchange_s),
+        "agc_ticks": every(s.agc_s),
         "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
         "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz, "governors": plan.governors,
         "load_mult": plan.load_mult[:exchanges].tolist(),

@@ -16,8 +16,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from hpcsim.output.parquet import read_table
 
 log = logging.getLogger(__name__)

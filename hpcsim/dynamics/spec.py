@@ -68,7 +68,8 @@ class DynamicsSpec:
     v_max_pu: float = 1.05
     headroom: bool = True
     vsm_dp_kw: float = 50.0
-    feeder_head: str = "transmission"  # feeder source = V_T × (model's source pu / V_T(0)) ("model") or V_T ("transmission")
+    # feeder source voltage: V_T ("transmission"), or V_T × (model's source pu / V_T at the first exchange) ("model")
+    feeder_head: str = "transmission"
 
     def span_for(self, bus: int) -> tuple[float, float]:
         for b, lo, hi in self.der_span:

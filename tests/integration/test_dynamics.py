@@ -57,7 +57,8 @@ def load_variation(tmp_path_factory):
 def gentrip(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trip")
     runs = {}
-    for agc, base, stop in ((True, "dyn_ieee14_gentrip_agc.toml", 40.0), (False, "dyn_ieee14_gentrip_noagc.toml", 20.0)):
+    for agc, base, stop in ((True, "dyn_ieee14_gentrip_agc.toml", 40.0),
+                            (False, "dyn_ieee14_gentrip_noagc.toml", 20.0)):
         run_dir = tmp / f"agc_{agc}"
         runs[agc] = run_dir, _run(_derived(tmp, base, stop_s=stop), run_dir)
     return runs
@@ -99,7 +100,8 @@ def test_load_variation_writes_the_tables_summary_and_figures(load_variation):
     freq = _frequency(run_dir)
     # every TDS step (two cycles; ANDES halves a step that does not converge, so a few may be shorter)
     steps = freq.time_s.diff().dropna()
-    assert 60 * 30 + 1 <= len(freq) <= 60 * 30 + 20 and steps.max() < 1 / 30 + 2e-6 and steps.median() == pytest.approx(1 / 30, abs=2e-6)
+    assert 60 * 30 + 1 <= len(freq) <= 60 * 30 + 20
+    assert steps.max() < 1 / 30 + 2e-6 and steps.median() == pytest.approx(1 / 30, abs=2e-6)
     assert freq.load_mult.iloc[0] == 1.0 and freq.load_mult.std() == pytest.approx(0.02, rel=0.35)
     assert read_table(out, "ace").num_rows == 121  # every 0.5 s
     assert read_table(out, "der").num_rows == 20 * 121
@@ -211,7 +213,8 @@ DERFR_CHECK = textwrap.dedent("""
             g.set_der_limits(np.array([0.52, 0.8]))
         g.advance(k * 0.5)
         st = g.der_state_mw()
-        rows.append({"t": k * 0.5, "f_bus": float(g.ss.BusFreq.f.v[busf] * 60), **{n: v.tolist() for n, v in st.items()}})
+        rows.append({"t": k * 0.5, "f_bus": float(g.ss.BusFreq.f.v[busf] * 60),
+                     **{n: v.tolist() for n, v in st.items()}})
     print(json.dumps(rows))
 """)
 

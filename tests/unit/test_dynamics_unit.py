@@ -182,7 +182,8 @@ def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
     s = _study(tmp_path, 'feeders = { 4 = "ieee34", 9 = "ieee8500" }\nder_span = { 4 = [0.0, 0.2] }\nstop_s = 60')
     d = s.dynamics
     assert d.feeders == ((4, "ieee34"), (9, "ieee8500"))
-    assert d.tds_step_s == pytest.approx(1 / 30) and (d.exchange_s, d.control_s, d.agc_s, d.headroom_s) == (1, 0.5, 4, 10)
+    assert d.tds_step_s == pytest.approx(1 / 30)
+    assert (d.exchange_s, d.control_s, d.agc_s, d.headroom_s) == (1, 0.5, 4, 10)
     assert d.span_for(4) == (0.0, 0.2) and d.span_for(9) == (0.1, 1.0)
     assert (d.ders_per_feeder, d.der_kva, d.der_kw, d.pfr_deadband_hz, d.der_agc_share) == (10, 900, 500, 0.017, 0.1)
     assert d.ticks == 120 and d.every(d.agc_s) == 8
