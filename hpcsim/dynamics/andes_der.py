@@ -124,11 +124,49 @@ def andes_options() -> dict:
 def prepare(force: bool = False) -> Path:
     """Once per environment: copy hpcsim's generated ANDES code and generate ``DERFR`` next to it.
 
-    Safe when several processes call it at once (a lock file next to the folder).
+    ``hpcsim prepare`` does it at install time. Called lazily from a run, the generation happens in a child
+    process: the generating process imports ANDES's ``pycode`` package from a temporary folder that is then
+    renamed into place, which would leave that process with a stale module. Safe when several processes call it
+    at once (a lock file next to the folder).
     """
     register()
     if not force and (PYCODE_PATH / f"{MODEL}.py").is_file():
         return PYCODE_PATH
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = f"from hpcsim.dynamics.andes_der import _generate; _generate(force={bool(force)})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not (PYCODE_PATH / f"{MODEL}.py").is_file():
+        from hpcsim.dynamics import DynamicsError  # noqa: PLC0415
+
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DynamicsError(f"generating ANDES code for {MODEL} in {PYCODE_PATH} failed: {tail}")
+    return PYCODE_PATH
+
+
+def _generate(force: bool = False) -> Path:
+    """The generation itself (run in its own process by :func:`prepare`)."""
+    register()
+    PYCODE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    with open(PYCODE_PATH.parent / "andes-pycode-dynamics.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if force or not (PYCODE_PATH / f"{MODEL}.py").is_file():
+            source = transmission.prepare()
+            tmp = PYCODE_PATH.with_name(PYCODE_PATH.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+            andes = transmission._quiet_andes()
+            system = andes.System(options={**andes_options(), "pycode_path": str(tmp)}, no_undill=True)
+            system.prepare(quick=True, incremental=True, nomp=True)
+            if not (tmp / f"{MODEL}.py").is_file():
+                from hpcsim.dynamics import DynamicsError  # noqa: PLC0415
+
+                raise DynamicsError(f"ANDES did not generate code for {MODEL} in {tmp}")
+            shutil.rmtree(PYCODE_PATH, ignore_errors=True)
+            tmp.rename(PYCODE_PATH)
+            log.info("generated ANDES code for %s in %s", MODEL, PYCODE_PATH)
+    return PYCODE_PATH
     PYCODE_PATH.parent.mkdir(parents=True, exist_ok=True)
     with open(PYCODE_PATH.parent / "andes-pycode-dynamics.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

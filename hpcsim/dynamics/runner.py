@@ -156,6 +156,8 @@ def print_dynamic_summary(summary: dict) -> None:
                                for k in ("mean", "std", "min", "max")))
     console.print(table)
     for fd in summary["feeders"]:
+        head = fd["headroom_mw"]["mean"]
+        head_text = f"headroom mean {head:.3f} MW" if head == head else "no DERs (no headroom)"
         console.print(f"bus {fd['bus']} {fd['feeder']}: scale {fd['scale']:.3f}, node voltages "
                       f"{fd['v_min_pu']:.4f}–{fd['v_max_pu']:.4f} pu (unmodified feeder {fd['base_v_min_pu']:.4f}–"
-                      f"{fd['base_v_max_pu']:.4f}), headroom mean {fd['headroom_mw']['mean']:.3f} MW")
+                      f"{fd['base_v_max_pu']:.4f}), {head_text}")
