@@ -167,22 +167,3 @@ def _generate(force: bool = False) -> Path:
             tmp.rename(PYCODE_PATH)
             log.info("generated ANDES code for %s in %s", MODEL, PYCODE_PATH)
     return PYCODE_PATH
-    PYCODE_PATH.parent.mkdir(parents=True, exist_ok=True)
-    with open(PYCODE_PATH.parent / "andes-pycode-dynamics.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if force or not (PYCODE_PATH / f"{MODEL}.py").is_file():
-            source = transmission.prepare()
-            tmp = PYCODE_PATH.with_name(PYCODE_PATH.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__"))
-            andes = transmission._quiet_andes()
-            system = andes.System(options={**andes_options(), "pycode_path": str(tmp)}, no_undill=True)
-            system.prepare(quick=True, incremental=True, nomp=True)
-            if not (tmp / f"{MODEL}.py").is_file():
-                from hpcsim.dynamics import DynamicsError  # noqa: PLC0415
-
-                raise DynamicsError(f"ANDES did not generate code for {MODEL} in {tmp}")
-            shutil.rmtree(PYCODE_PATH, ignore_errors=True)
-            tmp.rename(PYCODE_PATH)
-            log.info("generated ANDES code for %s in %s", MODEL, PYCODE_PATH)
-    return PYCODE_PATH

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from hpcsim.errors import FederateError, HpcsimError
-from hpcsim.federation.federate import create_federate, peak_rss_mb, record_error
+from hpcsim.errors import FederateError
+from hpcsim.federation.federate import peak_rss_mb, serve
 
 log = logging.getLogger("hpcsim.dynamics.federate")
 
@@ -98,31 +98,10 @@ def drive_event(fed, role, cfg: dict) -> None:
 
 def run_federate(cfg: dict) -> int:
     """Run one dynamic federate to completion; returns the process exit code."""
-    import helics as h  # noqa: PLC0415
-
-    fed = None
-    try:
-        role = make_role(cfg)  # solvers loaded before connecting: start-up cost stays outside HELICS
-        fed = create_federate({**cfg, "role": "transmission" if cfg["role"] == "tds" else cfg["role"]})
-        role.register(fed)
-        h.helicsFederateEnterExecutingMode(fed)
-        (drive_tds if cfg["role"] == "tds" else drive_event)(fed, role, cfg)
-        h.helicsFederateDisconnect(fed)
-        return 0
-    except BaseException as exc:  # noqa: BLE001 - every failure is recorded and ends the federation
-        if isinstance(exc, KeyboardInterrupt):
-            exc = FederateError(f"{cfg['name']}: interrupted")
-        log.error("%s: %s: %s", cfg["name"], type(exc).__name__, exc)
-        record_error(cfg, exc)
-        if fed is not None:
-            try:
-                h.helicsFederateGlobalError(fed, 1, f"{cfg['name']}: {type(exc).__name__}: {exc}")
-            except Exception:  # noqa: BLE001 - the federation may already be gone
-                pass
-        return exc.exit_code if isinstance(exc, HpcsimError) else 3
-    finally:
-        if fed is not None:
-            h.helicsFederateFree(fed)
+    drive = drive_tds if cfg["role"] == "tds" else drive_event
+    # the TDS federate takes the transmission federate's HELICS flags (uninterruptible)
+    helics_cfg = {**cfg, "role": "transmission" if cfg["role"] == "tds" else cfg["role"]}
+    return serve(cfg, make_role, drive, helics_cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hpcsim.errors import FederateError, StudyError
+from hpcsim.errors import StudyError
 from hpcsim.federation.brokers import broker_binary
 from hpcsim.federation.layout import write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.runner import POLL_S, default_run_dir, local_hierarchy
+from hpcsim.federation.runner import default_run_dir, local_hierarchy, watch
 from hpcsim.output.summary import write_summary
 from hpcsim.study import Study
 
@@ -65,7 +64,8 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
                 group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
             for name in names:
                 group.start(name, [sys.executable, "-m", "hpcsim.dynamics.federate", str(paths[name])])
-            _watch(group, names, run_dir, plan.spec.ticks, show_progress, peak)
+            watch(group, names, run_dir, plan.spec.ticks, show_progress, peak, "dynamic co-simulation",
+                  _tick_progress)
             completed = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):
@@ -92,46 +92,8 @@ def _interrupt(signum, frame):  # noqa: ARG001 - SIGTERM ends the run like Ctrl-
     raise KeyboardInterrupt
 
 
-def _failure(run_dir: Path, failed: list[tuple[str, int]]) -> FederateError:
-    """The error the failing federate recorded (the earliest that is not another federate's echo), else the
-    first dead process with its exit status."""
-    records = []
-    for path in sorted((run_dir / "errors").glob("*.json"), key=lambda p: p.stat().st_mtime):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    cause = next((r for r in records if "another federate failed" not in r["message"]), records[0] if records else None)
-    if cause is not None:
-        return FederateError(f"federate {cause['federate']} failed: {cause['type']}: {cause['message']} "
-                             f"(logs in {run_dir / 'logs'})")
-    name, code = failed[0]
-    return FederateError(f"federate {name} exited with status {code} (log: {run_dir / 'logs' / (name + '.log')})")
-
-
-def _watch(group: ProcessGroup, names: list[str], run_dir: Path, ticks: int, show: bool, peak: dict) -> None:
-    """Poll until every federate exits 0; raise on the first failure; track the peak total RSS."""
-    progress_file = run_dir / "progress.json"
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), disable=not show, transient=False) as bar:
-        task = bar.add_task("dynamic co-simulation", total=ticks, info="starting")
-        while True:
-            peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
-            failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
-            if failed:
-                time.sleep(0.3)  # let the other federates record whether they were the cause
-                raise _failure(run_dir, group.failed())
-            if not group.running(names):
-                break
-            try:
-                p = json.loads(progress_file.read_text())
-                bar.update(task, completed=p["tick"], info=f"t = {p['t_s']:.1f} s")
-            except (OSError, json.JSONDecodeError, KeyError):
-                pass
-            time.sleep(POLL_S)
-        bar.update(task, completed=ticks, info="done")
-    if names[0] not in group.procs:
-        raise FederateError("no transmission federate was started")
+def _tick_progress(p: dict) -> tuple[int, str]:
+    return p["tick"], f"t = {p['t_s']:.1f} s"
 
 
 def print_dynamic_summary(summary: dict) -> None:

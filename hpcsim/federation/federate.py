@@ -189,19 +189,20 @@ def recorded_failure(run_dir: Path, failed: list[tuple[str, int]] | None = None)
     return None
 
 
-def run_federate(cfg: dict) -> int:
-    """Run one federate to completion; returns the process exit code."""
+def serve(cfg: dict, build_role, drive, federate_cfg: dict | None = None) -> int:
+    """A federate's whole life: build its role (solvers load before it connects), connect, enter executing
+    mode, ``drive(fed, role, cfg)``, disconnect. Any failure is recorded in ``<run>/errors/``, raised as a
+    HELICS global error so the whole federation stops, and turned into the exit code (3, or the error's own).
+    ``federate_cfg`` overrides what :func:`create_federate` sees (HELICS flags by role)."""
     import helics as h  # noqa: PLC0415
 
     fed = None
-    role = None
     try:
-        role = make_role(cfg)  # loads the solvers before connecting, so start-up cost is not inside HELICS
-        fed = create_federate(cfg)
+        role = build_role(cfg)
+        fed = create_federate(federate_cfg or cfg)
         role.register(fed)
         h.helicsFederateEnterExecutingMode(fed)
-        (drive_transmission if cfg["role"] == "transmission" else drive_feeders)(fed, role, cfg)
-        role.close()
+        drive(fed, role, cfg)
         h.helicsFederateDisconnect(fed)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded and ends the federation
@@ -221,6 +222,12 @@ def run_federate(cfg: dict) -> int:
                 h.helicsFederateFree(fed)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def run_federate(cfg: dict) -> int:
+    """Run one steady-state federate (transmission or feeder group) to completion; returns the exit code."""
+    drive = drive_transmission if cfg["role"] == "transmission" else drive_feeders
+    return serve(cfg, make_role, drive)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,9 +118,6 @@ class TransmissionRole:
         log.info("step %d/%d t=%g s: %d iterations, mismatch %.3g", step + 1, len(self.cfg["times_s"]),
                  self.cfg["times_s"][step], iterations, mismatch)
 
-    def close(self) -> None:
-        pass
-
 
 class FeederGroupRole:
     """A group of feeders, one OpenDSS engine each; sources set from the boundary voltages received."""
@@ -201,6 +198,3 @@ class FeederGroupRole:
                 self.nodes.extend({"time_s": [t] * len(names), "feeder": [name] * len(names), "node": names,
                                    "v_pu": res.node_v_pu.astype(np.float32).tolist()})
             self.nodes.flush(step)
-
-    def close(self) -> None:
-        pass

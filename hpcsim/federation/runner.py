@@ -25,7 +25,7 @@ from hpcsim import metadata
 from hpcsim.errors import FederateError, StudyError
 from hpcsim.federation.brokers import BrokerSpec, broker_binary, free_port_block
 from hpcsim.federation.federate import recorded_failure
-from hpcsim.federation.layout import TRANSMISSION, Layout, build_layout, federate_configs, write_configs
+from hpcsim.federation.layout import Layout, build_layout, federate_configs, write_configs
 from hpcsim.federation.processes import ProcessGroup
 from hpcsim.output.summary import build_run_summary, write_summary
 from hpcsim.study import Study
@@ -102,7 +102,7 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
                 group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
             for name in names:
                 group.start(name, [sys.executable, "-m", "hpcsim.federation.federate", str(paths[name])])
-            _watch(group, names, run_dir, len(study.times_s), show_progress, peak)
+            watch(group, names, run_dir, len(study.times_s), show_progress, peak)
             converged = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):
@@ -125,12 +125,18 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
     return summary
 
 
-def _watch(group: ProcessGroup, names: list[str], run_dir: Path, n_steps: int, show: bool, peak: dict) -> None:
-    """Poll until every federate exits 0; raise on the first failure. Tracks the peak total RSS in ``peak``."""
+def _step_progress(p: dict) -> tuple[int, str]:
+    return p["step"], f"{p['iterations']} it, mismatch {p['mismatch']:.1e}"
+
+
+def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show: bool, peak: dict,
+          description: str = "co-simulation", progress=_step_progress) -> None:
+    """Poll until every federate exits 0; raise the recorded cause on the first failure. Tracks the peak total
+    RSS in ``peak``; ``progress`` turns ``<run>/progress.json`` into (completed, text) for the bar."""
     progress_file = run_dir / "progress.json"
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not show, transient=False) as bar:
-        task = bar.add_task("co-simulation", total=n_steps, info="starting")
+        task = bar.add_task(description, total=total, info="starting")
         while True:
             peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
             failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
@@ -139,13 +145,12 @@ def _watch(group: ProcessGroup, names: list[str], run_dir: Path, n_steps: int, s
                 raise recorded_failure(run_dir, group.failed())
             if not group.running(names):
                 break
-            if progress_file.exists():
-                try:
-                    p = json.loads(progress_file.read_text())
-                    bar.update(task, completed=p["step"], info=f"{p['iterations']} it, mismatch {p['mismatch']:.1e}")
-                except (OSError, json.JSONDecodeError, KeyError):
-                    pass
+            try:
+                completed, info = progress(json.loads(progress_file.read_text()))
+                bar.update(task, completed=completed, info=info)
+            except (OSError, json.JSONDecodeError, KeyError):
+                pass
             time.sleep(POLL_S)
-        bar.update(task, completed=n_steps, info="done")
-    if TRANSMISSION not in group.procs:
-        raise FederateError("no transmission federate was started")
+        bar.update(task, completed=total, info="done")
+    if names[0] not in group.procs:
+        raise FederateError(f"no {names[0]} federate was started")

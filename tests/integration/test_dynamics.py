@@ -158,7 +158,7 @@ def test_feeder_voltages_stay_within_the_unmodified_feeders_envelope(load_variat
 
 # --- scenario 2 ----------------------------------------------------------------------------------------------
 def test_generation_trip_recovers_with_agc_and_not_without(gentrip):
-    (dir_on, on), (dir_off, off) = gentrip[True], gentrip[False]
+    (_, on), (dir_off, off) = gentrip[True], gentrip[False]
     assert on["frequency"]["pre_event_hz"] == pytest.approx(F0, abs=1e-3)
     # same primary response (the AGC acts from 8.5 s): nadir about 0.4 Hz down, 1.5-2 s after the trip
     assert on["frequency"]["nadir_hz"] == pytest.approx(off["frequency"]["nadir_hz"], abs=1e-3)
