@@ -61,10 +61,10 @@ EXCHANGE_LATENCY_S = 0.37e-3
 PER_VALUE_S = 25e-6
 FEDERATION_START_S = 0.2  # NOTES: federation start to executing mode (small federations)
 
-# Coupling iterations per time step (tolerance 1e-6): measured 5 on the ACTIVSg200 bus-8 study (3 feeders) and
-# 11 on the full ACTIVSg200 study (126 feeders, 37 buses); more boundary buses take more Gauss-Seidel sweeps, so
+# Coupling iterations per time step (tolerance 1e-6): measured 3 on the ACTIVSg200 bus-8 study (3 feeders) and
+# 8 on the full ACTIVSg200 study (126 feeders, 37 buses); more boundary buses take more Gauss-Seidel sweeps, so
 # plans use the larger figure. Loose coupling is one exchange.
-ITERATIONS = {"iterative": 11, "loose": 1}
+ITERATIONS = {"iterative": 8, "loose": 1}
 
 # Memory a node keeps for its OS and daemons: plans use at most this fraction of the stated node memory.
 USABLE_MEMORY_FRACTION = 0.9
