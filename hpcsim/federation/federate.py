@@ -103,6 +103,7 @@ def drive_transmission(fed, role, cfg: dict) -> None:
             mismatch = max(d_mismatch, t_mismatch)
             log.debug("step %d iteration %d: V mismatch %.3g, S mismatch %.3g", step, it, t_mismatch, d_mismatch)
             it += 1
+            role.report_progress(step, it, mismatch)
             if not iterative or mismatch <= tol:
                 break
             if it >= max_it:

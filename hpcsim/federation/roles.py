@@ -106,15 +106,20 @@ class TransmissionRole:
         self.s_mva = new
         return mismatch
 
+    def report_progress(self, steps_done: int, iterations: int, mismatch: float) -> None:
+        """``<run>/progress.json``: finished steps, and the iterations and mismatch of the step under way (or
+        just finished) — the local runner's progress bar reads it."""
+        tmp = self.progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"step": steps_done, "steps": len(self.cfg["times_s"]), "iterations": iterations,
+                                   "mismatch": mismatch}))
+        os.replace(tmp, self.progress)
+
     def end_step(self, step: int, iterations: int, mismatch: float, compute_s: float, exchange_s: float,
                  rss: float) -> None:
         self.rows.flush(step)
         self.steps.add(**_steps_row(self.cfg, step, iterations, mismatch, compute_s, exchange_s, rss))
         self.steps.flush(step)
-        tmp = self.progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": step + 1, "steps": len(self.cfg["times_s"]), "iterations": iterations,
-                                   "mismatch": mismatch}))
-        os.replace(tmp, self.progress)
+        self.report_progress(step + 1, iterations, mismatch)
         log.info("step %d/%d t=%g s: %d iterations, mismatch %.3g", step + 1, len(self.cfg["times_s"]),
                  self.cfg["times_s"][step], iterations, mismatch)
 
