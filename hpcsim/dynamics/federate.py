@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from hpcsim.errors import FederateError
-from hpcsim.federation.federate import peak_rss_mb, serve
+from hpcsim.federation.federate import federate_main, peak_rss_mb, serve
 
 log = logging.getLogger("hpcsim.dynamics.federate")
 
@@ -105,16 +105,7 @@ def run_federate(cfg: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hpcsim.federation.layout import read_config  # noqa: PLC0415
-
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m hpcsim.dynamics.federate CONFIG.json", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)
-    logging.getLogger("andes").setLevel(logging.WARNING)
-    return run_federate(read_config(argv[0]))
+    return federate_main(run_federate, "hpcsim.dynamics.federate", argv)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,14 @@ import json
 import logging
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 
 
 from hpcsim.errors import StudyError
-from hpcsim.federation.brokers import broker_binary
 from hpcsim.federation.layout import write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.runner import default_run_dir, local_hierarchy, watch
+from hpcsim.federation.runner import default_run_dir, local_hierarchy, start_federation, watch
 from hpcsim.output.summary import write_summary
 from hpcsim.study import Study
 
@@ -59,11 +57,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     t_federation = time.perf_counter()
     try:
         with ProcessGroup(run_dir / "logs") as group:
-            binary = broker_binary()
-            for b in hierarchy.brokers:
-                group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
-            for name in names:
-                group.start(name, [sys.executable, "-m", "hpcsim.dynamics.federate", str(paths[name])])
+            start_federation(group, hierarchy, {n: paths[n] for n in names}, "hpcsim.dynamics.federate")
             watch(group, names, run_dir, plan.spec.ticks, show_progress, peak, "dynamic co-simulation",
                   _tick_progress)
             completed = True

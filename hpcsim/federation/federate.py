@@ -231,18 +231,22 @@ def run_federate(cfg: dict) -> int:
     return serve(cfg, make_role, drive)
 
 
-def main(argv: list[str] | None = None) -> int:
+def federate_main(run, prog: str, argv: list[str] | None = None) -> int:
+    """Process entry of a federate: ``prog CONFIG.json``; logging set up, ``run(config)`` returns the exit code."""
     from hpcsim.federation.layout import read_config  # noqa: PLC0415
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m hpcsim.federation.federate CONFIG.json", file=sys.stderr)
+        print(f"usage: python -m {prog} CONFIG.json", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)
     logging.getLogger("andes").setLevel(logging.WARNING)
-    cfg = read_config(argv[0])
-    return run_federate(cfg)
+    return run(read_config(argv[0]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return federate_main(run_federate, "hpcsim.federation.federate", argv)
 
 
 if __name__ == "__main__":

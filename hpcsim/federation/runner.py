@@ -57,6 +57,15 @@ def local_hierarchy(federates: list[str], sub_brokers: int, run_id: str) -> Hier
     return Hierarchy((root, *subs), {f: subs[s].address for f, s in assign.items()})
 
 
+def start_federation(group: ProcessGroup, hierarchy: Hierarchy, configs: dict[str, Path], module: str) -> None:
+    """Start the brokers (the real binary), then each federate as ``python -m MODULE CONFIG``."""
+    binary = broker_binary()
+    for b in hierarchy.brokers:
+        group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
+    for name, path in configs.items():
+        group.start(name, [sys.executable, "-m", module, str(path)])
+
+
 def default_run_dir(study: Study) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{study.name}-{stamp}"
@@ -97,11 +106,7 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
     converged = False
     try:
         with ProcessGroup(run_dir / "logs") as group:
-            binary = broker_binary()
-            for b in hierarchy.brokers:
-                group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
-            for name in names:
-                group.start(name, [sys.executable, "-m", "hpcsim.federation.federate", str(paths[name])])
+            start_federation(group, hierarchy, {n: paths[n] for n in names}, "hpcsim.federation.federate")
             watch(group, names, run_dir, len(study.times_s), show_progress, peak)
             converged = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
