@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_run_commands(sub) -> None:
     """Commands implemented in other modules register their own parsers."""
+    from hpcsim.bench.cli import register as register_bench  # noqa: PLC0415
     from hpcsim.federation.cli import register as register_run  # noqa: PLC0415
     from hpcsim.hpc.cli import register as register_hpc  # noqa: PLC0415
     from hpcsim.output.cli import register as register_output  # noqa: PLC0415
@@ -178,6 +179,7 @@ def _register_run_commands(sub) -> None:
     register_run(sub)
     register_hpc(sub)
     register_output(sub)
+    register_bench(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

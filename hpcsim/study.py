@@ -22,6 +22,11 @@ from hpcsim.errors import StudyError
 RTS_WINTER_WEEKDAY_PCT = (
     67, 63, 60, 59, 59, 60, 74, 86, 95, 96, 96, 95, 95, 95, 93, 94, 99, 100, 100, 96, 91, 83, 73, 63,
 )
+# How much load each clone carries. "nominal": the feeder model's own load (the ANL convention; with
+# K = ceil(PD / P_feeder) and feeder losses a bus then draws up to ~1.5 x its PD). "bus": every clone of a bus
+# is scaled so that the K clones together draw the bus's PD at 1 pu (see hpcsim.federation.layout).
+CLONE_LOADS = ("nominal", "bus")
+
 LOAD_PROFILES: dict[str, tuple[float, ...]] = {
     "rts_winter_weekday": tuple(p / 100.0 for p in RTS_WINTER_WEEKDAY_PCT),
     "flat": (1.0,),
@@ -30,7 +35,8 @@ LOAD_PROFILES: dict[str, tuple[float, ...]] = {
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"name": str, "description": str},
     "transmission": {"case": str},
-    "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int},
+    "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int,
+                     "clone_load": str},
     "coupling": {"mode": str, "tolerance": (int, float), "max_iterations": int},
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
              "load_profile": (str, list)},
@@ -51,6 +57,7 @@ class Study:
     boundary_map: Path | None = None
     feeder_mw: float | None = None
     max_buses: int | None = None
+    clone_load: str = "nominal"  # see CLONE_LOADS
     coupling: str = "iterative"
     tolerance: float = 1e-6
     max_iterations: int = 30
@@ -151,6 +158,8 @@ def _validate(s: Study, where: str) -> None:
             raise StudyError(f"{where}: [time] step_s {s.step_s} must be positive")
         if not s.stop_s > s.start_s:
             raise StudyError(f"{where}: [time] stop_s {s.stop_s} must be after start_s {s.start_s}")
+    if s.clone_load not in CLONE_LOADS:
+        raise StudyError(f"{where}: [distribution] clone_load {s.clone_load!r} must be 'nominal' or 'bus'")
     if s.load_mult_std < 0 or s.load_mult_std >= 0.5:
         raise StudyError(f"{where}: [diversity] load_mult_std {s.load_mult_std} must be in [0, 0.5)")
     if s.workers < 0:
@@ -195,6 +204,7 @@ def load_study(path: str | Path) -> Study:
         boundary_map=None if bmap == "generate" else (base / bmap).resolve(),
         feeder_mw=float(di["feeder_mw"]) if "feeder_mw" in di else None,
         max_buses=di.get("max_buses"),
+        clone_load=di.get("clone_load", "nominal"),
         coupling=co.get("mode", "iterative"),
         tolerance=float(co.get("tolerance", 1e-6)),
         max_iterations=co.get("max_iterations", 30),

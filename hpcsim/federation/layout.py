@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,9 @@ def engine_mode_for(study: Study, n_feeders: int) -> str:
         return study.engine_mode
     import psutil  # noqa: PLC0415
 
-    from hpcsim.hpc.costs import feeder_cost  # noqa: PLC0415 - the one place measured costs live
+    from hpcsim.hpc.costs import DEFAULT  # noqa: PLC0415 - the one place measured costs live
 
-    cost, _ = feeder_cost(resolve_feeder(study.feeder).name)
+    cost, _ = DEFAULT.feeder(resolve_feeder(study.feeder).name)
     need_mb = n_feeders * cost.rss_mb
     return "separate" if need_mb < SEPARATE_ENGINE_MEMORY_FRACTION * psutil.virtual_memory().available / 2**20 \
         else "shared"
@@ -120,6 +121,31 @@ def split_groups(feeders: list[FeederSpec], workers: int) -> tuple[tuple[FeederS
     return tuple(tuple(feeders[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
 
 
+def clone_multiplier(pd_mw: float, k: int, p_nominal_mw: float, p_loss_mw: float) -> float:
+    """Load multiplier m that makes K clones draw ``pd_mw`` together (``clone_load = "bus"``).
+
+    A clone at multiplier m draws m·P_nom + m²·P_loss (series losses grow with the square of the current, which
+    at constant-power loads and ~1 pu scales with m), so m solves P_loss·m² + P_nom·m − PD/K = 0.
+    """
+    target = pd_mw / k
+    if p_loss_mw <= 1e-9 * p_nominal_mw:
+        return target / p_nominal_mw
+    return (-p_nominal_mw + math.sqrt(p_nominal_mw**2 + 4.0 * p_loss_mw * target)) / (2.0 * p_loss_mw)
+
+
+def _base_multipliers(study: Study, bmap: BoundaryMap, pd: dict[int, float]) -> dict[int, float]:
+    """Per-bus load multiplier of the clones before diversity: 1 (nominal) or :func:`clone_multiplier`."""
+    if study.clone_load == "nominal":
+        return {bus: 1.0 for bus in bmap.buses}
+    from hpcsim.distribution import nominal_loading_mw  # noqa: PLC0415 - one OpenDSS solve, only when asked
+
+    p_nom, p_loss = nominal_loading_mw(resolve_feeder(study.feeder))
+    mult = {bus: clone_multiplier(pd[bus], len(names), p_nom, p_loss) for bus, names in bmap.feeders_by_bus}
+    log.info("clone_load = bus: feeder %.3f MW load + %.3f MW losses at 1 pu; clone multipliers %.3f to %.3f",
+             p_nom, p_loss, min(mult.values()), max(mult.values()))
+    return mult
+
+
 def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     bmap = bmap or boundary_map_of(study)
     model = resolve_feeder(study.feeder)
@@ -128,6 +154,7 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     vm = dict(zip(case.bus_ids.tolist(), case.bus[:, 7].tolist()))
     va = dict(zip(case.bus_ids.tolist(), case.bus[:, 8].tolist()))
     rng = np.random.default_rng(study.seed)
+    base = _base_multipliers(study, bmap, {bus: pq[0] for bus, pq in loads.items()})
     specs: list[FeederSpec] = []
     for bus, names in bmap.feeders_by_bus:
         k = len(names)
@@ -135,9 +162,10 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
         chosen = names[:1] if study.scale_mode else names
         weight = k if study.scale_mode else 1
         for name in chosen:
-            mult = 1.0
+            mult = base[bus]
             if study.load_mult_std > 0:
-                mult = float(np.clip(1.0 + study.load_mult_std * rng.standard_normal(), MIN_LOAD_MULT, MAX_LOAD_MULT))
+                mult *= float(np.clip(1.0 + study.load_mult_std * rng.standard_normal(), MIN_LOAD_MULT,
+                                      MAX_LOAD_MULT))
             specs.append(FeederSpec(name, bus, mult, weight, pd / k, qd / k))
     workers = study.workers or default_workers()
     return Layout(

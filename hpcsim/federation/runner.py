@@ -121,7 +121,8 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
                 run_dir, study=study.name, coupling=study.coupling, case=study.case, model=str(study.feeder),
                 scale_mode=study.scale_mode, boundary=layout.boundary, converged=converged, wall_s=wall_s,
                 peak_rss_mb=peak["rss_mb"], workers=len(layout.groups), sub_brokers=study.sub_brokers,
-                extra={"engine_mode": layout.engine_mode},
+                extra={"engine_mode": layout.engine_mode, "clone_load": study.clone_load,
+                       "boundary_pd_mw": sum(f.p0_mw * f.weight for f in layout.feeders)},
             )
             write_summary(run_dir, summary)
         except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome

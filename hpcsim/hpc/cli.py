@@ -62,21 +62,69 @@ def print_plan(plan) -> None:
         log.warning("%s", w)
 
 
+def _cost_model(args: argparse.Namespace):
+    """The built-in cost model, or the one ``--model`` names; ``--iterations`` overrides its assumption."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415
+
+    model = load_model(args.model) if args.model else DEFAULT
+    if args.iterations is not None:
+        if args.iterations < 1:
+            from hpcsim.errors import PlanError  # noqa: PLC0415
+
+            raise PlanError(f"--iterations {args.iterations} must be at least 1")
+        model = replace(model, iterations={**model.iterations, "iterative": args.iterations})
+    return model
+
+
+def print_prediction(plan, model) -> None:
+    """The performance model's prediction for a plan: time per iteration, per step, memory per node."""
+    s, e = plan.study, plan.estimate
+    f, _ = model.feeder(s.model)
+    solve = model.solve_s(s.model, plan.engine_mode) - f.overhead_s
+    cold = model.solve_s(s.model, plan.engine_mode, first=True) - f.overhead_s
+    first = e.feeders_per_rank * max(0.0, cold - solve)
+    mems = [n.mem_mb for n in plan.nodes]
+    table = Table(title=f"prediction (cost model: {model.source})")
+    table.add_column("quantity")
+    table.add_column("predicted", justify="right")
+    table.add_column("from")
+    rows = [
+        ("coupling iteration", f"{e.iteration_s:.3g} s",
+         f"{e.feeders_per_rank} clones × ({solve * 1e3:.3g} ms solve + {f.overhead_s * 1e3:.3g} ms overhead) "
+         f"+ PF {e.transmission_pf_s * 1e3:.3g} ms + exchange {e.exchange_s * 1e3:.3g} ms ({s.n_feeders} values)"),
+        ("first iteration, extra", f"{first:.3g} s", f"cold first solves ({cold * 1e3:.3g} ms each)"),
+        ("time step", f"{e.step_s:.3g} s", f"{e.iterations} iterations ({s.coupling}) + one PF"),
+        ("start-up", f"{e.startup_s:.3g} s", "case load / compile, federation start, cold first solves"),
+        ("run", f"{e.total_s:.4g} s", f"{e.steps} step(s)"),
+        ("memory, node 0", _mb(mems[0]), "transmission federate, root + sub-broker, ranks"),
+        ("memory, other nodes", _mb(max(mems[1:], default=0.0)), f"largest; {plan.engine_mode} OpenDSS engines"),
+        ("memory, whole job", _mb(sum(mems)), f"{len(mems)} node(s)"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from hpcsim.hpc.plan import plan_study  # noqa: PLC0415
 
-    plan = plan_study(_study(args), _cluster(args))
+    model = _cost_model(args)
+    plan = plan_study(_study(args), _cluster(args), model)
     if args.json:
         sys.stdout.write(json.dumps(plan.to_dict(), indent=1) + "\n")
     else:
         print_plan(plan)
+        if args.predict:
+            print_prediction(plan, model)
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from hpcsim.hpc.jobdir import render_job  # noqa: PLC0415
 
-    plan = render_job(_study(args), _cluster(args), args.output)
+    plan = render_job(_study(args), _cluster(args), args.output, _cost_model(args))
     if args.json:
         sys.stdout.write(json.dumps(plan.to_dict(), indent=1) + "\n")
     else:
@@ -138,6 +186,10 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", choices=("auto", "local", "ipv4"), default="auto",
                    help="HELICS interfaces: local (loopback, one node) or ipv4; auto = local on one node")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--model", type=Path, default=None,
+                   help="cost model (model.json written by `hpcsim bench`; default: the built-in fitted model)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="coupling iterations per step to assume (default: the cost model's)")
 
 
 def register(sub) -> None:
@@ -146,6 +198,8 @@ def register(sub) -> None:
     p = sub.add_parser("plan", parents=[COMMON],
                        help="place a study on a cluster: nodes, MPI feeder ranks, brokers, memory and time per step")
     _cluster_options(p)
+    p.add_argument("--predict", action="store_true",
+                   help="also print the performance model's prediction: time per iteration and step, memory per node")
     p.set_defaults(func=cmd_plan)
 
     jobs = sub.add_parser("jobs", parents=[COMMON], help="SLURM batch jobs: render, submit, status")

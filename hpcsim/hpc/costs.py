@@ -1,91 +1,42 @@
-"""Measured costs the placement plan is built from — the only place these figures live.
+"""The cost model plans and predictions are built from — the only place these figures live.
 
-Every figure says where it comes from. "measured" = this project, on a 2-core / 24 GiB Debian machine
-(opendssdirect.py 0.9, ANDES 2.0, HELICS 3.6 zmq), see also the project notes. The plan multiplies them out;
-they are meant to be right to a factor of ~1.5, which is what a placement needs (and what a walltime
-request can absorb), not a performance model.
+:class:`CostModel` holds per-clone feeder costs (memory and time, both engine modes), per-process and broker
+memory, the ANDES power-flow cost by case size, the HELICS exchange cost and iterations per step.
+:data:`DEFAULT` is the model fitted by ``hpcsim bench`` on the project's 2-core / 24 GiB Debian machine
+(opendssdirect.py 0.9, ANDES 2.0, HELICS 3.6 zmq); ``hpcsim bench`` writes a refitted ``model.json`` for the
+machine it runs on, which ``hpcsim plan --predict --model FILE`` uses instead.
+
+A coupling iteration of a plan costs (see :mod:`hpcsim.hpc.plan`)::
+
+    t_it = k_max · (t_solve + t_overhead) + t_pf(buses) + t_lat + n_values · t_value
+
+with k_max the busiest rank's clones; the first iteration of a run uses the cold first solve instead of
+t_solve. Memory of a feeder rank: separate engines ``m_base + k · m_engine``; a shared engine
+``m_base + m_engine + k · m_clone``.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from hpcsim.errors import PlanError
 
 
 @dataclass(frozen=True)
 class FeederCost:
     """One cloned feeder inside a feeder-rank process."""
 
-    rss_mb: float  # resident memory one more compiled clone adds to its process
-    compile_s: float  # OpenDSS compile of one clone
-    first_solve_s: float  # first solve after compile (controls settle from the model's initial state)
+    rss_mb: float  # resident memory of one compiled engine (separate mode: one per clone)
+    compile_s: float  # OpenDSS compile of one engine
+    first_solve_s: float  # first solve of a clone (controls settle from the model's initial state)
     solve_s: float  # a re-solve after a boundary-voltage change, controls on (one coupling iteration)
-
-
-FEEDER_COSTS: dict[str, FeederCost] = {
-    # measured: +33 MB per engine (NOTES: ≈ 33 MB), compile 0.1–0.36 s, first solve 0.3–0.4 s; re-solve with
-    # controls 40 ms (NOTES) to 75 ms (QSTS steps move the voltage more than an iteration does): 75 ms is used.
-    "ieee8500": FeederCost(rss_mb=35.0, compile_s=0.2, first_solve_s=0.35, solve_s=0.075),
-    # measured: +2.1 MB per engine, compile 52 ms, first solve ≤ 22 ms, re-solve 0.5 ms
-    "ieee34": FeederCost(rss_mb=2.1, compile_s=0.052, first_solve_s=0.022, solve_s=0.0005),
-    # measured: +1.9 MB per engine, compile 47 ms, first solve ≤ 13 ms, re-solve 0.1 ms
-    "ieee13": FeederCost(rss_mb=1.9, compile_s=0.047, first_solve_s=0.013, solve_s=0.0001),
-}
-# A feeder model without measurements is planned with the largest one's figures (conservative).
-FALLBACK_MODEL = "ieee8500"
-
-# A feeder-rank process before its first clone: Python + numpy + pyarrow + HELICS + opendssdirect + mpi4py.
-# measured: a feeder-group federate peaks at 175 MB with one 8500-node clone and 208 MB with two.
-RANK_BASE_MB = 140.0
-
-# helics_broker (zmq): measured 8 MB idle. Routing state per interface it knows: estimated like a federate's
-# input (below) — the root broker of a 70k-bus plan knows ~80,000 of them.
-BROKER_BASE_MB = 8.0
-HANDLE_KB = 2.1  # measured: 10,000 subscriptions add 20.9 MB to a federate
-
-# ANDES on the MATPOWER cases: (buses, power-flow seconds, load seconds, peak RSS MB of the federate process).
-# PF times from the project notes (median); load time and RSS measured (ANDES load + setup, then 3 PFs).
-TRANSMISSION_POINTS: tuple[tuple[int, float, float, float], ...] = (
-    (200, 0.005, 2.2, 151.0),  # ACTIVSg200
-    (2_000, 0.024, 2.3, 169.0),  # ACTIVSg2000
-    (10_000, 0.1, 7.8, 246.0),  # ACTIVSg10k
-    (25_000, 0.29, 17.5, 384.0),  # ACTIVSg25k
-    (70_000, 1.6, 50.0, 824.0),  # ACTIVSg70k
-)
-
-# HELICS value exchange. Latency of one exchange through a 2-level hierarchy: 0.37 ms (NOTES, zmq). Per value
-# the transmission federate receives in an iteration: measured 22 µs at 10,000 and 36 µs at 2,000 values per
-# iteration through one broker (publish + route + read); 25 µs is used. The transmission federate reads every
-# feeder's power each iteration, so this term is serial on the critical path and grows with the feeder count.
-EXCHANGE_LATENCY_S = 0.37e-3
-PER_VALUE_S = 25e-6
-FEDERATION_START_S = 0.2  # NOTES: federation start to executing mode (small federations)
-
-# Coupling iterations per time step (tolerance 1e-6): measured 3 on the ACTIVSg200 bus-8 study (3 feeders) and
-# 8 on the full ACTIVSg200 study (126 feeders, 37 buses); more boundary buses take more Gauss-Seidel sweeps, so
-# plans use the larger figure. Loose coupling is one exchange.
-ITERATIONS = {"iterative": 8, "loose": 1}
-
-# Memory a node keeps for its OS and daemons: plans use at most this fraction of the stated node memory.
-USABLE_MEMORY_FRACTION = 0.9
-
-
-def feeder_cost(model: str) -> tuple[FeederCost, bool]:
-    """(cost of one clone of ``model``, whether it was measured); unknown models get the 8500-node figures."""
-    if model in FEEDER_COSTS:
-        return FEEDER_COSTS[model], True
-    return FEEDER_COSTS[FALLBACK_MODEL], False
-
-
-def _interpolate(buses: int, column: int) -> float:
-    """Log–log interpolation over :data:`TRANSMISSION_POINTS` (the end segments extrapolate)."""
-    pts = TRANSMISSION_POINTS
-    x = math.log(max(buses, 1))
-    i = 0
-    while i < len(pts) - 2 and buses > pts[i + 1][0]:
-        i += 1
-    (x0, y0), (x1, y1) = ((math.log(p[0]), math.log(p[column])) for p in (pts[i], pts[i + 1]))
-    return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+    shared_clone_mb: float  # memory of one clone's state on a shared engine
+    shared_solve_s: float  # a re-solve on a shared engine (state swapped in: Y rebuilt when taps differ)
+    shared_first_solve_s: float  # a clone's first solve on a shared engine (from the compiled state)
+    overhead_s: float = 0.0  # per clone and iteration outside OpenDSS: HELICS reads/writes, Parquet rows
 
 
 @dataclass(frozen=True)
@@ -95,18 +46,141 @@ class TransmissionCost:
     rss_mb: float
 
 
-def transmission_cost(buses: int, feeders: int) -> TransmissionCost:
-    """ANDES power flow, load time and federate memory for a case of ``buses`` buses serving ``feeders``
-    feeders (one HELICS subscription each)."""
-    return TransmissionCost(pf_s=_interpolate(buses, 1), load_s=_interpolate(buses, 2),
-                            rss_mb=_interpolate(buses, 3) + feeders * HANDLE_KB / 1024)
+@dataclass(frozen=True)
+class CostModel:
+    feeders: dict[str, FeederCost]
+    rank_base_mb: float  # a feeder-rank process before its first clone
+    broker_base_mb: float
+    handle_kb: float  # routing/subscription state per HELICS interface
+    # ANDES on the MATPOWER cases: (buses, power-flow seconds, load seconds, peak RSS MB of the federate)
+    transmission_points: tuple[tuple[int, float, float, float], ...]
+    exchange_latency_s: float  # one coupling iteration's HELICS round trip, no values
+    per_value_s: float  # per feeder power the transmission federate receives (serial on the critical path)
+    federation_start_s: float
+    iterations: dict[str, int]  # coupling iterations per step assumed by plans
+    usable_memory_fraction: float = 0.9  # of a node's memory; the rest is the OS's and its daemons'
+    fallback_model: str = "ieee8500"  # costs of a feeder model without measurements (the largest: conservative)
+    source: str = "built in"
+    fitted: dict = field(default_factory=dict)  # what the fit saw (runs, residuals), for the record
+
+    def feeder(self, model: str) -> tuple[FeederCost, bool]:
+        """(cost of one clone of ``model``, whether it was measured); unknown models get the fallback's."""
+        if model in self.feeders:
+            return self.feeders[model], True
+        return self.feeders[self.fallback_model], False
+
+    def _interpolate(self, buses: int, column: int) -> float:
+        """Log–log interpolation over the transmission points (the end segments extrapolate)."""
+        pts = self.transmission_points
+        x = math.log(max(buses, 1))
+        i = 0
+        while i < len(pts) - 2 and buses > pts[i + 1][0]:
+            i += 1
+        (x0, y0), (x1, y1) = ((math.log(p[0]), math.log(p[column])) for p in (pts[i], pts[i + 1]))
+        return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+    def transmission(self, buses: int, feeders: int) -> TransmissionCost:
+        """ANDES power flow, load time and federate memory for a case of ``buses`` buses serving ``feeders``
+        feeders (one HELICS subscription each)."""
+        return TransmissionCost(pf_s=self._interpolate(buses, 1), load_s=self._interpolate(buses, 2),
+                                rss_mb=self._interpolate(buses, 3) + feeders * self.handle_kb / 1024)
+
+    def broker_mb(self, handles: int) -> float:
+        """A broker that routes ``handles`` publications/subscriptions."""
+        return self.broker_base_mb + handles * self.handle_kb / 1024
+
+    def exchange_s(self, values: int) -> float:
+        """HELICS time of one coupling iteration: voltages out, then ``values`` feeder powers in."""
+        return self.exchange_latency_s + values * self.per_value_s
+
+    def rank_mb(self, model: str, clones: int, engine_mode: str) -> float:
+        """Memory of one feeder-rank process holding ``clones`` clones."""
+        f, _ = self.feeder(model)
+        if engine_mode == "shared":
+            return self.rank_base_mb + (f.rss_mb + clones * f.shared_clone_mb if clones else 0.0)
+        return self.rank_base_mb + clones * f.rss_mb
+
+    def solve_s(self, model: str, engine_mode: str, first: bool = False) -> float:
+        """Per clone and iteration: OpenDSS solve plus the per-clone overhead."""
+        f, _ = self.feeder(model)
+        if engine_mode == "shared":
+            solve = f.shared_first_solve_s if first else f.shared_solve_s
+        else:
+            solve = f.first_solve_s if first else f.solve_s
+        return solve + f.overhead_s
+
+    def iteration_s(self, feeder_model: str, engine_mode: str, clones_per_rank: int, n_values: int,
+                    case_buses: int) -> float:
+        """One coupling iteration: the busiest rank's re-solves, the power flow and the HELICS exchange."""
+        return (clones_per_rank * self.solve_s(feeder_model, engine_mode)
+                + self.transmission(case_buses, n_values).pf_s + self.exchange_s(n_values))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["transmission_points"] = [list(p) for p in self.transmission_points]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CostModel:
+        d = dict(d)
+        d["feeders"] = {k: FeederCost(**v) for k, v in d["feeders"].items()}
+        d["transmission_points"] = tuple(tuple(p) for p in d["transmission_points"])
+        return cls(**d)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        tmp.replace(path)
+        return path
+
+    def with_feeder(self, model: str, **changes: float) -> CostModel:
+        base, _ = self.feeder(model)
+        return replace(self, feeders={**self.feeders, model: replace(base, **changes)})
 
 
-def broker_mb(handles: int) -> float:
-    """A broker that routes ``handles`` publications/subscriptions."""
-    return BROKER_BASE_MB + handles * HANDLE_KB / 1024
+def load_model(path: str | Path) -> CostModel:
+    """A cost model written by ``hpcsim bench`` (``model.json``)."""
+    try:
+        return CostModel.from_dict(json.loads(Path(path).read_text()))
+    except OSError as exc:
+        raise PlanError(f"cost model {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise PlanError(f"cost model {path}: not a model written by hpcsim bench ({exc})") from None
 
 
-def exchange_s(values: int) -> float:
-    """HELICS time of one coupling iteration: voltages out, then ``values`` feeder powers into transmission."""
-    return 2 * EXCHANGE_LATENCY_S + values * PER_VALUE_S
+DEFAULT = CostModel(
+    feeders={
+        # measured: +33–35 MB per engine, compile 0.1–0.36 s, cold first solve 0.12–0.35 s; re-solve with
+        # controls 15–75 ms (an iteration moves the voltage less than a QSTS step); shared engine: 137 kB per
+        # clone (16 bytes x 8,531 nodes + taps), re-solve 42 ms (state swapped in, Y rebuilt when taps differ),
+        # first solve 0.22 s (controls settle from the compiled state, the Y matrix rebuilt for every clone)
+        "ieee8500": FeederCost(rss_mb=35.0, compile_s=0.2, first_solve_s=0.35, solve_s=0.075,
+                               shared_clone_mb=0.14, shared_solve_s=0.042, shared_first_solve_s=0.22),
+        # measured: +2.1 MB per engine, compile 52 ms, first solve ≤ 22 ms, re-solve 0.5 ms
+        "ieee34": FeederCost(rss_mb=2.1, compile_s=0.052, first_solve_s=0.022, solve_s=0.0005,
+                             shared_clone_mb=0.003, shared_solve_s=0.001, shared_first_solve_s=0.022),
+        # measured: +1.9 MB per engine, compile 47 ms, first solve ≤ 13 ms, re-solve 0.1 ms
+        "ieee13": FeederCost(rss_mb=1.9, compile_s=0.047, first_solve_s=0.013, solve_s=0.0001,
+                             shared_clone_mb=0.001, shared_solve_s=0.0005, shared_first_solve_s=0.013),
+    },
+    # Python + numpy + pyarrow + HELICS + opendssdirect + mpi4py: a feeder-group federate peaks at 175 MB with
+    # one 8500-node clone and 208 MB with two
+    rank_base_mb=140.0,
+    broker_base_mb=8.0,  # helics_broker (zmq) idle
+    handle_kb=2.1,  # measured: 10,000 subscriptions add 20.9 MB to a federate
+    # PF times from the project notes (median); load time and RSS measured (ANDES load + setup, then 3 PFs)
+    transmission_points=(
+        (200, 0.005, 2.2, 151.0),  # ACTIVSg200
+        (2_000, 0.024, 2.3, 169.0),  # ACTIVSg2000
+        (10_000, 0.1, 7.8, 246.0),  # ACTIVSg10k
+        (25_000, 0.29, 17.5, 384.0),  # ACTIVSg25k
+        (70_000, 1.6, 50.0, 824.0),  # ACTIVSg70k
+    ),
+    # 2-level hierarchy round trip 0.37 ms (notes, zmq); 22–36 µs per value received through one broker
+    exchange_latency_s=0.74e-3,
+    per_value_s=25e-6,
+    federation_start_s=0.2,
+    # tolerance 1e-6: 3 iterations on the ACTIVSg200 bus-8 study, 8 on the full ACTIVSg200 study
+    iterations={"iterative": 8, "loose": 1},
+)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from hpcsim import metadata
 from hpcsim.errors import StudyError
+from hpcsim.hpc.costs import DEFAULT, CostModel
 from hpcsim.hpc.plan import Cluster, Plan, make_plan, study_shape
 from hpcsim.hpc.rank import bundle_name, cut_bundle
 from hpcsim.hpc.slurm import render_script
@@ -66,14 +67,15 @@ def node_configs(layout: Layout, plan: Plan) -> tuple[dict, list[dict]]:
     return transmission, bundles
 
 
-def render_job(study: Study, cluster: Cluster, out_dir: Path) -> Plan:
+def render_job(study: Study, cluster: Cluster, out_dir: Path, model: CostModel = DEFAULT) -> Plan:
     """Plan ``study`` on ``cluster`` and write the job folder ``out_dir``; returns the plan."""
     from hpcsim.federation.layout import build_layout  # noqa: PLC0415
 
     if (out_dir / "run").exists():
         raise StudyError(f"{out_dir / 'run'} exists: {out_dir} holds a job that has run; render into a new folder")
     layout = build_layout(study)
-    plan = make_plan(study_shape(study, layout.boundary), cluster)
+    plan = make_plan(study_shape(study, layout.boundary), cluster, model)
+    layout = replace(layout, engine_mode=plan.engine_mode)  # the plan decides by node memory, not this machine's
     transmission, bundles = node_configs(layout, plan)
 
     folder = out_dir / "configs"

@@ -94,6 +94,7 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
         "peak_rss_mb": float(peak_rss_mb),
         "steps": step_rows,
         "boundary": boundary,
+        "boundary_p_mw": sum(b["p_mw"] for b in boundary),
         "feeders": feeder_rows,
         "timing": {
             "transmission_solve_s": t_solve,

@@ -23,6 +23,11 @@ def run_processes(run_dir: Path) -> list[psutil.Process]:
     brokers = run_dir / "configs" / "brokers.json"
     if brokers.exists():
         marks += [f"--name={b['name']}" for b in json.loads(brokers.read_text())]
+    return processes_matching(marks)
+
+
+def processes_matching(marks: list[str]) -> list[psutil.Process]:
+    """Live processes (not zombies, not this one) whose command line contains one of ``marks``."""
     found = []
     for p in psutil.process_iter(["cmdline", "status"]):
         try:

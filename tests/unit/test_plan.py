@@ -17,7 +17,8 @@ from hpcsim.hpc.plan import Cluster, Plan, StudyShape, broker_ports, make_plan, 
 pytestmark = pytest.mark.unit
 
 SG200 = StudyShape(name="sg200", case="ACTIVSg200", case_buses=200, model="ieee8500", coupling="iterative", steps=1,
-                   n_buses=37, n_feeders=126)
+                   n_buses=37, n_feeders=126, engine_mode="separate")
+M = costs.DEFAULT
 
 
 def test_rank_slices_cover_every_feeder_once_in_order_with_sizes_within_one():
@@ -50,12 +51,12 @@ def test_four_nodes_pack_126_feeders_evenly_with_brokers_and_transmission_cores_
 def test_per_iteration_time_is_busiest_rank_plus_power_flow_plus_exchange():
     plan = make_plan(SG200, Cluster(nodes=4, cores_per_node=16, mem_per_node_gb=64))
     e = plan.estimate
-    f = costs.FEEDER_COSTS["ieee8500"]
-    assert e.feeder_s == pytest.approx(3 * f.solve_s)
+    f = M.feeders["ieee8500"]
+    assert e.feeder_s == pytest.approx(3 * (f.solve_s + f.overhead_s))
     assert e.transmission_pf_s == pytest.approx(0.005)
-    assert e.exchange_s == pytest.approx(costs.exchange_s(126), rel=1e-5)
+    assert e.exchange_s == pytest.approx(M.exchange_s(126), rel=1e-5)
     assert e.iteration_s == pytest.approx(e.feeder_s + e.transmission_pf_s + e.exchange_s, rel=1e-5)
-    iterations = costs.ITERATIONS["iterative"]
+    iterations = M.iterations["iterative"]
     assert e.step_s == pytest.approx(e.transmission_pf_s + iterations * e.iteration_s, rel=1e-5)
 
 
@@ -69,7 +70,7 @@ def test_fewer_feeders_than_cores_gives_one_feeder_per_rank_and_ranks_cap_is_hon
 
 def test_memory_limits_ranks_per_node_and_every_node_fits():
     plan = make_plan(SG200, Cluster(nodes=2, cores_per_node=64, mem_per_node_gb=4))
-    usable = 4 * 1024 * costs.USABLE_MEMORY_FRACTION
+    usable = 4 * 1024 * M.usable_memory_fraction
     assert all(n.mem_mb <= usable for n in plan.nodes)
     assert plan.ranks < 126
     assert any("memory limits" in w for w in plan.warnings)
@@ -150,3 +151,37 @@ def test_plan_command_prints_json_and_errors_are_one_line(capsys):
     assert main(["plan", study, "--nodes", "1", "--cores-per-node", "2", "--mem-per-node-gb", "64"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hpcsim: error: 1 node(s) × 2 cores leave no core")
+
+
+SG70K = replace(SG200, name="sg70k", case="ACTIVSg70k", case_buses=70000, n_buses=19678, n_feeders=59539)
+
+
+def test_auto_engine_mode_shares_engines_when_one_per_clone_does_not_fit():
+    cluster = Cluster(nodes=8, cores_per_node=64, mem_per_node_gb=256)
+    with pytest.raises(PlanError, match="separate engines"):
+        make_plan(SG70K, cluster)  # 59,539 x 35 MB = 2 TB > 8 x 230 GB
+    plan = make_plan(replace(SG70K, engine_mode="auto"), cluster)
+    assert plan.engine_mode == "shared" and plan.ranks == 8 * 63 - 1
+    f = M.feeders["ieee8500"]
+    node = plan.nodes[1]  # ranks x (base + one engine) + clones x their small state + the node's sub-broker
+    expect = node.ranks * (M.rank_base_mb + f.rss_mb) + node.feeders * f.shared_clone_mb
+    assert node.mem_mb == pytest.approx(expect + M.broker_mb(2 * node.feeders), abs=0.1)
+    assert plan.estimate.feeder_s == pytest.approx(plan.estimate.feeders_per_rank * (f.shared_solve_s + f.overhead_s))
+    # where separate engines fit with every core busy, auto keeps them (no state swapping)
+    assert make_plan(replace(SG200, engine_mode="auto"), Cluster(4, 16, 64)).engine_mode == "separate"
+
+
+def test_a_fitted_cost_model_round_trips_and_changes_the_prediction(tmp_path):
+    fitted = replace(M.with_feeder("ieee8500", solve_s=2 * M.feeders["ieee8500"].solve_s), source="test fit")
+    path = fitted.save(tmp_path / "model.json")
+    again = costs.load_model(path)
+    assert again == fitted
+    base = make_plan(SG200, Cluster(4, 16, 64))
+    slower = make_plan(SG200, Cluster(4, 16, 64), again)
+    assert slower.cost_model == "test fit"
+    assert slower.estimate.feeder_s == pytest.approx(3 * (2 * M.feeders["ieee8500"].solve_s
+                                                          + M.feeders["ieee8500"].overhead_s))
+    assert slower.estimate.feeder_s > base.estimate.feeder_s
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(PlanError, match=r"bad.json: not a model written by hpcsim bench"):
+        costs.load_model(tmp_path / "bad.json")

@@ -1,0 +1,250 @@
+"""HELICS exchange cost of one coupling iteration, without any solver, flat or through a broker hierarchy.
+
+A *hub* federate (playing the transmission federate) publishes ``n_buses`` complex voltages and subscribes to
+``n_values`` complex powers published by ``echo_federates`` *echo* federates (playing the feeder groups; each
+owns a contiguous share of the powers and subscribes to every voltage). Time and flags follow hpcsim's own
+loop (:mod:`hpcsim.federation.federate`): iteration i runs at HELICS time ``1 + 2·i·ε``; the hub is
+uninterruptible, publishes its voltages, asks for the next sub-step and is granted it only once every echo has
+answered; the echoes are event driven (they ask for the end of time and are woken by new voltages), read every
+voltage and publish their powers at the same time. One iteration, timed by the hub with ``perf_counter``, is
+publish → time grant → every input read; every value carries the iteration number so a stale read fails the
+run. Brokers (the real ``helics_broker`` binary, one root or root + sub-brokers as the local runner builds
+them) and federates are separate processes in a :class:`ProcessGroup`; the hub writes its timings to JSON.
+``python -m hpcsim.bench.exchange CONFIG.json`` runs one federate of the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hpcsim.errors import FederateError
+from hpcsim.federation.federate import Clock, recorded_failure, serve
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 120.0
+POLL_S = 0.05
+HUB = "hub"
+
+
+def bus_key(bus: int) -> str:
+    return f"bench/bus_{bus}/v_pu"
+
+
+def value_key(j: int) -> str:
+    return f"bench/value_{j}/s_mva"
+
+
+def echo_share(n_values: int, echo_federates: int, k: int) -> range:
+    """The contiguous block of value indices published by echo ``k`` (sizes differ by at most one)."""
+    bounds = np.linspace(0, n_values, echo_federates + 1).round().astype(int)
+    return range(int(bounds[k]), int(bounds[k + 1]))
+
+
+# --- federate side (child processes) -------------------------------------------------------------------------
+
+
+class HubRole:
+    """Publishes the voltages, times each iteration until every power of that iteration has been read."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.pubs: list = []
+        self.subs: list = []
+
+    def register(self, fed) -> None:
+        import helics as h  # noqa: PLC0415
+
+        self.pubs = [h.helicsFederateRegisterGlobalPublication(fed, bus_key(b), h.HELICS_DATA_TYPE_COMPLEX, "pu")
+                     for b in range(self.cfg["n_buses"])]
+        self.subs = [h.helicsFederateRegisterSubscription(fed, value_key(j), "") for j in range(self.cfg["n_values"])]
+
+
+class EchoRole:
+    """Reads every voltage, publishes its share of the powers stamped with the iteration it answers."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.share = range(*cfg["share"])
+        self.pubs: list = []
+        self.subs: list = []
+
+    def register(self, fed) -> None:
+        import helics as h  # noqa: PLC0415
+
+        self.subs = [h.helicsFederateRegisterSubscription(fed, bus_key(b), "") for b in range(self.cfg["n_buses"])]
+        self.pubs = [h.helicsFederateRegisterGlobalPublication(fed, value_key(j), h.HELICS_DATA_TYPE_COMPLEX, "MVA")
+                     for j in self.share]
+
+
+def drive_hub(fed, role: HubRole, cfg: dict) -> None:
+    import helics as h  # noqa: PLC0415
+
+    warmup, total = int(cfg["warmup"]), int(cfg["warmup"]) + int(cfg["iterations"])
+    clock = Clock(total)
+    expected_imag = np.arange(cfg["n_values"], dtype=float)
+    per_iteration_s: list[float] = []
+    h.helicsFederateRequestTime(fed, clock.time(0, 0))
+    for i in range(total):
+        t0 = time.perf_counter()
+        for b, pub in enumerate(role.pubs):
+            h.helicsPublicationPublishComplex(pub, complex(i, b))
+        h.helicsFederateRequestTime(fed, clock.time(0, i + 1))
+        values = [h.helicsInputGetComplex(sub) for sub in role.subs]
+        dt = time.perf_counter() - t0
+        got = np.asarray(values, dtype=complex)
+        stale = int(np.count_nonzero((got.real != i) | (got.imag != expected_imag)))
+        if stale:
+            raise FederateError(f"{HUB}: iteration {i}: {stale} of {len(got)} inputs are not this iteration's values")
+        if i >= warmup:
+            per_iteration_s.append(dt)
+    query = h.helicsCreateQuery("root", "brokers")  # every broker and core the root knows: proves the hierarchy
+    brokers = h.helicsQueryExecute(query, fed)
+    h.helicsQueryFree(query)
+    out = Path(cfg["run_dir"]) / "hub.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"per_iteration_s": per_iteration_s, "federation_brokers": brokers}))
+    tmp.replace(out)
+
+
+def drive_echo(fed, role: EchoRole, cfg: dict) -> None:
+    import helics as h  # noqa: PLC0415
+
+    imag = [float(j) for j in role.share]
+    while True:
+        granted = h.helicsFederateRequestTime(fed, h.HELICS_TIME_MAXTIME)
+        if granted >= h.HELICS_TIME_MAXTIME:
+            break
+        volts = [h.helicsInputGetComplex(sub) for sub in role.subs]
+        token = volts[0].real
+        for pub, q in zip(role.pubs, imag):
+            h.helicsPublicationPublishComplex(pub, complex(token, q))
+
+
+def run_member(cfg: dict) -> int:
+    """Run one federate of the benchmark (hub or echo) through hpcsim's own federate life cycle."""
+    if cfg["role"] == "hub":
+        # hpcsim's create_federate gives the transmission role the uninterruptible flag (the barrier)
+        return serve(cfg, HubRole, drive_hub, federate_cfg={**cfg, "role": "transmission"})
+    if cfg["role"] == "echo":
+        return serve(cfg, EchoRole, drive_echo, federate_cfg={**cfg, "role": "feeders"})
+    raise FederateError(f"{cfg.get('name')}: unknown benchmark role {cfg['role']!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hpcsim.bench.exchange",
+                                     description="one federate of the HELICS exchange benchmark")
+    parser.add_argument("config", type=Path, help="federate config (JSON) written by measure_exchange")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run_member(json.loads(args.config.read_text()))
+
+
+# --- parent side -----------------------------------------------------------------------------------------------
+
+
+def _validate(n_values: int, sub_brokers: int, echo_federates: int, n_buses: int, iterations: int,
+              warmup: int) -> None:
+    if echo_federates < 1:
+        raise ValueError(f"echo_federates must be >= 1, got {echo_federates}")
+    if n_values < echo_federates:
+        raise ValueError(f"n_values ({n_values}) must be >= echo_federates ({echo_federates})")
+    if n_buses < 1 or iterations < 1 or warmup < 0:
+        raise ValueError(f"need n_buses >= 1, iterations >= 1, warmup >= 0; got {n_buses}, {iterations}, {warmup}")
+    if not 0 <= sub_brokers <= echo_federates + 1:
+        raise ValueError(f"sub_brokers must be in 0..{echo_federates + 1} (one federate at least per sub-broker), "
+                         f"got {sub_brokers}")
+
+
+def _wait(group, names: list[str], run_dir: Path, timeout_s: float) -> None:
+    """Poll until every federate exits 0; raise the recorded cause on the first failure or at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while group.running(names):
+        if group.failed():
+            time.sleep(0.3)  # let the other federates record whether they were the cause
+            raise recorded_failure(run_dir, group.failed())
+        if time.monotonic() > deadline:
+            raise FederateError(f"exchange benchmark: {', '.join(group.running(names))} still running after "
+                                f"{timeout_s:g} s (logs in {run_dir / 'logs'})")
+        time.sleep(POLL_S)
+    failure = recorded_failure(run_dir, group.failed())
+    if failure is not None:
+        raise failure
+
+
+def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int = 2, n_buses: int = 20,
+                     iterations: int = 30, warmup: int = 5, work_dir: Path | None = None) -> dict:
+    """HELICS wall time of one coupling iteration between a hub and ``echo_federates`` echo federates.
+
+    Returns ``{"n_values", "sub_brokers", "echo_federates", "iterations", "per_iteration_s", "median_s", "min_s",
+    "max_s", "n_buses", "brokers"}`` (``brokers``: the names of the brokers started, root first). Without
+    ``work_dir`` a temporary folder is used and removed on success (kept on failure, for its logs). Raises
+    :class:`FederateError` naming the failing process, or after a timeout of 120 s.
+    """
+    from hpcsim.federation.processes import ProcessGroup  # noqa: PLC0415 - parent-only imports
+    from hpcsim.federation.runner import local_hierarchy, start_federation  # noqa: PLC0415
+
+    _validate(n_values, sub_brokers, echo_federates, n_buses, iterations, warmup)
+    temporary = work_dir is None
+    run_dir = Path(tempfile.mkdtemp(prefix="hpcsim-exchange-") if temporary else work_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "hub.json").unlink(missing_ok=True)
+    names = [HUB] + [f"echo{k}" for k in range(echo_federates)]
+    hierarchy = local_hierarchy(names, sub_brokers, f"{int(time.time() * 1000) % 10**9}")
+    common = {"run_dir": str(run_dir), "n_buses": n_buses, "n_values": n_values, "network": "local"}
+    configs = {HUB: {**common, "name": HUB, "role": "hub", "broker_address": hierarchy.broker_of[HUB],
+                     "iterations": iterations, "warmup": warmup}}
+    for k, name in enumerate(names[1:]):
+        share = echo_share(n_values, echo_federates, k)
+        configs[name] = {**common, "name": name, "role": "echo", "broker_address": hierarchy.broker_of[name],
+                         "share": [share.start, share.stop]}
+    (run_dir / "configs").mkdir(exist_ok=True)
+    paths = {}
+    for name, cfg in configs.items():
+        paths[name] = run_dir / "configs" / f"{name}.json"
+        paths[name].write_text(json.dumps(cfg, indent=1))
+    log.debug("exchange benchmark: %d values, %d echoes, %d sub-broker(s) in %s", n_values, echo_federates,
+              sub_brokers, run_dir)
+    with ProcessGroup(run_dir / "logs") as group:
+        start_federation(group, hierarchy, paths, "hpcsim.bench.exchange")
+        _wait(group, names, run_dir, TIMEOUT_S)
+        brokers = [n for n in group.procs if n.endswith("_broker")]
+        if not group.wait(brokers, timeout_s=10.0):
+            log.warning("exchange benchmark: broker still running 10 s after the federates finished; stopping it")
+    try:
+        hub = json.loads((run_dir / "hub.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FederateError(f"federate {HUB} exited 0 but left no readable {run_dir / 'hub.json'}: {exc}") from None
+    times = [float(t) for t in hub["per_iteration_s"]]
+    if len(times) != iterations:
+        raise FederateError(f"federate {HUB} recorded {len(times)} iterations, expected {iterations}")
+    if temporary:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return {"n_values": n_values, "sub_brokers": sub_brokers, "echo_federates": echo_federates,
+            "iterations": iterations, "per_iteration_s": times, "median_s": float(np.median(times)),
+            "min_s": min(times), "max_s": max(times), "n_buses": n_buses,
+            "brokers": [b.name for b in hierarchy.brokers], "federation_brokers": hub.get("federation_brokers")}
+
+
+def fit_exchange(points: list[dict]) -> tuple[float, float]:
+    """Least-squares fit ``median_s = latency_s + n_values · per_value_s`` over ``points`` (each a
+    :func:`measure_exchange` result, or any dict with ``n_values`` and ``median_s``); returns
+    ``(latency_s, per_value_s)``, both clipped at >= 0."""
+    if len(points) < 2 or len({p["n_values"] for p in points}) < 2:
+        raise ValueError(f"fit_exchange needs points at >= 2 distinct n_values, got {[p['n_values'] for p in points]}")
+    n = np.array([float(p["n_values"]) for p in points])
+    y = np.array([float(p["median_s"]) for p in points])
+    (latency_s, per_value_s), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(n), n]), y, rcond=None)
+    return max(float(latency_s), 0.0), max(float(per_value_s), 0.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Fit the cost model (:class:`hpcsim.hpc.costs.CostModel`) to benchmark measurements, and check it.
+
+Fit (from the calibration runs and the micro-benchmarks of one ``hpcsim bench``):
+
+- per clone: cold first solve, warm re-solve and the overhead outside OpenDSS from the calibration run with
+  separate engines; the shared-engine re-solve from the same study with shared engines;
+- memory: one engine and one shared clone from :mod:`hpcsim.bench.memory`; the feeder-rank base from the
+  calibration run's peak: (peak − transmission federate − broker − clones × engine) / workers;
+- the ANDES power flow of the calibration case from its runs (other case sizes keep the built-in points);
+- the HELICS exchange: latency + per value, least squares over :mod:`hpcsim.bench.exchange` (flat broker).
+
+Check: :func:`predict_local` predicts the coupling loop and the peak memory of a local run from the model alone
+(given the run's iteration count, which the model does not predict) and :func:`validate` compares it with runs
+that were *not* used in the fit.
+
+    loop = k·(t_cold − t_warm) + I·(k·(t_warm + t_ovh) + t_pf + t_exchange(n)) + steps·t_pf
+    memory = transmission + W · rank(k) + broker(2n + buses)
+
+with k = ceil(n / W) clones in the busiest of W workers and I coupling iterations in all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from hpcsim.hpc.costs import CostModel
+
+TOLERANCE = 0.25  # predictions must be within 25 % of the measured figures
+
+
+def fit_model(base: CostModel, *, calibration: dict, shared: dict | None, memory: dict[str, dict],
+              exchange: tuple[float, float] | None, case_buses: int, feeder_model: str, source: str) -> CostModel:
+    """A copy of ``base`` with the measured figures (see module docstring); ``calibration``/``shared`` are
+    :func:`hpcsim.bench.runs.run_figures` dicts, ``memory`` maps engine mode -> a memory measurement."""
+    f, _ = base.feeder(feeder_model)
+    changes = {"first_solve_s": calibration["cold_solve_s"], "solve_s": calibration["warm_solve_s"],
+               "overhead_s": calibration["clone_overhead_s"]}
+    if shared is not None:
+        changes["shared_solve_s"] = shared["warm_solve_s"]
+        changes["shared_first_solve_s"] = shared["cold_solve_s"]
+    if "separate" in memory:
+        changes["rss_mb"] = memory["separate"]["per_clone_mb"]
+    if "shared" in memory:
+        changes["shared_clone_mb"] = memory["shared"]["per_clone_mb"]
+    model = base.with_feeder(feeder_model, **changes)
+    points = tuple((b, calibration["pf_s"], load, rss) if b == case_buses else (b, pf, load, rss)
+                   for b, pf, load, rss in base.transmission_points)
+    model = replace(model, transmission_points=points)
+    if exchange is not None:
+        model = replace(model, exchange_latency_s=exchange[0], per_value_s=exchange[1])
+    n, w = calibration["feeders"], calibration["workers"]
+    rest = (calibration["peak_rss_mb"] - model.transmission(case_buses, n).rss_mb
+            - model.broker_mb(2 * n + calibration["buses"]) - n * model.feeder(feeder_model)[0].rss_mb)
+    if rest > 0:
+        model = replace(model, rank_base_mb=rest / w)
+    fitted = {"calibration": {k: calibration[k] for k in ("study", "feeders", "workers", "iterations", "loop_s")},
+              "feeder": {k: getattr(model.feeder(feeder_model)[0], k) for k in vars(f)},
+              "rank_base_mb": model.rank_base_mb, "exchange": exchange}
+    return replace(model, source=source, fitted=fitted)
+
+
+def predict_local(model: CostModel, run: dict, case_buses: int, feeder_model: str) -> dict:
+    """Predicted coupling loop (s) and peak memory (MB) of a local run with ``run``'s shape and iterations."""
+    n, w, mode = run["feeders"], run["workers"], run["engine_mode"]
+    k = math.ceil(n / w)
+    cold = model.solve_s(feeder_model, mode, first=True)
+    warm = model.solve_s(feeder_model, mode)
+    pf = model.transmission(case_buses, n).pf_s
+    loop = k * (cold - warm) + run["iterations"] * model.iteration_s(feeder_model, mode, k, n, case_buses) \
+        + run["steps"] * pf
+    ranks = [math.ceil(n / w)] * (n % w) + [n // w] * (w - n % w)
+    mem = (model.transmission(case_buses, n).rss_mb + sum(model.rank_mb(feeder_model, c, mode) for c in ranks)
+           + model.broker_mb(2 * n + run["buses"]))
+    return {"loop_s": loop, "peak_rss_mb": mem}
+
+
+def validate(model: CostModel, runs: list[dict], case_buses: dict[str, int], feeder_model: str) -> list[dict]:
+    """For each run (not used in the fit): predicted vs measured loop time and peak memory, relative errors."""
+    rows = []
+    for run in runs:
+        pred = predict_local(model, run, case_buses[run["study"]], feeder_model)
+        row = {"label": run["label"], "feeders": run["feeders"], "workers": run["workers"],
+               "engine_mode": run["engine_mode"], "iterations": run["iterations"]}
+        for key in ("loop_s", "peak_rss_mb"):
+            row[f"{key}_measured"] = run[key]
+            row[f"{key}_predicted"] = pred[key]
+            row[f"{key}_error"] = pred[key] / run[key] - 1.0
+        row["within"] = all(abs(row[f"{k}_error"]) <= TOLERANCE for k in ("loop_s", "peak_rss_mb"))
+        rows.append(row)
+    return rows

@@ -1,0 +1,225 @@
+"""``hpcsim bench``: the benchmark suite, each figure a ratio to an ideal measured in the same run.
+
+Runs (real brokers, ANDES and OpenDSS; each configuration ``repeats`` times, figures as min/median/max):
+
+=============  ===========================================================  ==================================
+name           what                                                         used for
+=============  ===========================================================  ==================================
+calibration    ACTIVSg200, 126 IEEE 8500 feeders, 2 workers, separate       coupling overhead; model fit
+shared         the same with shared engines                                 shared re-solve cost; model fit
+strong_1       the same study, 1 worker                                     strong scaling; model check
+weak_1         ~63 feeders (first buses), 1 worker                          weak scaling (vs calibration); check
+bus8           3 feeders (the ANL reference run), 2 workers                 model check (small)
+sg2000         ACTIVSg2000, first 40 buses, shared, clones scaled (full)    model check (another case and mode)
+=============  ===========================================================  ==================================
+
+plus memory per clone in both engine modes (:mod:`hpcsim.bench.memory`) and the HELICS exchange per
+iteration, flat vs root + 2 sub-brokers (:mod:`hpcsim.bench.exchange`). Results: ``<out>/bench.json``,
+``<out>/bench.md`` and the fitted ``<out>/model.json`` (``hpcsim plan --predict --model``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpcsim.cases import CASES_DIR
+from hpcsim.study import Study, load_study
+
+log = logging.getLogger(__name__)
+
+STUDY_126 = "activsg200_ieee8500.toml"
+STUDY_BUS8 = "activsg200_ieee8500_bus8.toml"
+STUDY_2000 = "activsg2000_ieee8500.toml"
+MODEL = "ieee8500"
+CASE_BUSES = {"activsg200_ieee8500": 200, "activsg200_ieee8500_bus8": 200, "activsg2000_ieee8500": 2000}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    study: Study
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much the suite measures: ``--quick`` (one repeat, small micro-benchmarks) or the full suite."""
+
+    repeats: int
+    memory_clones: dict[str, int]
+    exchange_values: tuple[int, ...]
+    exchange_iterations: int
+    with_2000: bool
+
+
+QUICK = Scale(repeats=1, memory_clones={"separate": 4, "shared": 30}, exchange_values=(126, 2000),
+              exchange_iterations=20, with_2000=False)
+FULL = Scale(repeats=3, memory_clones={"separate": 8, "shared": 200}, exchange_values=(126, 1000, 6580),
+             exchange_iterations=50, with_2000=True)
+
+
+def _cases_study(name: str) -> Study:
+    return load_study(CASES_DIR / name)
+
+
+def _half_buses(study: Study) -> int:
+    """Boundary buses whose clones add up closest to half the study's feeders (weak scaling at 1 worker)."""
+    from hpcsim.federation.layout import boundary_map_of  # noqa: PLC0415
+
+    bmap = boundary_map_of(study)
+    target, total, best = bmap.n_feeders / 2, 0, (math.inf, 1)
+    for i, (_, names) in enumerate(bmap.feeders_by_bus, start=1):
+        total += len(names)
+        best = min(best, (abs(total - target), i))
+    return best[1]
+
+
+def configurations(scale: Scale) -> list[Config]:
+    base = _cases_study(STUDY_126)
+    configs = [
+        Config("calibration", base.with_overrides(workers=2, engine_mode="separate"), "overhead, fit"),
+        Config("shared", base.with_overrides(workers=2, engine_mode="shared"), "fit"),
+        Config("strong_1", base.with_overrides(workers=1, engine_mode="separate"), "strong scaling, check"),
+        Config("weak_1", base.with_overrides(workers=1, engine_mode="separate", max_buses=_half_buses(base)),
+               "weak scaling, check"),
+        Config("bus8", _cases_study(STUDY_BUS8).with_overrides(workers=2, engine_mode="separate"), "check"),
+    ]
+    if scale.with_2000:
+        configs.append(Config("sg2000", _cases_study(STUDY_2000).with_overrides(workers=2, engine_mode="shared",
+                                                                                max_buses=40), "check"))
+    return configs
+
+
+def machine_info() -> dict:
+    """What the figures ran on."""
+    import psutil  # noqa: PLC0415
+
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for pkg in ("helics", "andes", "opendssdirect.py", "numpy", "pyarrow"):
+        try:
+            from importlib.metadata import version  # noqa: PLC0415
+
+            versions[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001 - a missing package is simply not reported
+            versions[pkg] = None
+    return {"host": platform.node(), "cpu": cpu, "cores": len(os.sched_getaffinity(0)),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
+            "platform": platform.platform(), "packages": versions, "load_average_start": os.getloadavg()}
+
+
+def spread(values: list[float]) -> dict:
+    """min / median / max of repeated figures."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"min": math.nan, "median": math.nan, "max": math.nan, "n": 0}
+    return {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "n": len(vals)}
+
+
+def median_run(points: list[dict]) -> dict:
+    """The repeat whose coupling loop is the median (its figures are consistent with each other)."""
+    ordered = sorted(points, key=lambda p: p["loop_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def run_suite(out_dir: Path, scale: Scale) -> dict:
+    """Measure everything (see module docstring); writes bench.json, bench.md and model.json into ``out_dir``."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+    from hpcsim.bench import exchange, memory  # noqa: PLC0415
+    from hpcsim.bench.runs import measure_run  # noqa: PLC0415
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result: dict = {"machine": machine_info(), "scale": vars(scale), "runs": {}}
+    configs = configurations(scale)
+    tasks = len(configs) * scale.repeats + len(scale.memory_clones) + 2 * len(scale.exchange_values)
+    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("", total=tasks)
+        for cfg in configs:
+            points = []
+            for r in range(scale.repeats):
+                bar.update(task, description=f"{cfg.name} ({r + 1}/{scale.repeats})")
+                points.append(measure_run(cfg.study, out_dir / "runs" / f"{cfg.name}-{r}", cfg.name))
+                bar.advance(task)
+            result["runs"][cfg.name] = {"purpose": cfg.purpose, "repeats": points}
+        result["memory"] = {}
+        for mode, clones in scale.memory_clones.items():
+            bar.update(task, description=f"memory, {mode} engines ({clones} clones)")
+            result["memory"][mode] = memory.measure_clone_memory(MODEL, clones, mode)
+            bar.advance(task)
+        result["exchange"] = []
+        for values in scale.exchange_values:
+            for subs in (0, 2):
+                bar.update(task, description=f"exchange, {values} values, {subs} sub-brokers")
+                result["exchange"].append(exchange.measure_exchange(
+                    values, sub_brokers=subs, iterations=scale.exchange_iterations, work_dir=out_dir / "exchange"))
+                bar.advance(task)
+    result["figures"] = figures(result)
+    result["machine"]["load_average_end"] = os.getloadavg()
+    result["elapsed_s"] = time.perf_counter() - t0
+    _fit_and_check(result, out_dir)
+    from hpcsim.bench.report import write_report  # noqa: PLC0415
+
+    write_report(result, out_dir)
+    return result
+
+
+def figures(result: dict) -> dict:
+    """The headline ratios, each as min/median/max over repeats."""
+    runs = {name: r["repeats"] for name, r in result["runs"].items()}
+    cal, one, weak = runs["calibration"], runs["strong_1"], runs["weak_1"]
+    out = {
+        "coupling_overhead": spread([p["overhead"] for p in cal]),
+        "imbalance": spread([p["imbalance"] for p in cal]),
+        "loop_s": {name: spread([p["loop_s"] for p in pts]) for name, pts in runs.items()},
+        "wall_s": {name: spread([p["wall_s"] for p in pts]) for name, pts in runs.items()},
+    }
+    # strong scaling: the same 126 feeders on 1 and 2 workers (repeat i with repeat i)
+    speedups = [a["loop_s"] / b["loop_s"] for a, b in zip(one, cal)]
+    out["strong_speedup"] = spread(speedups)
+    out["strong_efficiency"] = spread([s / 2 for s in speedups])
+    # weak scaling: per iteration, feeders per worker held (about) constant: ~63 on 1 worker vs 126 on 2
+    out["weak_efficiency"] = spread([
+        (w["loop_s"] / w["iterations"] / w["feeders"]) / (c["loop_s"] / c["iterations"] / (c["feeders"] / 2))
+        for w, c in zip(weak, cal)])
+    mem = result["memory"]
+    out["memory_per_clone_mb"] = {mode: m["per_clone_mb"] for mode, m in mem.items()}
+    if {"separate", "shared"} <= mem.keys() and mem["shared"]["per_clone_mb"] > 0:
+        out["memory_ratio_separate_to_shared"] = mem["separate"]["per_clone_mb"] / mem["shared"]["per_clone_mb"]
+    out["exchange_ms"] = [{"values": e["n_values"], "sub_brokers": e["sub_brokers"], "min": e["min_s"] * 1e3,
+                           "median": e["median_s"] * 1e3, "max": e["max_s"] * 1e3} for e in result["exchange"]]
+    return out
+
+
+def _fit_and_check(result: dict, out_dir: Path) -> None:
+    from hpcsim.bench.exchange import fit_exchange  # noqa: PLC0415
+    from hpcsim.bench.fit import fit_model, validate  # noqa: PLC0415
+    from hpcsim.hpc.costs import DEFAULT  # noqa: PLC0415
+
+    runs = {name: r["repeats"] for name, r in result["runs"].items()}
+    flat = [e for e in result["exchange"] if e["sub_brokers"] == 0]
+    lat = fit_exchange(flat) if len(flat) >= 2 else None
+    result["exchange_fit"] = {"latency_ms": lat[0] * 1e3, "per_value_us": lat[1] * 1e6} if lat else None
+    m = result["machine"]
+    model = fit_model(DEFAULT, calibration=median_run(runs["calibration"]), shared=median_run(runs["shared"]),
+                      memory=result["memory"], exchange=lat, case_buses=200, feeder_model=MODEL,
+                      source=f"hpcsim bench on {m['host']} ({m['cores']} cores, {m['cpu']}), "
+                             f"{time.strftime('%Y-%m-%d')}")
+    model.save(out_dir / "model.json")
+    held_out = [median_run(pts) for name, pts in runs.items() if name not in ("calibration", "shared")]
+    result["model"] = model.to_dict()
+    result["validation"] = validate(model, held_out, CASE_BUSES, MODEL)
