@@ -247,15 +247,17 @@ class SharedEngine:
         return self.engine.node_names()
 
 
-def nominal_loading_mw(model: FeederModel) -> tuple[float, float]:
-    """(Σ Load kW in MW, losses in MW) of a feeder model solved at 1 pu source voltage and load multiplier 1.
+LOADING_MULTIPLIERS = (0.25, 0.5, 1.0)
 
-    For the IEEE 8500-node feeder: 10.773 MW of load and ≈ 1.2 MW of losses.
-    """
+
+def loading_curve(model: FeederModel) -> tuple[float, float, float]:
+    """(c0, c1, c2) of the feeder's substation power P(m) ≈ c0 + c1·m + c2·m² (MW) at 1 pu source voltage and
+    load multiplier m, fitted exactly through solves at m = 0.25, 0.5 and 1: c0 ≈ no-load losses of the
+    service transformers, c1 ≈ Σ Load kW, c2 ≈ series losses (∝ current²)."""
     engine = FeederEngine(model)
-    result = engine.solve(CloneState("nominal", 0))
-    nominal = engine.nominal_load_kw() / 1000.0
-    return nominal, max(result.p_total_mw - nominal, 0.0)
+    p = [engine.solve(CloneState("loading", 0, load_mult=m)).p_total_mw for m in LOADING_MULTIPLIERS]
+    c2, c1, c0 = np.polyfit(LOADING_MULTIPLIERS, p, 2)
+    return float(c0), float(c1), float(c2)
 
 
 def nominal_load_mw(model: FeederModel) -> float:

@@ -121,28 +121,30 @@ def split_groups(feeders: list[FeederSpec], workers: int) -> tuple[tuple[FeederS
     return tuple(tuple(feeders[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
 
 
-def clone_multiplier(pd_mw: float, k: int, p_nominal_mw: float, p_loss_mw: float) -> float:
-    """Load multiplier m that makes K clones draw ``pd_mw`` together (``clone_load = "bus"``).
-
-    A clone at multiplier m draws m·P_nom + m²·P_loss (series losses grow with the square of the current, which
-    at constant-power loads and ~1 pu scales with m), so m solves P_loss·m² + P_nom·m − PD/K = 0.
-    """
-    target = pd_mw / k
-    if p_loss_mw <= 1e-9 * p_nominal_mw:
-        return target / p_nominal_mw
-    return (-p_nominal_mw + math.sqrt(p_nominal_mw**2 + 4.0 * p_loss_mw * target)) / (2.0 * p_loss_mw)
+def clone_multiplier(pd_mw: float, k: int, curve: tuple[float, float, float]) -> float:
+    """Load multiplier m that makes K clones draw ``pd_mw`` together (``clone_load = "bus"``): the root in
+    (0, ∞) of c2·m² + c1·m + c0 = PD / K, with ``curve`` the feeder's loading curve
+    (:func:`hpcsim.distribution.loading_curve`)."""
+    c0, c1, c2 = curve
+    target = pd_mw / k - c0
+    if target <= 0:
+        raise StudyError(f"clone_load = bus: {pd_mw:.3f} MW over {k} clones is below one clone's no-load "
+                         f"losses ({c0:.3f} MW)")
+    if abs(c2) <= 1e-12 * abs(c1):
+        return target / c1
+    return (-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * target)) / (2.0 * c2)
 
 
 def _base_multipliers(study: Study, bmap: BoundaryMap, pd: dict[int, float]) -> dict[int, float]:
     """Per-bus load multiplier of the clones before diversity: 1 (nominal) or :func:`clone_multiplier`."""
     if study.clone_load == "nominal":
         return {bus: 1.0 for bus in bmap.buses}
-    from hpcsim.distribution import nominal_loading_mw  # noqa: PLC0415 - one OpenDSS solve, only when asked
+    from hpcsim.distribution import loading_curve  # noqa: PLC0415 - three OpenDSS solves, only when asked
 
-    p_nom, p_loss = nominal_loading_mw(resolve_feeder(study.feeder))
-    mult = {bus: clone_multiplier(pd[bus], len(names), p_nom, p_loss) for bus, names in bmap.feeders_by_bus}
-    log.info("clone_load = bus: feeder %.3f MW load + %.3f MW losses at 1 pu; clone multipliers %.3f to %.3f",
-             p_nom, p_loss, min(mult.values()), max(mult.values()))
+    curve = loading_curve(resolve_feeder(study.feeder))
+    mult = {bus: clone_multiplier(pd[bus], len(names), curve) for bus, names in bmap.feeders_by_bus}
+    log.info("clone_load = bus: feeder P(m) = %.3f + %.3f m + %.3f m² MW at 1 pu; clone multipliers %.3f to %.3f",
+             *curve, min(mult.values()), max(mult.values()))
     return mult
 
 

@@ -49,3 +49,15 @@ def test_federation_with_shared_engines_equals_separate(tmp_path):
         assert a["name"] == b["name"] and a["reg_taps"] == b["reg_taps"]
         assert b["p_mw"] == pytest.approx(a["p_mw"], abs=1e-8)
     assert shr["boundary"][0]["v_pu"] == pytest.approx(sep["boundary"][0]["v_pu"], abs=1e-10)
+
+
+def test_clones_scaled_to_the_bus_draw_its_case_load(tmp_path):
+    """clone_load = "bus" on bus 8 (PD 23.74 MW, K = 3): nominal clones draw ~36 MW, scaled ones the PD (the
+    residual is the voltage dependence of losses and loads away from 1 pu)."""
+    study = load_study(BUS8_STUDY)
+    nominal = run_study(study, tmp_path / "nominal", show_progress=False)
+    scaled = run_study(study.with_overrides(clone_load="bus"), tmp_path / "bus", show_progress=False)
+    assert nominal["boundary_pd_mw"] == scaled["boundary_pd_mw"] == pytest.approx(23.74)
+    assert nominal["boundary_p_mw"] > 1.4 * nominal["boundary_pd_mw"]
+    assert scaled["boundary_p_mw"] == pytest.approx(scaled["boundary_pd_mw"], rel=0.02)
+    assert scaled["clone_load"] == "bus" and scaled["converged"]
