@@ -32,6 +32,6 @@ def register(sub) -> None:
 
     p = sub.add_parser("bench", parents=[COMMON],
                        help="benchmark suite: coupling overhead, scaling, memory, HELICS exchange; fits model.json")
-    p.add_argument("--quick", action="store_true", help="one repeat, small micro-benchmarks (≈ 5 minutes)")
+    p.add_argument("--quick", action="store_true", help="one repeat, small micro-benchmarks (≈ 3 minutes on 2 cores)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default bench/<quick|full>-<time>)")
     p.set_defaults(func=cmd_bench)
