@@ -18,12 +18,52 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hpcsim.bench.suite import FULL, QUICK, run_suite  # noqa: PLC0415
     from hpcsim.errors import StudyError  # noqa: PLC0415
 
+    if args.check:
+        return _check(args)
     out = args.out or Path("bench") / f"{'quick' if args.quick else 'full'}-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and any(out.iterdir()):
         raise StudyError(f"{out} exists and is not empty: give --out a new folder")
     result = run_suite(out.resolve(), QUICK if args.quick else FULL)
     Console().print(Markdown(markdown(result)))
     log.info("wrote %s, %s and %s", out / "bench.json", out / "bench.md", out / "model.json")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Predict finished run folders with a cost model and compare (no benchmark is run)."""
+    import json  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from hpcsim.bench.fit import validate  # noqa: PLC0415
+    from hpcsim.bench.runs import run_figures  # noqa: PLC0415
+    from hpcsim.cases import read_matpower  # noqa: PLC0415
+    from hpcsim.errors import OutputError  # noqa: PLC0415
+    from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415
+
+    model = load_model(args.model) if args.model else DEFAULT
+    rows = []
+    for run_dir in args.check:
+        path = run_dir / "summary.json"
+        if not path.is_file():
+            raise OutputError(f"{run_dir}: no summary.json (not a finished hpcsim run folder)")
+        summary = json.loads(path.read_text())
+        if summary.get("kind") == "dynamic" or "n_feeders" not in summary:
+            raise OutputError(f"{run_dir}: not a steady-state co-simulation run")
+        point = run_figures(run_dir, summary) | {"label": run_dir.name}
+        feeder_model = summary["feeders"][0]["model"] if summary.get("feeders") else "ieee8500"
+        rows += validate(model, [point], {point["study"]: len(read_matpower(summary["case"]).bus)}, feeder_model)
+    table = Table(title=f"predicted vs measured (cost model: {model.source})")
+    for col in ("run", "feeders", "workers", "engines", "iterations", "loop predicted / measured", "error",
+                "peak MB predicted / measured", "error"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["label"], str(r["feeders"]), str(r["workers"]), r["engine_mode"], str(r["iterations"]),
+                      f"{r['loop_s_predicted']:.4g} / {r['loop_s_measured']:.4g} s", f"{r['loop_s_error']:+.0%}",
+                      f"{r['peak_rss_mb_predicted']:.4g} / {r['peak_rss_mb_measured']:.4g}",
+                      f"{r['peak_rss_mb_error']:+.0%}")
+    Console().print(table)
     return 0
 
 
@@ -34,4 +74,8 @@ def register(sub) -> None:
                        help="benchmark suite: coupling overhead, scaling, memory, HELICS exchange; fits model.json")
     p.add_argument("--quick", action="store_true", help="one repeat, small micro-benchmarks (≈ 3 minutes on 2 cores)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default bench/<quick|full>-<time>)")
+    p.add_argument("--check", type=Path, action="append", default=[], metavar="RUN_DIR",
+                   help="instead of benchmarking: predict these finished `hpcsim run` folders with the cost model "
+                        "(--model) and compare with what they measured (repeatable)")
+    p.add_argument("--model", type=Path, default=None, help="with --check: model.json (default: the built-in model)")
     p.set_defaults(func=cmd_bench)

@@ -74,7 +74,7 @@ def _cost_model(args: argparse.Namespace):
             from hpcsim.errors import PlanError  # noqa: PLC0415
 
             raise PlanError(f"--iterations {args.iterations} must be at least 1")
-        model = replace(model, iterations={**model.iterations, "iterative": args.iterations})
+        model = replace(model, fixed_iterations=args.iterations)
     return model
 
 
@@ -189,7 +189,8 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="cost model (model.json written by `hpcsim bench`; default: the built-in fitted model)")
     p.add_argument("--iterations", type=int, default=None,
-                   help="coupling iterations per step to assume (default: the cost model's)")
+                   help="iterative coupling: iterations per step to assume (default: the cost model's law of the "
+                        "boundary-bus count, fitted on measured runs)")
 
 
 def register(sub) -> None:

@@ -57,7 +57,11 @@ class CostModel:
     exchange_latency_s: float  # one coupling iteration's HELICS round trip, no values
     per_value_s: float  # per feeder power the transmission federate receives (serial on the critical path)
     federation_start_s: float
-    iterations: dict[str, int]  # coupling iterations per step assumed by plans
+    # iterative coupling at tolerance 1e-6: (boundary buses, coupling iterations of a step) of measured runs;
+    # plans use the power law I = a·buses^b fitted through them (Gauss–Seidel needs more sweeps as more boundary
+    # buses interact); loose coupling is one exchange
+    iteration_points: tuple[tuple[int, int], ...]
+    fixed_iterations: int | None = None  # overrides the power law (hpcsim plan --iterations)
     usable_memory_fraction: float = 0.9  # of a node's memory; the rest is the OS's and its daemons'
     fallback_model: str = "ieee8500"  # costs of a feeder model without measurements (the largest: conservative)
     source: str = "built in"
@@ -115,9 +119,30 @@ class CostModel:
         return (clones_per_rank * self.solve_s(feeder_model, engine_mode)
                 + self.transmission(case_buses, n_values).pf_s + self.exchange_s(n_values))
 
+    def iterations_for(self, coupling: str, n_buses: int) -> int:
+        """Coupling iterations per step a plan assumes (see ``iteration_points``)."""
+        if coupling == "loose":
+            return 1
+        if self.fixed_iterations is not None:
+            return self.fixed_iterations
+        a, b = self.iteration_law()
+        return max(1, math.ceil(a * max(n_buses, 1) ** b - 1e-9))
+
+    def iteration_law(self) -> tuple[float, float]:
+        """(a, b) of I = a·buses^b, least squares in log–log over ``iteration_points``."""
+        x = [math.log(max(b, 1)) for b, _ in self.iteration_points]
+        y = [math.log(i) for _, i in self.iteration_points]
+        if len(x) == 1:
+            return math.exp(y[0]), 0.0
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        sxx = sum((v - mx) ** 2 for v in x)
+        b = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx if sxx else 0.0
+        return math.exp(my - b * mx), b
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["transmission_points"] = [list(p) for p in self.transmission_points]
+        d["iteration_points"] = [list(p) for p in self.iteration_points]
         return d
 
     @classmethod
@@ -125,6 +150,7 @@ class CostModel:
         d = dict(d)
         d["feeders"] = {k: FeederCost(**v) for k, v in d["feeders"].items()}
         d["transmission_points"] = tuple(tuple(p) for p in d["transmission_points"])
+        d["iteration_points"] = tuple(tuple(p) for p in d["iteration_points"])
         return cls(**d)
 
     def save(self, path: str | Path) -> Path:
@@ -151,12 +177,13 @@ def load_model(path: str | Path) -> CostModel:
 
 DEFAULT = CostModel(
     feeders={
-        # measured: +33–35 MB per engine, compile 0.1–0.36 s, cold first solve 0.12–0.35 s; re-solve with
-        # controls 15–75 ms (an iteration moves the voltage less than a QSTS step); shared engine: 137 kB per
-        # clone (16 bytes x 8,531 nodes + taps), re-solve 42 ms (state swapped in, Y rebuilt when taps differ),
-        # first solve 0.22 s (controls settle from the compiled state, the Y matrix rebuilt for every clone)
-        "ieee8500": FeederCost(rss_mb=35.0, compile_s=0.2, first_solve_s=0.35, solve_s=0.075,
-                               shared_clone_mb=0.14, shared_solve_s=0.042, shared_first_solve_s=0.22),
+        # fitted by the full `hpcsim bench` (benchmarks/results/2026-11-21/): one engine 32.7 MB; cold first solve
+        # 90 ms, warm re-solve 16.8 ms (+1.75 ms per clone and iteration outside OpenDSS); shared engine: 138 kB
+        # per clone (16 bytes x 8,531 nodes + taps), first solve 118 ms, re-solve 25.9 ms (state swapped in, the Y
+        # matrix rebuilt when taps differ); compile 0.1–0.36 s (measured separately)
+        "ieee8500": FeederCost(rss_mb=32.7, compile_s=0.2, first_solve_s=0.090, solve_s=0.0168,
+                               shared_clone_mb=0.138, shared_solve_s=0.0259, shared_first_solve_s=0.118,
+                               overhead_s=0.00175),
         # measured: +2.1 MB per engine, compile 52 ms, first solve ≤ 22 ms, re-solve 0.5 ms
         "ieee34": FeederCost(rss_mb=2.1, compile_s=0.052, first_solve_s=0.022, solve_s=0.0005,
                              shared_clone_mb=0.003, shared_solve_s=0.001, shared_first_solve_s=0.022),
@@ -164,23 +191,26 @@ DEFAULT = CostModel(
         "ieee13": FeederCost(rss_mb=1.9, compile_s=0.047, first_solve_s=0.013, solve_s=0.0001,
                              shared_clone_mb=0.001, shared_solve_s=0.0005, shared_first_solve_s=0.013),
     },
-    # Python + numpy + pyarrow + HELICS + opendssdirect + mpi4py: a feeder-group federate peaks at 175 MB with
-    # one 8500-node clone and 208 MB with two
-    rank_base_mb=140.0,
+    # fitted: a feeder-group process (Python, numpy, pyarrow, HELICS, opendssdirect) without its clones, from the
+    # calibration run's peak memory
+    rank_base_mb=195.0,
     broker_base_mb=8.0,  # helics_broker (zmq) idle
     handle_kb=2.1,  # measured: 10,000 subscriptions add 20.9 MB to a federate
-    # PF times from the project notes (median); load time and RSS measured (ANDES load + setup, then 3 PFs)
+    # PF: ACTIVSg200 fitted from the calibration runs (mean over their power flows), the others from the project
+    # notes (median); load time and RSS measured (ANDES load + setup, then 3 PFs)
     transmission_points=(
-        (200, 0.005, 2.2, 151.0),  # ACTIVSg200
+        (200, 0.0118, 2.2, 151.0),  # ACTIVSg200
         (2_000, 0.024, 2.3, 169.0),  # ACTIVSg2000
         (10_000, 0.1, 7.8, 246.0),  # ACTIVSg10k
         (25_000, 0.29, 17.5, 384.0),  # ACTIVSg25k
         (70_000, 1.6, 50.0, 824.0),  # ACTIVSg70k
     ),
-    # 2-level hierarchy round trip 0.37 ms (notes, zmq); 22–36 µs per value received through one broker
-    exchange_latency_s=0.74e-3,
-    per_value_s=25e-6,
+    # fitted (flat broker, hub + 2 echo federates, 126 / 1,000 / 6,580 values): 2.26 ms + 10.4 µs per value
+    exchange_latency_s=2.26e-3,
+    per_value_s=10.4e-6,
     federation_start_s=0.2,
-    # tolerance 1e-6: 3 iterations on the ACTIVSg200 bus-8 study, 8 on the full ACTIVSg200 study
-    iterations={"iterative": 8, "loose": 1},
+    # measured at tolerance 1e-6: ACTIVSg200 bus 8 (1 bus, 3 clones), ACTIVSg200 (37 buses, 126 clones),
+    # ACTIVSg2000 with clones scaled to the bus load (916 buses, 6,580 clones): I ≈ 3.0·buses^0.26
+    iteration_points=((1, 3), (37, 8), (916, 18)),
+    source="built in: fitted by hpcsim bench on a 2-core / 24 GB machine, 2026-11-21",
 )

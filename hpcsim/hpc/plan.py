@@ -331,7 +331,7 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
     feeder_s = k_max * model.solve_s(shape.model, engine_mode)
     exchange = model.exchange_s(shape.n_feeders)
     iteration_s = model.iteration_s(shape.model, engine_mode, k_max, shape.n_feeders, shape.case_buses)
-    iterations = model.iterations.get(shape.coupling, 1)
+    iterations = model.iterations_for(shape.coupling, shape.n_buses)
     step_s = tcost.pf_s + iterations * iteration_s
     compile_s = fcost.compile_s * (1 if engine_mode == "shared" else k_max)
     first_extra_s = k_max * max(0.0, model.solve_s(shape.model, engine_mode, first=True)
