@@ -61,3 +61,14 @@ def test_clones_scaled_to_the_bus_draw_its_case_load(tmp_path):
     assert nominal["boundary_p_mw"] > 1.4 * nominal["boundary_pd_mw"]
     assert scaled["boundary_p_mw"] == pytest.approx(scaled["boundary_pd_mw"], rel=0.02)
     assert scaled["clone_load"] == "bus" and scaled["converged"]
+
+
+def test_bench_check_predicts_a_finished_run(tmp_path, capsys):
+    from hpcsim.cli import main  # noqa: PLC0415
+
+    run_study(load_study(BUS8_STUDY), tmp_path / "run", show_progress=False)
+    assert main(["bench", "--check", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "predicted vs measured" in out and "run" in out
+    assert main(["bench", "--check", str(tmp_path / "nothing")]) == 2
+    assert "no summary.json" in capsys.readouterr().err

@@ -195,3 +195,20 @@ def test_iterations_follow_the_power_law_fitted_on_measured_runs():
     assert M.iterations_for("loose", 19678) == 1
     assert M.iterations_for("iterative", 19678) > M.iterations_for("iterative", 916) >= 18
     assert replace(M, fixed_iterations=5).iterations_for("iterative", 19678) == 5
+
+
+def test_plan_predict_prints_the_breakdown_and_uses_a_model_file(capsys, tmp_path):
+    study = str(CASES / "activsg200_ieee8500.toml")
+    args = ["plan", study, "--nodes", "4", "--cores-per-node", "16", "--mem-per-node-gb", "64"]
+    assert main([*args, "--predict"]) == 0
+    out = capsys.readouterr().out
+    assert "coupling iteration" in out and "8 iterations" in out and "memory, whole job" in out
+    slow = replace(M, feeders={"ieee8500": replace(M.feeders["ieee8500"], solve_s=1.0)}, source="slow machine")
+    path = slow.save(tmp_path / "model.json")
+    assert main([*args, "--json", "--model", str(path), "--iterations", "3"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["cost_model"] == "slow machine" and plan["estimate"]["iterations"] == 3
+    assert plan["estimate"]["feeder_s"] == pytest.approx(3 * (1.0 + M.feeders["ieee8500"].overhead_s))
+    assert main([*args, "--model", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.json" in err[0]
