@@ -69,8 +69,7 @@ def predict_local(model: CostModel, run: dict, case_buses: int, feeder_model: st
     pf = model.transmission(case_buses, n).pf_s
     loop = k * (cold - warm) + run["iterations"] * model.iteration_s(feeder_model, mode, k, n, case_buses) \
         + run["steps"] * pf
-    ranks = [math.ceil(n / w)] * (n % w) + [n // w] * (w - n % w)
-    mem = (model.transmission(case_buses, n).rss_mb + sum(model.rank_mb(feeder_model, c, mode) for c in ranks)
+    mem = (model.transmission(case_buses, n).rss_mb + model.ranks_mb(feeder_model, mode, w, n)
            + model.broker_mb(2 * n + run["buses"]))
     return {"loop_s": loop, "peak_rss_mb": mem}
 

@@ -104,6 +104,13 @@ class CostModel:
             return self.rank_base_mb + (f.rss_mb + clones * f.shared_clone_mb if clones else 0.0)
         return self.rank_base_mb + clones * f.rss_mb
 
+    def ranks_mb(self, model: str, engine_mode: str, ranks: int, clones: int) -> float:
+        """Memory of ``ranks`` feeder ranks sharing ``clones`` clones evenly (sizes differ by at most one)."""
+        if not ranks:
+            return 0.0
+        q, r = divmod(clones, ranks)
+        return (ranks - r) * self.rank_mb(model, q, engine_mode) + r * self.rank_mb(model, q + 1, engine_mode)
+
     def solve_s(self, model: str, engine_mode: str, first: bool = False) -> float:
         """Per clone and iteration: OpenDSS solve plus the per-clone overhead."""
         f, _ = self.feeder(model)

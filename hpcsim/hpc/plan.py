@@ -215,7 +215,7 @@ def _nodes(shape: StudyShape, cluster: Cluster, per_node_cap: int, model: CostMo
         stop = rank_slice(first + r - 1, shape.n_feeders, total)[1] if r else 0
         feeders = stop - start
         handles = 2 * feeders + (shape.n_buses + shape.n_feeders if i == 0 else 0)
-        mem = _ranks_mb(model, shape.model, engine_mode, r, feeders) + model.broker_mb(handles)
+        mem = model.ranks_mb(shape.model, engine_mode, r, feeders) + model.broker_mb(handles)
         if i == 0:
             mem += tcost.rss_mb + model.broker_mb(2 * shape.n_feeders + shape.n_buses)
         out.append(NodePlan(index=i, ranks=r, first_rank=first, feeders=feeders, first_feeder=start,
@@ -223,15 +223,6 @@ def _nodes(shape: StudyShape, cluster: Cluster, per_node_cap: int, model: CostMo
                             cores=r + BROKER_CORES + (TRANSMISSION_CORES if i == 0 else 0), mem_mb=round(mem, 1)))
         first += r
     return out, total
-
-
-def _ranks_mb(model: CostModel, feeder_model: str, engine_mode: str, ranks: int, feeders: int) -> float:
-    """Memory of ``ranks`` feeder ranks sharing ``feeders`` clones (sizes differ by at most one)."""
-    if not ranks:
-        return 0.0
-    q, r = divmod(feeders, ranks)
-    return (ranks - r) * model.rank_mb(feeder_model, q, engine_mode) + r * model.rank_mb(feeder_model, q + 1,
-                                                                                          engine_mode)
 
 
 def _fits(nodes: list[NodePlan], cluster: Cluster, model: CostModel) -> NodePlan | None:
