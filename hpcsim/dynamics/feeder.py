@@ -28,6 +28,7 @@ import numpy as np
 from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import DynamicsError
+from hpcsim.dynamics.coordination import Coordination, coordinate
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class FeederState:
 class DerFeeder:
     """A compiled feeder with DER generators (see module docstring)."""
 
-    def __init__(self, feeder: str, der_buses: list[str], der_names: list[str], der_kva: float, der_kw: float):
+    def __init__(self, feeder: str, der_buses: list[str], der_names: list[str], der_kva: float, der_kw: float,
+                 settings: list[str] | tuple[str, ...] = ()):
         self.engine = FeederEngine(resolve_feeder(feeder))
         d = self.dss = self.engine.dss
         self.name = self.engine.model.name
@@ -95,7 +97,12 @@ class DerFeeder:
             kv_ll = d.Bus.kVBase() * np.sqrt(3.0)
             self._command(f"New Generator.{name} bus1={bus} phases=3 kV={kv_ll:.4f} kW={der_kw} kVA={der_kva} "
                           f"pf=1 model=1")
+        for cmd in settings:  # a voltage coordination (hpcsim.dynamics.coordination), as OpenDSS commands
+            self._command(cmd)
+        if settings:  # keep the coordinated taps: regulators must not re-tap at the model's own source voltage
+            self._command("set controlmode=off")
         d.Solution.Solve()
+        self._command("set controlmode=static")
         if not d.Solution.Converged():
             raise DynamicsError(f"feeder {self.name} with its DERs does not converge at its own source voltage")
         source_bus = _source_bus(self.engine)
@@ -143,6 +150,26 @@ class DerFeeder:
         return FeederState(float(s_pos.real), float(s_pos.imag), float(np.sum(der_p_mw)), float(v.min()),
                            float(v.mean()), float(v.std()), float(v.max()), solve_s)
 
+    def coordinate(self, v_source_pu: float, der_p_mw: np.ndarray, *, v_min_pu: float, v_max_pu: float,
+                   margin_pu: float) -> Coordination:
+        """Re-coordinate regulators and transformer taps at this operating point (load multiplier 1)."""
+        self.solve(v_source_pu, 0.0, der_p_mw, 1.0)
+        d = self.dss
+
+        def solve() -> np.ndarray:
+            d.Solution.Solve()
+            if not d.Solution.Converged():
+                raise DynamicsError(f"feeder {self.name}: a voltage-coordination solve did not converge")
+            return np.asarray(d.Circuit.AllBusMagPu())
+
+        t0 = time.perf_counter()
+        c = coordinate(d, self.engine.model.source, solve, self.node_mask, v_min_pu=v_min_pu, v_max_pu=v_max_pu,
+                       margin_pu=margin_pu)
+        log.info("%s: voltage coordination in %.1f s: %.4f–%.4f pu -> %.4f–%.4f pu (%d regulators, %d fixed taps "
+                 "moved)", self.name, time.perf_counter() - t0, *c.v_before_pu, *c.v_after_pu,
+                 c.describe()["regulators_moved"], c.describe()["fixed_taps_moved"])
+        return c
+
     def node_voltages(self) -> np.ndarray:
         return np.asarray(self.dss.Circuit.AllBusMagPu())[self.node_mask]
 
@@ -170,16 +197,18 @@ class DerFeeder:
             self._command("set controlmode=static")
 
 
-def base_envelope(feeder: str, v_source_pu: float) -> tuple[float, float]:
-    """(min, max) node voltage of the unmodified feeder (no DERs) at a source voltage: the honest reference."""
-    lo, hi = replay_envelope(feeder, [v_source_pu], [1.0])
+def base_envelope(feeder: str, v_source_pu: float, settings: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(min, max) node voltage of the feeder without DERs at a source voltage (published, or with ``settings``)."""
+    lo, hi = replay_envelope(feeder, [v_source_pu], [1.0], settings)
     return float(lo[0]), float(hi[0])
 
 
-def replay_envelope(feeder: str, v_source_pu: list[float], load_mult: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) node voltage per exchange of the unmodified feeder (no DERs) driven by the same source voltages
-    and load multipliers as a run: the reference a DER-influenced envelope is judged against."""
-    ref = DerFeeder(feeder, [], [], 0.0, 0.0)
+def replay_envelope(feeder: str, v_source_pu: list[float], load_mult: list[float],
+                    settings: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) node voltage per exchange of the feeder without DERs (published, or with ``settings``) driven
+    by the same source voltages and load multipliers as a run: the reference a DER-influenced envelope is judged
+    against."""
+    ref = DerFeeder(feeder, [], [], 0.0, 0.0, settings)
     lo, hi = [], []
     for v, m in zip(v_source_pu, load_mult):
         st = ref.solve(v, 0.0, np.zeros(0), m)

@@ -12,7 +12,10 @@ Everything a run needs is computed here, once, from the case and the feeder mode
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +23,11 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
-from hpcsim.dynamics import DynamicsError, agc, der, droop
+from hpcsim.dynamics import DynamicsError, agc, andes_der, der, droop
+from hpcsim.dynamics import coordination as voltage_coordination
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
-from hpcsim.dynamics.tds import json_case, read_case, resolve_case
+from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case, read_case, resolve_case
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -50,8 +54,10 @@ class FeederPlan:
     q_gross0_mvar: float
     p_bus_mw: float
     scale: float
-    base_v_min_pu: float  # the unmodified feeder (no DERs) at the same source voltage
+    base_v_min_pu: float  # the published feeder (no DERs) at the same source voltage
     base_v_max_pu: float
+    settings: tuple[str, ...] = ()  # OpenDSS commands of the voltage coordination (empty: the published feeder)
+    coordination: dict | None = None  # Coordination.describe() without the commands
 
 
 @dataclass(frozen=True)
@@ -82,29 +88,86 @@ class Plan:
                 "feeders": [{"bus": f.bus, "feeder": f.feeder, "scale": f.scale, "p_bus_mw": f.p_bus_mw,
                              "p_gross0_mw": f.p_gross0_mw, "q_gross0_mvar": f.q_gross0_mvar,
                              "v_source0_pu": f.v_source0_pu, "der_buses": f.der_buses,
-                             "base_v_min_pu": f.base_v_min_pu, "base_v_max_pu": f.base_v_max_pu}
+                             "base_v_min_pu": f.base_v_min_pu, "base_v_max_pu": f.base_v_max_pu,
+                             "coordination": f.coordination, "settings": list(f.settings)}
                             for f in self.feeders]}
 
 
-def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict) -> FeederPlan:
+def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu: float | None = None,
+                 coordinate: bool = False) -> FeederPlan:
+    """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given)."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
     buses = place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
     names = der_names(bus, n)
     f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw)
-    v_source = f.source_pu(case["v_pu"][bus], spec.feeder_head)
-    st = f.solve(v_source, 0.0, np.full(n, spec.der_kw / 1000.0), 1.0)
+    v_source = f.source_pu(case["v_pu"][bus] if v_bus_pu is None else v_bus_pu, spec.feeder_head)
+    p_der = np.full(n, spec.der_kw / 1000.0)
+    settings: tuple[str, ...] = ()
+    coordination = None
+    if coordinate:
+        settings, coordination = _coordinated_settings(f, feeder, buses, spec, v_source, p_der)
+        if coordination["margin_pu"] < 0:
+            log.warning("bus %d: %s cannot be coordinated inside %.3f–%.3f pu (worst node %.4f pu outside)", bus,
+                        feeder, spec.v_min_pu, spec.v_max_pu, -coordination["margin_pu"])
+        ratio = f.ratio
+        f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw, settings)  # as the feeder federate will
+        f.ratio = ratio
+    st = f.solve(v_source, 0.0, p_der, 1.0)
     p_bus = case["loads"][bus][0]
     gross = st.s_gross_mva
     if gross.real <= 0:
         raise DynamicsError(f"feeder {feeder} at bus {bus} has no positive gross load ({gross.real:.3f} MW)")
     v_lo, v_hi = base_envelope(feeder, v_source)
     plan = FeederPlan(bus, feeder, buses, names, v_source, gross.real, gross.imag, p_bus, p_bus / gross.real,
-                      v_lo, v_hi)
+                      v_lo, v_hi, settings, coordination)
     log.info("bus %d: %s gross %.3f MW -> scale %.3f to %.1f MW; DERs at %s", bus, feeder, gross.real,
              plan.scale, p_bus, ", ".join(buses))
     return plan
+
+
+def _coordinated_settings(f: DerFeeder, feeder: str, buses: list[str], spec: DynamicsSpec, v_source: float,
+                          p_der: np.ndarray) -> tuple[tuple[str, ...], dict]:
+    """The voltage coordination of a feeder at its first operating point, cached in the environment by everything
+    it depends on (feeder files, DERs, source voltage, limits, the coordination code) — it takes ~20 s for the
+    IEEE 8500 and every run of a study needs the same one."""
+    model = resolve_feeder(feeder)
+    files = sorted(p for p in model.folder.iterdir() if p.suffix.lower() == ".dss")
+    key_src = json.dumps({
+        "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
+        "code": hashlib.sha256(Path(voltage_coordination.__file__).read_bytes()).hexdigest(),
+        "ders": buses, "kw": spec.der_kw, "kva": spec.der_kva, "v_source_pu": round(v_source, 6),
+        "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu]}, sort_keys=True)
+    path = andes_der.PYCODE_PATH.parent / "coordination" / f"{hashlib.sha256(key_src.encode()).hexdigest()}.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        log.info("%s: voltage coordination from %s", feeder, path)
+        return tuple(data["commands"]), data["describe"]
+    c = f.coordinate(v_source, p_der, v_min_pu=spec.v_min_pu, v_max_pu=spec.v_max_pu,
+                     margin_pu=spec.voltage_margin_pu)
+    describe = {k: v for k, v in c.describe().items() if k not in ("commands", "steps")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"commands": c.commands, "describe": describe}))
+    os.replace(tmp, path)
+    return tuple(c.commands), describe
+
+
+def _initial_bus_voltages(study: Study, spec: DynamicsSpec, feeders: tuple[FeederPlan, ...], governors: list[dict],
+                          mppt0_mw: np.ndarray) -> dict[int, float]:
+    """Bus voltages of the run's first power flow (the transmission federate's: DERs, redispatch, feeder loads)."""
+    p_cap = np.full(mppt0_mw.size, spec.der_kva / 1000.0)
+    grid = DynamicGrid(
+        str(json_case(str(resolve_case(study.case)))),
+        ders=[DerGroup(f.bus, tuple(f.der_names), spec.der_kva, spec.der_kw) for f in feeders],
+        bus_loads={f.bus: (f.scale * f.p_gross0_mw, f.scale * f.q_gross0_mvar) for f in feeders},
+        droop_gain_pu=spec.droop_gain_pu, deadband_hz=spec.pfr_deadband_hz,
+        pmx_mw=der.limit_mw(mppt0_mw, p_cap, p_cap), balance_gen=spec.balance_gen, trip_gen="", trip_s=0.0,
+        tds_step_s=spec.tds_step_s, governors=[g["idx"] for g in governors])
+    v = dict(zip((int(b) for b in grid.ss.Bus.idx.v), (float(x) for x in grid.ss.Bus.v.v)))
+    log.info("first operating point: %s", ", ".join(f"bus {f.bus} {v[f.bus]:.4f} pu" for f in feeders))
+    return v
 
 
 def build_plan(study: Study) -> Plan:
@@ -121,13 +184,20 @@ def build_plan(study: Study) -> Plan:
         raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
                             f"(have {', '.join(case['static_gen_mw'])})")
     feeders = tuple(_plan_feeder(spec, bus, name, case) for bus, name in spec.feeders)
+    seconds = int(np.ceil(spec.stop_s)) + 1
+    mppt = der.mppt_series(n_der, seconds, mean_mw=spec.mppt_mean_kw / 1000,
+                           std_mw=spec.mppt_std_kw / 1000, p_cap_mw=spec.der_kva / 1000, seed=spec.seed)
+    load_mult = der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed)
+    if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
+        v_run = _initial_bus_voltages(study, spec, feeders, case["governors"], mppt[0])
+        feeders = tuple(_plan_feeder(spec, bus, name, case, v_run[bus], coordinate=True)
+                        for bus, name in spec.feeders)
     f0 = case["f0_hz"]
     governors = case["governors"]
     slope = droop.governor_slope_mw_per_hz(np.array([g["sn_mva"] for g in governors]),
                                            np.array([g["r_pu"] for g in governors]), f0)
     slope += droop.droop_slope_mw_per_hz(ddn_pu=spec.droop_gain_pu, s_rated_mva=np.full(n_der, spec.der_kva / 1000),
                                          f0_hz=f0)
-    seconds = int(np.ceil(spec.stop_s)) + 1
     balance = {}
     if n_der:
         before = case["static_gen_mw"][spec.balance_gen]
@@ -135,9 +205,8 @@ def build_plan(study: Study) -> Plan:
     return Plan(
         study=study, spec=spec, case_path=str(resolve_case(study.case)), feeders=feeders, governors=governors,
         bias_mw_per_01hz=agc.bias_mw_per_01hz(slope), f0_hz=f0,
-        load_mult=der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed),
-        mppt_mw=der.mppt_series(n_der, seconds, mean_mw=spec.mppt_mean_kw / 1000, std_mw=spec.mppt_std_kw / 1000,
-                                p_cap_mw=spec.der_kva / 1000, seed=spec.seed),
+        load_mult=load_mult,
+        mppt_mw=mppt,
         balance=balance,
     )
 
@@ -170,6 +239,7 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
             **common, "name": name, "role": "dfeeder", "broker_address": broker_of[name], "bus": f.bus,
             "feeder": f.feeder, "der_buses": f.der_buses, "der_names": f.der_names, "scale": f.scale,
             "feeder_head": s.feeder_head, "v_min_pu": s.v_min_pu, "v_max_pu": s.v_max_pu, "vsm_dp_kw": s.vsm_dp_kw,
+            "settings": list(f.settings),
         }
     configs[AGC] = {
         **common, "name": AGC, "role": "agc", "broker_address": broker_of[AGC], "agc": s.agc, "agc_s": s.agc_s,

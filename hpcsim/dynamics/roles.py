@@ -217,7 +217,8 @@ class FeederRole(Role):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         self.bus = int(cfg["bus"])
-        self.feeder = DerFeeder(cfg["feeder"], cfg["der_buses"], cfg["der_names"], cfg["der_kva"], cfg["der_kw"])
+        self.feeder = DerFeeder(cfg["feeder"], cfg["der_buses"], cfg["der_names"], cfg["der_kva"], cfg["der_kw"],
+                                cfg.get("settings", ()))
         self.p_cap = np.full(len(cfg["der_names"]), cfg["der_kva"] / 1000.0)
         self.subs: dict = {}
         self.pubs: dict = {}

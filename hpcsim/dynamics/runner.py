@@ -114,6 +114,9 @@ def print_dynamic_summary(summary: dict) -> None:
     for fd in summary["feeders"]:
         head = fd["headroom_mw"]["mean"]
         head_text = f"headroom mean {head:.3f} MW" if head == head else "no DERs (no headroom)"
+        co = fd.get("coordination")
+        co_text = (f"; coordinated: {co['regulators_moved']} regulators and {co['fixed_taps_moved']} fixed taps moved"
+                   if co else "")
         console.print(f"bus {fd['bus']} {fd['feeder']}: scale {fd['scale']:.3f}, node voltages "
-                      f"{fd['v_min_pu']:.4f}–{fd['v_max_pu']:.4f} pu (unmodified feeder {fd['base_v_min_pu']:.4f}–"
-                      f"{fd['base_v_max_pu']:.4f}), {head_text}")
+                      f"{fd['v_min_pu']:.4f}–{fd['v_max_pu']:.4f} pu (published feeder without DERs "
+                      f"{fd['base_v_min_pu']:.4f}–{fd['base_v_max_pu']:.4f}{co_text}), {head_text}")

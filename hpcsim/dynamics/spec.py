@@ -30,6 +30,7 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "der_agc_share": (int, float), "load_std": (int, float), "seed": int, "mppt_mean_kw": (int, float),
     "mppt_std_kw": (int, float), "trip_gen": str, "trip_s": (int, float), "v_min_pu": (int, float),
     "v_max_pu": (int, float), "headroom": bool, "vsm_dp_kw": (int, float), "feeder_head": str,
+    "coordinate_voltage": bool, "voltage_margin_pu": (int, float),
 }
 
 
@@ -70,6 +71,10 @@ class DynamicsSpec:
     vsm_dp_kw: float = 50.0
     # feeder source voltage: V_T ("transmission"), or V_T × (model's source pu / V_T at the first exchange) ("model")
     feeder_head: str = "transmission"
+    # re-coordinate each feeder's regulators and transformer taps at the first operating point so every node is
+    # inside [v_min_pu, v_max_pu] with this clearance (hpcsim.dynamics.coordination); false: the published feeder
+    coordinate_voltage: bool = False
+    voltage_margin_pu: float = 0.01
 
     def span_for(self, bus: int) -> tuple[float, float]:
         for b, lo, hi in self.der_span:
@@ -164,5 +169,7 @@ def _validate(s: DynamicsSpec, where: str) -> None:
         raise bad(f"trip_s {s.trip_s} must be inside the run (0, {s.stop_s})")
     if s.feeder_head not in ("model", "transmission"):
         raise bad(f"feeder_head {s.feeder_head!r} must be 'model' or 'transmission'")
+    if not 0 <= s.voltage_margin_pu < (s.v_max_pu - s.v_min_pu) / 2:
+        raise bad(f"voltage_margin_pu {s.voltage_margin_pu} must be in [0, (v_max_pu - v_min_pu) / 2)")
     if not s.vsm_dp_kw > 0:
         raise bad(f"vsm_dp_kw {s.vsm_dp_kw} must be positive")

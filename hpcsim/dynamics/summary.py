@@ -76,6 +76,7 @@ def feeder_blocks(volts: pa.Table, plan) -> list[dict]:
             "v_min_pu": float(_col(sel, "v_min_pu").min()) if sel.num_rows else float("nan"),
             "v_max_pu": float(_col(sel, "v_max_pu").max()) if sel.num_rows else float("nan"),
             "base_v_min_pu": fp.base_v_min_pu, "base_v_max_pu": fp.base_v_max_pu,
+            "coordination": fp.coordination,
             "headroom_mw": _stats(hr) | {"lps": int(hr.size)},
             "p_net_mw": _stats(_col(sel, "p_net_mw")),
         })
@@ -124,5 +125,6 @@ def build_summary(run_dir: str | Path, plan, *, completed: bool, wall_s: float, 
                      "agc_s": s.agc_s, "headroom_s": s.headroom_s, "pfr_deadband_hz": s.pfr_deadband_hz,
                      "droop_gain_pu": s.droop_gain_pu, "agc_kp": s.agc_kp, "agc_ki_per_s": s.agc_ki,
                      "agc_deadband_hz": s.agc_deadband_hz, "der_agc_share": s.der_agc_share,
-                     "feeder_head": s.feeder_head, "v_limits_pu": [s.v_min_pu, s.v_max_pu]},
+                     "feeder_head": s.feeder_head, "v_limits_pu": [s.v_min_pu, s.v_max_pu],
+                     "coordinate_voltage": s.coordinate_voltage, "voltage_margin_pu": s.voltage_margin_pu},
     }
