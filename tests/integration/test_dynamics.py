@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from hpcsim.dynamics import droop
-from hpcsim.dynamics.feeder import replay_envelope
 from hpcsim.output.parquet import read_table
 
 from .helpers import CASES, REPO, hpcsim
@@ -136,24 +135,32 @@ def test_no_der_exceeds_its_limits(load_variation, gentrip):
     assert (d.p_mw > 0.55).any()  # ... while they do respond to the trip
 
 
-def test_feeder_voltages_stay_within_the_unmodified_feeders_envelope(load_variation):
-    """Honest voltage check. Neither IEEE feeder is inside 0.95–1.05 pu as published: the IEEE 34's 4.16 kV end
-    (bus 890) is near 0.92 pu and the IEEE 8500's substation regulator is set to 126.5 V (1.054 pu) with
-    secondaries below 0.95 pu. So the DER-influenced envelope of each exchange is compared with the same feeder
-    without DERs, replayed with the same source voltages and load multipliers. Margin 0.01 pu: one regulator
-    step is 0.00625 pu and with and without DERs (different flows, line-drop compensation) the regulators
-    settle on taps one step apart; beyond that the DERs may not raise the maximum or lower the minimum (they sit
-    on the first fifth of each feeder and the VSM limit keeps them from raising voltages further)."""
+def _volts(run_dir, bus):
+    v = read_table(run_dir / "outputs", "feeder_voltage").to_pandas()
+    return v[v.bus == bus].sort_values("time_s").reset_index(drop=True)
+
+
+def _inside(v) -> np.ndarray:
+    return ((v.v_min_pu >= 0.95) & (v.v_max_pu <= 1.05)).to_numpy()
+
+
+def test_feeder_voltages_stay_within_limits_under_load_variation(load_variation):
+    """Neither IEEE feeder is inside 0.95–1.05 pu as published (IEEE 34 bus 890 near 0.92 pu, IEEE 8500
+    secondaries near 0.93 pu with its substation regulator at 1.054 pu), so the study coordinates their taps at the
+    first operating point (hpcsim.dynamics.coordination). Checked: the published feeder is outside, the coordinated
+    one starts inside with the reported clearance, the regulators keep it there as the load moves; the random load
+    steps (2 % sd, up to ±6 % from one second to the next) move the far ends by up to ~0.01 pu before a regulator
+    with a 1-V band re-taps, which the 0.007–0.008 pu clearance of these feeders mostly but not always absorbs:
+    at most a few exchanges at the heaviest load samples end up to 0.004 pu outside."""
     run_dir, s = load_variation
-    volts = read_table(run_dir / "outputs", "feeder_voltage").to_pandas().sort_values("time_s")
-    mult = json.loads((run_dir / "configs" / "feeder_4.json").read_text())["load_mult"]
     for fd in s["feeders"]:
-        assert fd["base_v_min_pu"] < 0.95  # the unmodified feeder already violates the lower limit
-        v = volts[volts.bus == fd["bus"]]
-        lo, hi = replay_envelope(fd["feeder"], v.v_source_pu.tolist(), mult[: len(v)])
-        assert (v.v_max_pu.to_numpy() <= hi + 0.01).all(), (fd["feeder"], (v.v_max_pu.to_numpy() - hi).max())
-        assert (v.v_min_pu.to_numpy() >= lo - 0.01).all(), (fd["feeder"], (lo - v.v_min_pu.to_numpy()).max())
-        assert 0.90 < v.v_min_pu.min() and v.v_max_pu.max() < 1.07
+        co = fd["coordination"]
+        assert fd["base_v_min_pu"] < 0.95  # the published feeder, without DERs, already violates the lower limit
+        assert co["margin_pu"] >= 0.005 and co["v_before_pu"][0] < 0.95
+        v = _volts(run_dir, fd["bus"])
+        assert v.v_min_pu[0] >= 0.95 + co["margin_pu"] - 0.002 and v.v_max_pu[0] <= 1.05 - co["margin_pu"] + 0.002
+        assert v.v_min_pu.min() >= 0.946 and v.v_max_pu.max() <= 1.054, fd["feeder"]
+        assert _inside(v).mean() >= 0.85, (fd["feeder"], int((~_inside(v)).sum()))
 
 
 # --- scenario 2 ----------------------------------------------------------------------------------------------
@@ -169,6 +176,20 @@ def test_generation_trip_recovers_with_agc_and_not_without(gentrip):
     # ... with AGC it comes back to 60 Hz (within the AGC's 0.005 Hz deadband plus margin)
     assert abs(on["frequency"]["final_hz"] - F0) < 0.01
     assert on["ace"]["acs_mw_final"] == pytest.approx(40.0, rel=0.2)  # the AGC replaced the lost unit
+
+
+def test_feeder_voltages_stay_within_limits_through_the_trip_but_for_the_transmission_dip(gentrip):
+    """Loads constant: every exchange of both coordinated feeders is inside 0.95–1.05 pu except the first after the
+    trip, when the transmission voltage itself dips (the paper's Fig. 14 shows the same dip)."""
+    for agc in (True, False):
+        run_dir, s = gentrip[agc]
+        trip_s = s["trip"]["t_s"]
+        for fd in s["feeders"]:
+            v = _volts(run_dir, fd["bus"])
+            dip = (v.time_s > trip_s) & (v.time_s <= trip_s + 1.0)
+            assert _inside(v)[~dip.to_numpy()].all(), (agc, fd["feeder"], v[~_inside(v)].time_s.tolist())
+            outside = v[dip & ~_inside(v)]
+            assert (outside.v_source_pu < v.v_source_pu[0] - 0.02).all()  # only where the source dipped
 
 
 def test_der_pfr_acts_first_then_sfr_takes_over(gentrip):
