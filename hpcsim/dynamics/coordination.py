@@ -416,7 +416,7 @@ def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mas
     solve()
     commands = {f"tx:{lv.transformer}:{lv.winding}":
                 f"Edit Transformer.{lv.transformer} wdg={lv.winding} tap={lv.moved(t).tap:.6f}"
-                for lv, t in zip(levers, total) if t}
+                for lv, t in zip(levers, total) if t or lv.regcontrol}  # every regulator: a fresh compile starts at 1
     for lv in levers:
         if lv.regcontrol:
             dss.RegControls.Name(lv.regcontrol)

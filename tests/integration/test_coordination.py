@@ -25,11 +25,11 @@ def ieee34():
     p = np.full(10, 0.5)
     published = f.solve(V_SOURCE_PU, 0.0, p, 1.0)
     c = f.coordinate(V_SOURCE_PU, p, v_min_pu=0.95, v_max_pu=1.05, margin_pu=0.01)
-    return buses, names, p, published, c
+    return buses, names, p, published, c, co._control_state(f.dss)
 
 
 def test_the_published_ieee34_is_outside_and_the_coordinated_one_inside(ieee34):
-    _, _, _, published, c = ieee34
+    _, _, _, published, c, _ = ieee34
     assert published.v_min_pu < 0.93  # bus 890 behind the fixed 24.9/4.16 kV transformer
     assert c.v_before_pu[0] == pytest.approx(published.v_min_pu, abs=1e-6)
     assert c.margin_pu >= 0.005
@@ -38,9 +38,10 @@ def test_the_published_ieee34_is_outside_and_the_coordinated_one_inside(ieee34):
 
 
 def test_a_fresh_feeder_with_the_commands_reproduces_the_coordination(ieee34):
-    buses, names, p, _, c = ieee34
+    buses, names, p, _, c, coordinated = ieee34
     fresh = DerFeeder("ieee34", buses, names, 900.0, 500.0, c.commands)
     before = co._control_state(fresh.dss)
+    assert before == coordinated  # every regulator starts at its coordinated tap (a fresh compile starts at 0)
     st = fresh.solve(V_SOURCE_PU, 0.0, p, 1.0)
     assert co._control_state(fresh.dss) == before  # regulators hold the coordinated taps
     assert (st.v_min_pu, st.v_max_pu) == pytest.approx(c.v_after_pu, abs=1e-5)
