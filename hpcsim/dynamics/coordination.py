@@ -26,7 +26,7 @@ solved as a MILP (SciPy's HiGHS ``milp``) with the network devices integer and t
 small zones then get their exact integer step by enumeration (they are independent once the network steps are
 fixed), and network moves that buy no clearance are undone one step at a time (fewest changes). The
 linearization is refined by re-solving the feeder and repeating. Regulators finally get ``vreg`` equal to the
-voltage they see at the chosen tap and no line-drop compensation, so their control holds that tap at the
+voltage they see at the chosen tap, a 1-V band and no line-drop compensation, so their control holds that tap at the
 operating point and still acts when the operating point moves. The result is a list of OpenDSS ``Edit``
 commands that turn the published feeder into the coordinated one.
 """
@@ -45,10 +45,10 @@ log = logging.getLogger(__name__)
 
 FIXED_TAP_STEP = 0.025
 FIXED_TAP_STEPS = 2
-ROUNDS = 4
-PASSES = 3
-REG_BAND_V = 1.0
-REFINE_STEPS = 3
+ROUNDS = 4  # linearize–MILP–apply rounds per pass
+PASSES = 3  # passes while switching the controls back on moves a capacitor or a regulator
+REG_BAND_V = 1.0  # regulator band after coordination (120-V base; above the 0.75-V tap step, so no hunting)
+REFINE_STEPS = 3  # reach of a network device in refining rounds
 LOCAL_BAND_PU = 0.03  # a small-zone tap gets a variable when its zone is this close to the target clearance
 MEASURE_ZONE_NODES = 50  # taps with larger zones are network devices (measured sensitivities)
 MILP_TIME_LIMIT_S = 5.0
