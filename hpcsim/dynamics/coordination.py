@@ -367,8 +367,6 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
 def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.ndarray, v_min_pu: float,
                      v_max_pu: float, margin_pu: float, refine: bool) -> tuple[dict[str, str], dict[str, int]]:
     """One pass, controls frozen: rounds of measure–MILP–apply; regulators then hold their taps (vreg)."""
-
-    solve()
     levers = find_levers(dss)
     weights = [w for w, keep in zip(zone_weights(dss, source, levers), node_mask) if keep]
     network, local, members = _classify(levers, weights)
@@ -376,19 +374,19 @@ def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mas
     hi = np.array([lv.hi_steps for lv in levers])
     total = np.zeros(len(levers), dtype=int)
     dss.Text.Command("set controlmode=off")
-    vs = solve()[node_mask]
+    v = solve()
     for r in range(ROUNDS):
+        vs = v[node_mask]
         clear = np.minimum(vs - v_min_pu, v_max_pu - vs)
         cand = [k for k in local if clear[members[k]].min() < margin_pu + LOCAL_BAND_PU]
         cols = network + cand
         col_of = {k: j for j, k in enumerate(cols)}
         current = [levers[k].moved(total[k]) for k in cols]
-        v = solve()
-        s = sensitivity(v[node_mask], [{col_of[k]: w for k, w in wi.items() if k in col_of} for wi in weights],
+        s = sensitivity(vs, [{col_of[k]: w for k, w in wi.items() if k in col_of} for wi in weights],
                         current).tolil()
         for j in range(len(network)):  # network devices: the whole feeder responds, measure it
             _set_tap(dss, current[j].moved(1))
-            s[:, j] = (solve() - v)[node_mask][:, None]
+            s[:, j] = solve()[node_mask][:, None] - vs[:, None]
             _set_tap(dss, current[j])
         idx = np.array(cols, dtype=int)
         reach = None if not refine and r == 0 else REFINE_STEPS  # later rounds refine: a few steps either way
@@ -403,8 +401,8 @@ def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mas
         was = clearance_pu(vs, v_min_pu, v_max_pu)
         for k, xk in zip(idx, x):
             _set_tap(dss, levers[k].moved(total[k] + xk))
-        vs_new = solve()[node_mask]
-        got = clearance_pu(vs_new, v_min_pu, v_max_pu)
+        v_new = solve()
+        got = clearance_pu(v_new[node_mask], v_min_pu, v_max_pu)
         log.debug("coordination round: %d levers, %d steps, clearance %.4f -> %.4f (predicted %.4f)", len(cols),
                   int(np.abs(x).sum()), was, got, predicted)
         if got < min(was, margin_pu) + TRIM_TOLERANCE_PU:  # no better: keep the previous round's taps
@@ -412,7 +410,7 @@ def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mas
                 _set_tap(dss, levers[k].moved(total[k]))
             break
         total[idx] += x
-        vs = vs_new
+        v = v_new
     solve()
     commands = {f"tx:{lv.transformer}:{lv.winding}":
                 f"Edit Transformer.{lv.transformer} wdg={lv.winding} tap={lv.moved(t).tap:.6f}"

@@ -165,9 +165,10 @@ class DerFeeder:
         t0 = time.perf_counter()
         c = coordinate(d, self.engine.model.source, solve, self.node_mask, v_min_pu=v_min_pu, v_max_pu=v_max_pu,
                        margin_pu=margin_pu)
+        moved = c.describe()
         log.info("%s: voltage coordination in %.1f s: %.4f–%.4f pu -> %.4f–%.4f pu (%d regulators, %d fixed taps "
                  "moved)", self.name, time.perf_counter() - t0, *c.v_before_pu, *c.v_after_pu,
-                 c.describe()["regulators_moved"], c.describe()["fixed_taps_moved"])
+                 moved["regulators_moved"], moved["fixed_taps_moved"])
         return c
 
     def node_voltages(self) -> np.ndarray:
