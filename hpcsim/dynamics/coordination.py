@@ -20,7 +20,13 @@ leaf zones (service transformers) get the zone model ``ΔV_i = w_ik · V_i · st
 
 Choice (:func:`choose_steps`, pure), with S the sensitivities and x the integer steps:
 
-    max t   s.t.   V_min + t ≤ V + S x ≤ V_max − t,   x_lo ≤ x ≤ x_hi,   t ≤ margin
+    max t   s.t.   V_min,i + t ≤ V_i + (S x)_i ≤ V_max,i − t,   x_lo ≤ x ≤ x_hi,   t ≤ margin
+
+where the per-node limits are the study's limits tightened by how far node i drifts over the run
+(:func:`node_limits`): ``V_min,i = V_min + drop_i``, ``V_max,i = V_max − rise_i``, with drop and rise measured at
+the run's extremes (lightest/heaviest load multiplier × lowest/highest source voltage, regulators and capacitors
+acting: :func:`drift`) plus half a regulator band for nodes behind a regulator (:func:`band_allowance`). Without
+extremes the limits are the study's own (a single operating point).
 
 solved as a MILP (SciPy's HiGHS ``milp``) with the network devices integer and the small zones relaxed; the
 small zones then get their exact integer step by enumeration (they are independent once the network steps are
@@ -84,10 +90,12 @@ class Coordination:
     v_before_pu: tuple[float, float]
     v_after_pu: tuple[float, float]
     steps: dict[str, int] = field(default_factory=dict)  # "reg:<regcontrol>" / "tap:<transformer>" -> steps
+    margin_extremes_pu: float | None = None  # worst clearance over the run's extremes, by the drift model
 
     def describe(self) -> dict:
         regs = sum(1 for k in self.steps if k.startswith("reg:"))
         return {"margin_target_pu": self.margin_target_pu, "margin_pu": self.margin_pu,
+                "margin_extremes_pu": self.margin_extremes_pu,
                 "v_before_pu": list(self.v_before_pu), "v_after_pu": list(self.v_after_pu),
                 "regulators_moved": regs, "fixed_taps_moved": len(self.steps) - regs,
                 "steps": self.steps, "commands": self.commands}
@@ -96,9 +104,21 @@ class Coordination:
 # --- pure -----------------------------------------------------------------------------------------------------
 
 
-def clearance_pu(v_pu: np.ndarray, v_min_pu: float, v_max_pu: float) -> float:
+Limit = float | np.ndarray  # one limit for every node, or one per node (limits tightened by the drift)
+Extremes = tuple[tuple[float, float], ...]  # (load multiplier, source voltage pu) corners of a run
+
+
+def clearance_pu(v_pu: np.ndarray, v_min_pu: Limit, v_max_pu: Limit) -> float:
     """Distance of the worst node to its nearer limit (negative when a node is outside)."""
-    return float(min(v_pu.min() - v_min_pu, v_max_pu - v_pu.max()))
+    return float(np.min(np.minimum(v_pu - v_min_pu, v_max_pu - v_pu)))
+
+
+def node_limits(v_min_pu: float, v_max_pu: float, drop_pu: np.ndarray, rise_pu: np.ndarray) -> tuple[np.ndarray,
+                                                                                                       np.ndarray]:
+    """Per-node limits at the operating point that keep a node inside [v_min, v_max] when the operating point
+    moves: a node that sags ``drop`` (heaviest load, lowest source voltage) needs ``v ≥ v_min + drop``, one that
+    swells ``rise`` (lightest load, highest source voltage) needs ``v ≤ v_max − rise``."""
+    return v_min_pu + np.maximum(drop_pu, 0.0), v_max_pu - np.maximum(rise_pu, 0.0)
 
 
 def sensitivity(v_pu: np.ndarray, weights: list[dict[int, float]], levers: list[Lever]) -> sparse.csr_matrix:
@@ -113,7 +133,7 @@ def sensitivity(v_pu: np.ndarray, weights: list[dict[int, float]], levers: list[
 
 
 def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi_steps: np.ndarray,
-                  integer: np.ndarray, v_min_pu: float, v_max_pu: float, margin_pu: float) -> tuple[np.ndarray, float]:
+                  integer: np.ndarray, v_min_pu: Limit, v_max_pu: Limit, margin_pu: float) -> tuple[np.ndarray, float]:
     """The MILP of the module docstring: steps x (integer where ``integer``) maximizing the clearance t. Many tap
     combinations tie, so HiGHS stops at a 2 % gap or after :data:`MILP_TIME_LIMIT_S` with its best one."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -132,8 +152,8 @@ def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi
     return res.x[:m], float(res.x[-1])
 
 
-def zone_steps(v_pu: np.ndarray, s_zone: np.ndarray, lo_steps: int, hi_steps: int, v_min_pu: float,
-               v_max_pu: float, margin_pu: float) -> tuple[int, float]:
+def zone_steps(v_pu: np.ndarray, s_zone: np.ndarray, lo_steps: int, hi_steps: int, v_min_pu: Limit,
+               v_max_pu: Limit, margin_pu: float) -> tuple[int, float]:
     """(step, clearance): the integer step of one small-zone tap giving its nodes the largest clearance (capped
     at the margin), the smallest move among equals — exact, by enumeration."""
     best_c, best_y = -np.inf, 0
@@ -147,7 +167,7 @@ def zone_steps(v_pu: np.ndarray, s_zone: np.ndarray, lo_steps: int, hi_steps: in
 @dataclass(frozen=True)
 class StepProblem:
     """One linearized round. Columns ``[:n_network]`` of ``s`` are network devices; column ``n_network + j`` is
-    a small-zone tap acting on the rows ``zones[j]`` only."""
+    a small-zone tap acting on the rows ``zones[j]`` only. Limits are per node or one for all."""
 
     v_pu: np.ndarray
     s: sparse.csc_matrix
@@ -155,9 +175,15 @@ class StepProblem:
     hi_steps: np.ndarray
     n_network: int
     zones: list[np.ndarray]
-    v_min_pu: float
-    v_max_pu: float
+    v_min_pu: Limit
+    v_max_pu: Limit
     margin_pu: float
+
+    def limits(self, rows) -> tuple[Limit, Limit]:
+        """The limits of the nodes ``rows`` (an index or a mask)."""
+        lo, hi = (np.broadcast_to(np.asarray(x, dtype=float), self.v_pu.shape)[rows]
+                  for x in (self.v_min_pu, self.v_max_pu))
+        return lo, hi
 
     def evaluate(self, x_net: np.ndarray, zone_s: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """All steps and the predicted clearance for network steps ``x_net``: every small zone takes the
@@ -169,14 +195,14 @@ class StepProblem:
             in_zone[rows] = True
         target = self.margin_pu
         if (~in_zone).any():
-            target = min(target, clearance_pu(v[~in_zone], self.v_min_pu, self.v_max_pu))
+            target = min(target, clearance_pu(v[~in_zone], *self.limits(~in_zone)))
         for j, rows in enumerate(self.zones):
             target = min(target, zone_steps(v[rows], zone_s[j], int(self.lo_steps[nn + j]),
-                                            int(self.hi_steps[nn + j]), self.v_min_pu, self.v_max_pu, target)[1])
+                                            int(self.hi_steps[nn + j]), *self.limits(rows), target)[1])
         x = np.concatenate([x_net, np.zeros(len(self.zones))]).astype(int)
         for j, rows in enumerate(self.zones):
             x[nn + j] = zone_steps(v[rows], zone_s[j], int(self.lo_steps[nn + j]), int(self.hi_steps[nn + j]),
-                                   self.v_min_pu, self.v_max_pu, target)[0]
+                                   *self.limits(rows), target)[0]
         return x, target
 
 
@@ -333,14 +359,77 @@ def _regulated_volts(dss, lever: Lever, ptratio: float) -> float:
     return float(mags[(lever.winding - 1) * nc]) / ptratio
 
 
+def _hold_here_commands(dss, levers: list[Lever], offset_v: float = 0.0) -> list[str]:
+    """For every regulator: ``vreg`` = the voltage it sees now (plus ``offset_v``), a 1-V band, no line-drop
+    compensation."""
+    out = []
+    for lv in levers:
+        if lv.regcontrol:
+            dss.RegControls.Name(lv.regcontrol)
+            volts = _regulated_volts(dss, lv, dss.RegControls.PTRatio()) + offset_v
+            out.append(f"Edit RegControl.{lv.regcontrol} vreg={volts:.4f} band={REG_BAND_V} R=0 X=0 revR=0 revX=0")
+    return out
+
+
+def drift(dss, solve: Callable[[], np.ndarray], node_mask: np.ndarray, levers: list[Lever],
+          extremes: Extremes) -> tuple[np.ndarray, np.ndarray]:
+    """(drop, rise) per node, pu: how far each node sags below and swells above the present operating point at
+    the ``extremes`` (load multiplier, source voltage pu) the run will see, with the regulators holding the present
+    operating point (``vreg`` = what they see now, as the coordination leaves them) and acting, capacitors acting.
+    Taps, capacitor states, load multiplier and source voltage are restored and the circuit re-solved with the
+    controls off. (A regulator holds its voltage anywhere inside its band: :func:`band_allowance`.)"""
+    mult, source_pu = dss.Solution.LoadMult(), dss.Vsources.PU()
+    v0 = solve()[node_mask]
+    regs = [lv for lv in levers if lv.regcontrol]
+    taps = []
+    for lv in regs:
+        dss.Transformers.Name(lv.transformer)
+        dss.Transformers.Wdg(lv.winding)
+        taps.append(dss.Transformers.Tap())
+    caps = []
+    for c in dss.Capacitors.AllNames():
+        dss.Capacitors.Name(c)
+        caps.append((c, list(dss.Capacitors.States())))
+    for cmd in _hold_here_commands(dss, levers):
+        dss.Text.Command(cmd)
+    drop, rise = np.zeros(v0.size), np.zeros(v0.size)
+    for m, v_source in extremes:
+        dss.Text.Command("set controlmode=static")
+        dss.Solution.LoadMult(float(m))
+        dss.Vsources.PU(float(v_source))
+        dv = solve()[node_mask] - v0
+        drop, rise = np.maximum(drop, -dv), np.maximum(rise, dv)
+        dss.Text.Command("set controlmode=off")
+        for lv, tap in zip(regs, taps):
+            _set_tap(dss, Lever(lv.transformer, lv.winding, tap, lv.step, 0, 0))
+        for c, states in caps:
+            dss.Capacitors.Name(c)
+            dss.Capacitors.States(states)
+    dss.Solution.LoadMult(mult)
+    dss.Vsources.PU(source_pu)
+    solve()
+    return drop, rise
+
+
+def band_allowance(weights: list[dict[int, float]], levers: list[Lever], vreg_v: float = 120.0) -> np.ndarray:
+    """Per node, pu: half the band of the regulator nearest upstream (0 where none is): a regulator sits anywhere
+    inside its band, so the nodes it feeds may be that much lower or higher than at the band's centre."""
+    half = REG_BAND_V / 2 / vreg_v
+    return np.array([half if any(levers[k].regcontrol and wk > 0 for k, wk in w.items()) else 0.0
+                     for w in weights])
+
+
 def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.ndarray, *, v_min_pu: float,
-               v_max_pu: float, margin_pu: float) -> Coordination:
+               v_max_pu: float, margin_pu: float, extremes: Extremes = ()) -> Coordination:
     """Coordinate the active circuit at its current operating point (see the module docstring).
 
     ``solve()`` solves the circuit and returns ``Circuit.AllBusMagPu()``; ``node_mask`` selects the nodes the
     limits apply to. Taps are chosen with the controls frozen; when switching the controls back on moves a
     capacitor (its kvar setting sees the new flows) or a regulator, the coordination is repeated from there (at
-    most :data:`PASSES` times). Leaves the circuit coordinated, controls on, solved.
+    most :data:`PASSES` times). With ``extremes`` (the (load multiplier, source voltage) corners the run will
+    reach, e.g. lightest load with the highest source voltage), each node's limits are tightened by how far it
+    drifts there (:func:`drift`), so the clearance holds over the run, not only at the operating point. Leaves the
+    circuit coordinated, controls on, solved.
     """
     v = solve()
     before = (float(v[node_mask].min()), float(v[node_mask].max()))
@@ -348,7 +437,7 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
     steps: dict[str, int] = {}
     for n_pass in range(PASSES):
         pass_commands, pass_steps = _coordinate_once(dss, source, solve, node_mask, v_min_pu, v_max_pu, margin_pu,
-                                                     n_pass > 0)
+                                                     n_pass > 0, extremes)
         commands.update(pass_commands)
         for k, n in pass_steps.items():
             steps[k] = steps.get(k, 0) + n
@@ -360,24 +449,39 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
             break
         log.debug("controls moved when switched back on: %s; coordinating again", moved)
     vm = v[node_mask]
+    robust = None
+    if extremes:  # the clearance the drift model promises over the extremes (conservative: band_allowance)
+        levers = find_levers(dss)
+        weights = [w for w, keep in zip(zone_weights(dss, source, levers), node_mask) if keep]
+        drop, rise = drift(dss, solve, node_mask, levers, extremes)
+        band = band_allowance(weights, levers)
+        robust = clearance_pu(vm, *node_limits(v_min_pu, v_max_pu, drop + band, rise + band))
+        dss.Text.Command("set controlmode=static")
+        solve()
     return Coordination(list(commands.values()), margin_pu, clearance_pu(vm, v_min_pu, v_max_pu), before,
-                        (float(vm.min()), float(vm.max())), {k: n for k, n in steps.items() if n})
+                        (float(vm.min()), float(vm.max())), {k: n for k, n in steps.items() if n}, robust)
 
 
 def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.ndarray, v_min_pu: float,
-                     v_max_pu: float, margin_pu: float, refine: bool) -> tuple[dict[str, str], dict[str, int]]:
+                     v_max_pu: float, margin_pu: float, refine: bool,
+                     extremes: Extremes) -> tuple[dict[str, str], dict[str, int]]:
     """One pass, controls frozen: rounds of measure–MILP–apply; regulators then hold their taps (vreg)."""
     levers = find_levers(dss)
     weights = [w for w, keep in zip(zone_weights(dss, source, levers), node_mask) if keep]
     network, local, members = _classify(levers, weights)
+    band = band_allowance(weights, levers)
     lo = np.array([lv.lo_steps for lv in levers])
     hi = np.array([lv.hi_steps for lv in levers])
     total = np.zeros(len(levers), dtype=int)
     dss.Text.Command("set controlmode=off")
     v = solve()
+    lim: tuple[Limit, Limit] = (v_min_pu, v_max_pu)
     for r in range(ROUNDS):
         vs = v[node_mask]
-        clear = np.minimum(vs - v_min_pu, v_max_pu - vs)
+        if extremes:
+            drop, rise = drift(dss, solve, node_mask, levers, extremes)
+            lim = node_limits(v_min_pu, v_max_pu, drop + band, rise + band)
+        clear = np.minimum(vs - lim[0], lim[1] - vs)
         cand = [k for k in local if clear[members[k]].min() < margin_pu + LOCAL_BAND_PU]
         cols = network + cand
         col_of = {k: j for j, k in enumerate(cols)}
@@ -394,15 +498,15 @@ def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mas
         if reach is not None:
             lo_k, hi_k = np.maximum(lo_k, -reach), np.minimum(hi_k, reach)
         problem = StepProblem(vs, s.tocsc(), lo_k, hi_k, len(network), [np.asarray(members[k]) for k in cand],
-                              v_min_pu, v_max_pu, margin_pu)
+                              *lim, margin_pu)
         x, predicted = choose_steps(problem)
         if not x.any():
             break
-        was = clearance_pu(vs, v_min_pu, v_max_pu)
+        was = clearance_pu(vs, *lim)
         for k, xk in zip(idx, x):
             _set_tap(dss, levers[k].moved(total[k] + xk))
         v_new = solve()
-        got = clearance_pu(v_new[node_mask], v_min_pu, v_max_pu)
+        got = clearance_pu(v_new[node_mask], *lim)
         log.debug("coordination round: %d levers, %d steps, clearance %.4f -> %.4f (predicted %.4f)", len(cols),
                   int(np.abs(x).sum()), was, got, predicted)
         if got < min(was, margin_pu) + TRIM_TOLERANCE_PU:  # no better: keep the previous round's taps
@@ -415,12 +519,9 @@ def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mas
     commands = {f"tx:{lv.transformer}:{lv.winding}":
                 f"Edit Transformer.{lv.transformer} wdg={lv.winding} tap={lv.moved(t).tap:.6f}"
                 for lv, t in zip(levers, total) if t or lv.regcontrol}  # every regulator: a fresh compile starts at 1
-    for lv in levers:
-        if lv.regcontrol:
-            dss.RegControls.Name(lv.regcontrol)
-            volts = _regulated_volts(dss, lv, dss.RegControls.PTRatio())
-            commands[f"rc:{lv.regcontrol}"] = f"Edit RegControl.{lv.regcontrol} vreg={volts:.4f} band={REG_BAND_V} R=0 X=0 revR=0 revX=0"
-            dss.Text.Command(commands[f"rc:{lv.regcontrol}"])
+    for cmd in _hold_here_commands(dss, levers):
+        commands[f"rc:{cmd.split()[1]}"] = cmd
+        dss.Text.Command(cmd)
     steps = {(f"reg:{lv.regcontrol}" if lv.regcontrol else f"tap:{lv.transformer}"): int(t)
              for lv, t in zip(levers, total) if t}
     return commands, steps

@@ -151,8 +151,9 @@ class DerFeeder:
                            float(v.mean()), float(v.std()), float(v.max()), solve_s)
 
     def coordinate(self, v_source_pu: float, der_p_mw: np.ndarray, *, v_min_pu: float, v_max_pu: float,
-                   margin_pu: float) -> Coordination:
-        """Re-coordinate regulators and transformer taps at this operating point (load multiplier 1)."""
+                   margin_pu: float, extremes: tuple[tuple[float, float], ...] = ()) -> Coordination:
+        """Re-coordinate regulators and transformer taps at this operating point (load multiplier 1), robust to
+        the (load multiplier, source voltage) ``extremes`` if given."""
         self.solve(v_source_pu, 0.0, der_p_mw, 1.0)
         d = self.dss
 
@@ -164,7 +165,7 @@ class DerFeeder:
 
         t0 = time.perf_counter()
         c = coordinate(d, self.engine.model.source, solve, self.node_mask, v_min_pu=v_min_pu, v_max_pu=v_max_pu,
-                       margin_pu=margin_pu)
+                       margin_pu=margin_pu, extremes=extremes)
         moved = c.describe()
         log.info("%s: voltage coordination in %.1f s: %.4f–%.4f pu -> %.4f–%.4f pu (%d regulators, %d fixed taps "
                  "moved)", self.name, time.perf_counter() - t0, *c.v_before_pu, *c.v_after_pu,

@@ -94,8 +94,9 @@ class Plan:
 
 
 def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu: float | None = None,
-                 coordinate: bool = False) -> FeederPlan:
-    """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given)."""
+                 coordinate: bool = False, load_range: tuple[float, float] = (1.0, 1.0)) -> FeederPlan:
+    """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given); coordinated for the
+    load multipliers of ``load_range`` if ``coordinate``."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
@@ -107,7 +108,9 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     settings: tuple[str, ...] = ()
     coordination = None
     if coordinate:
-        settings, coordination = _coordinated_settings(f, feeder, buses, spec, v_source, p_der)
+        extremes = tuple((m, v_source * (1 + sign * spec.source_swing_pu))
+                         for m in sorted(set(load_range)) for sign in (-1, 1))
+        settings, coordination = _coordinated_settings(f, feeder, buses, spec, v_source, p_der, extremes)
         if coordination["margin_pu"] < 0:
             log.warning("bus %d: %s cannot be coordinated inside %.3f–%.3f pu (worst node %.4f pu outside)", bus,
                         feeder, spec.v_min_pu, spec.v_max_pu, -coordination["margin_pu"])
@@ -128,7 +131,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
 
 
 def _coordinated_settings(f: DerFeeder, feeder: str, buses: list[str], spec: DynamicsSpec, v_source: float,
-                          p_der: np.ndarray) -> tuple[tuple[str, ...], dict]:
+                          p_der: np.ndarray, extremes: tuple[tuple[float, float], ...]) -> tuple[tuple[str, ...], dict]:
     """The voltage coordination of a feeder at its first operating point, cached in the environment by everything
     it depends on (feeder files, DERs, source voltage, limits, the coordination code) — it takes ~20 s for the
     IEEE 8500 and every run of a study needs the same one."""
@@ -138,15 +141,17 @@ def _coordinated_settings(f: DerFeeder, feeder: str, buses: list[str], spec: Dyn
         "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
         "code": hashlib.sha256(Path(voltage_coordination.__file__).read_bytes()).hexdigest(),
         "ders": buses, "kw": spec.der_kw, "kva": spec.der_kva, "v_source_pu": round(v_source, 6),
-        "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu]}, sort_keys=True)
+        "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu],
+        "extremes": [[round(m, 6), round(v, 6)] for m, v in extremes]}, sort_keys=True)
     path = andes_der.PYCODE_PATH.parent / "coordination" / f"{hashlib.sha256(key_src.encode()).hexdigest()}.json"
     if path.is_file():
         data = json.loads(path.read_text())
         log.info("%s: voltage coordination from %s", feeder, path)
         return tuple(data["commands"]), data["describe"]
     c = f.coordinate(v_source, p_der, v_min_pu=spec.v_min_pu, v_max_pu=spec.v_max_pu,
-                     margin_pu=spec.voltage_margin_pu)
-    describe = {k: v for k, v in c.describe().items() if k not in ("commands", "steps")}
+                     margin_pu=spec.voltage_margin_pu, extremes=extremes)
+    describe = {**{k: v for k, v in c.describe().items() if k not in ("commands", "steps")},
+                "extremes": [list(e) for e in extremes]}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"commands": c.commands, "describe": describe}))
@@ -190,7 +195,9 @@ def build_plan(study: Study) -> Plan:
     load_mult = der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed)
     if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
         v_run = _initial_bus_voltages(study, spec, feeders, case["governors"], mppt[0])
-        feeders = tuple(_plan_feeder(spec, bus, name, case, v_run[bus], coordinate=True)
+        exchanged = load_mult[:int(round(spec.stop_s / spec.exchange_s)) + 1]
+        feeders = tuple(_plan_feeder(spec, bus, name, case, v_run[bus], coordinate=True,
+                                     load_range=(float(exchanged.min()), float(exchanged.max())))
                         for bus, name in spec.feeders)
     f0 = case["f0_hz"]
     governors = case["governors"]

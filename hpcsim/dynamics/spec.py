@@ -30,7 +30,7 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "der_agc_share": (int, float), "load_std": (int, float), "seed": int, "mppt_mean_kw": (int, float),
     "mppt_std_kw": (int, float), "trip_gen": str, "trip_s": (int, float), "v_min_pu": (int, float),
     "v_max_pu": (int, float), "headroom": bool, "vsm_dp_kw": (int, float), "feeder_head": str,
-    "coordinate_voltage": bool, "voltage_margin_pu": (int, float),
+    "coordinate_voltage": bool, "voltage_margin_pu": (int, float), "source_swing_pu": (int, float),
 }
 
 
@@ -75,6 +75,10 @@ class DynamicsSpec:
     # inside [v_min_pu, v_max_pu] with this clearance (hpcsim.dynamics.coordination); false: the published feeder
     coordinate_voltage: bool = False
     voltage_margin_pu: float = 0.01
+    # the coordination keeps that clearance over the run's extremes: the load multiplier series' lightest and
+    # heaviest samples, and this excursion (± pu) of the transmission bus voltage (scenario 1 moves buses 4 and 9
+    # by 0.005–0.009 pu)
+    source_swing_pu: float = 0.005
 
     def span_for(self, bus: int) -> tuple[float, float]:
         for b, lo, hi in self.der_span:
@@ -171,5 +175,7 @@ def _validate(s: DynamicsSpec, where: str) -> None:
         raise bad(f"feeder_head {s.feeder_head!r} must be 'model' or 'transmission'")
     if not 0 <= s.voltage_margin_pu < (s.v_max_pu - s.v_min_pu) / 2:
         raise bad(f"voltage_margin_pu {s.voltage_margin_pu} must be in [0, (v_max_pu - v_min_pu) / 2)")
+    if not 0 <= s.source_swing_pu < 0.1:
+        raise bad(f"source_swing_pu {s.source_swing_pu} must be in [0, 0.1)")
     if not s.vsm_dp_kw > 0:
         raise bad(f"vsm_dp_kw {s.vsm_dp_kw} must be positive")

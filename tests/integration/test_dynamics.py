@@ -146,21 +146,32 @@ def _inside(v) -> np.ndarray:
 
 def test_feeder_voltages_stay_within_limits_under_load_variation(load_variation):
     """Neither IEEE feeder is inside 0.95–1.05 pu as published (IEEE 34 bus 890 near 0.92 pu, IEEE 8500
-    secondaries near 0.93 pu with its substation regulator at 1.054 pu), so the study coordinates their taps at the
-    first operating point (hpcsim.dynamics.coordination). Checked: the published feeder is outside, the coordinated
-    one starts inside with the reported clearance, the regulators keep it there as the load moves; the random load
-    steps (2 % sd, up to ±6 % from one second to the next) move the far ends by up to ~0.01 pu before a regulator
-    with a 1-V band re-taps, which the 0.007–0.008 pu clearance of these feeders mostly but not always absorbs:
-    at most a few exchanges at the heaviest load samples end up to 0.004 pu outside."""
+    secondaries near 0.93 pu with its substation regulator at 1.054 pu), so the study coordinates their taps for
+    the run (hpcsim.dynamics.coordination): at the first operating point, with every node's limits tightened by
+    how far it drifts at the run's extremes (lightest and heaviest load sample, ±0.005 pu at the transmission bus,
+    half a regulator band). Checked: the published feeder is outside, the coordinated one starts inside with the
+    reported clearance, and the run — 2 % random load steps, the source voltage moving with them — stays inside:
+    the IEEE 8500 (DERs spread along it) at every exchange with the clearance the model promised; the IEEE 34,
+    whose 4.16-kV branch alone spans 0.083 pu inside one regulator's zone (the model finds no tap setting that is
+    guaranteed: negative clearance over the extremes), at all but at most two exchanges, by at most 0.001 pu."""
     run_dir, s = load_variation
     for fd in s["feeders"]:
         co = fd["coordination"]
         assert fd["base_v_min_pu"] < 0.95  # the published feeder, without DERs, already violates the lower limit
-        assert co["margin_pu"] >= 0.005 and co["v_before_pu"][0] < 0.95
+        assert co["margin_pu"] >= 0.004 and (co["v_before_pu"][0] < 0.95 or co["v_before_pu"][1] > 1.05)
+        assert co["margin_extremes_pu"] is not None and len(co["extremes"]) == 4  # 2 load samples x 2 voltages
         v = _volts(run_dir, fd["bus"])
         assert v.v_min_pu[0] >= 0.95 + co["margin_pu"] - 0.002 and v.v_max_pu[0] <= 1.05 - co["margin_pu"] + 0.002
-        assert v.v_min_pu.min() >= 0.946 and v.v_max_pu.max() <= 1.054, fd["feeder"]
-        assert _inside(v).mean() >= 0.85, (fd["feeder"], int((~_inside(v)).sum()))
+        outside = v[~_inside(v)][["time_s", "v_min_pu", "v_max_pu"]]
+        if co["margin_extremes_pu"] >= 0:
+            assert outside.empty, (fd["feeder"], outside.to_dict("records"))
+            assert v.v_min_pu.min() >= 0.95 + co["margin_extremes_pu"] - 0.001, fd["feeder"]
+            assert v.v_max_pu.max() <= 1.05 - co["margin_extremes_pu"] + 0.001, fd["feeder"]
+        else:
+            assert len(outside) <= 2 and v.v_min_pu.min() >= 0.949 and v.v_max_pu.max() <= 1.051, (
+                fd["feeder"], outside.to_dict("records"))
+    assert {fd["feeder"]: fd["coordination"]["margin_extremes_pu"] >= 0 for fd in s["feeders"]} == {
+        "ieee34": False, "ieee8500": True}
 
 
 # --- scenario 2 ----------------------------------------------------------------------------------------------

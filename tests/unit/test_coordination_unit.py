@@ -43,13 +43,14 @@ def _brute_force(p: co.StepProblem) -> float:
     best = -np.inf
     ranges = [range(int(lo), int(hi) + 1) for lo, hi in zip(p.lo_steps, p.hi_steps)]
     for x in itertools.product(*ranges):
-        best = max(best, min(co.clearance_pu(p.v_pu + s @ np.array(x), V_MIN, V_MAX), p.margin_pu))
+        best = max(best, min(co.clearance_pu(p.v_pu + s @ np.array(x), p.v_min_pu, p.v_max_pu), p.margin_pu))
     return best
 
 
-def _feeder(seed: int) -> co.StepProblem:
+def _feeder(seed: int, per_node: bool = False) -> co.StepProblem:
     """A synthetic feeder: a regulator zone (all nodes), a second regulator on half of them, two service
-    transformer zones of two nodes each; voltages spread so that nothing fits without moving taps."""
+    transformer zones of two nodes each; voltages spread so that nothing fits without moving taps. ``per_node``:
+    limits tightened by a random drift per node (as over a run's extremes)."""
     rng = np.random.default_rng(seed)
     n = 12
     v = np.concatenate([rng.uniform(0.96, 1.06, 8), [0.925, 0.93], [1.055, 1.06]])
@@ -58,23 +59,42 @@ def _feeder(seed: int) -> co.StepProblem:
     s[4:, 1] = 0.0066 * v[4:] * rng.uniform(1.0, 1.4, n - 4)  # measured: the far end moves more
     s[8:10, 2] = -0.025 * v[8:10]
     s[10:12, 3] = -0.025 * v[10:12]
+    lim = co.node_limits(V_MIN, V_MAX, rng.uniform(0, 0.006, n), rng.uniform(0, 0.006, n)) if per_node else (V_MIN,
+                                                                                                          V_MAX)
     return co.StepProblem(v, sparse.csc_matrix(s), np.array([-4, -4, -2, -2]), np.array([4, 4, 2, 2]), 2,
-                          [np.array([8, 9]), np.array([10, 11])], V_MIN, V_MAX, 0.01)
+                          [np.array([8, 9]), np.array([10, 11])], *lim, 0.01)
 
 
+@pytest.mark.parametrize("per_node", [False, True])
 @pytest.mark.parametrize("seed", range(5))
-def test_a_round_finds_the_brute_force_clearance(seed, monkeypatch):
-    p = _feeder(seed)
+def test_a_round_finds_the_brute_force_clearance(seed, per_node, monkeypatch):
+    p = _feeder(seed, per_node)
     monkeypatch.setattr(co, "EXACT_MILP_COLUMNS", 0)  # exercise the relaxed-zone path on a small problem
     x, predicted = co.choose_steps(p)
-    got = min(co.clearance_pu(p.v_pu + p.s @ x, V_MIN, V_MAX), p.margin_pu)
+    got = min(co.clearance_pu(p.v_pu + p.s @ x, p.v_min_pu, p.v_max_pu), p.margin_pu)
     assert predicted == pytest.approx(got, abs=1e-9)
     best = _brute_force(p)
     assert got >= best - 2 * co.TRIM_TOLERANCE_PU - 1e-9, (got, best)
     assert (p.lo_steps <= x).all() and (x <= p.hi_steps).all()
 
 
-def test_the_exact_milp_matches_brute_force():
-    p = _feeder(11)
+@pytest.mark.parametrize("per_node", [False, True])
+def test_the_exact_milp_matches_brute_force(per_node):
+    p = _feeder(11, per_node)
     x, predicted = co.choose_steps(p)  # 4 columns: solved with every lever integer
     assert predicted == pytest.approx(_brute_force(p), abs=1e-7)
+
+
+def test_node_limits_tighten_by_the_drift_each_way():
+    lo, hi = co.node_limits(V_MIN, V_MAX, np.array([0.01, 0.0, -0.002]), np.array([0.0, 0.004, 0.0]))
+    np.testing.assert_allclose(lo, [0.96, 0.95, 0.95])  # a negative drift never loosens a limit
+    np.testing.assert_allclose(hi, [1.05, 1.046, 1.05])
+    # a node that sags 0.01 at the heaviest load must sit 0.01 higher to keep the same clearance
+    assert co.clearance_pu(np.array([0.965, 1.0, 1.0]), lo, hi) == pytest.approx(0.005)
+
+
+def test_band_allowance_is_half_a_band_behind_a_regulator_only():
+    levers = [co.Lever("reg", 2, 1.0, 0.00625, -16, 16, "creg"), co.Lever("xfm", 1, 1.0, 0.025, -2, 2)]
+    a = co.band_allowance([{}, {0: 1.0}, {1: 1.0}, {0: 1.0, 1: 1.0}, {0: -1.0}], levers)
+    half = co.REG_BAND_V / 2 / 120.0
+    np.testing.assert_allclose(a, [0.0, half, 0.0, half, 0.0])  # the near side (weight -1) is not fed by it
