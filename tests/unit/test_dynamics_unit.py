@@ -200,6 +200,7 @@ def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
     ('feeders = { 4 = "ieee34" }\nder_kw = 1000', "der_kw"),
     ('feeders = { 4 = "ieee34" }\nfeeder_head = "up"', "feeder_head"),
     ('feeders = { 4 = "ieee34" }\nvoltage_margin_pu = 0.06', "voltage_margin_pu"),
+    ('feeders = { 4 = "ieee34" }\nsource_swing_pu = -0.01', "source_swing_pu"),
     ('feeders = { 4 = "ieee34" }\ncoordinate_voltage = "yes"', "wrong type"),
     ('feeders = { 4 = "ieee34" }\nagc = 1', "wrong type"),
     ('feeders = { 4 = "ieee34" }\nbogus = 1', "unknown key"),
