@@ -94,13 +94,15 @@ class Plan:
 
 
 def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu: float | None = None,
-                 coordinate: bool = False, load_range: tuple[float, float] = (1.0, 1.0)) -> FeederPlan:
+                 coordinate: bool = False, load_range: tuple[float, float] = (1.0, 1.0),
+                 der_buses: list[str] | None = None, envelope: bool = True) -> FeederPlan:
     """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given); coordinated for the
-    load multipliers of ``load_range`` if ``coordinate``."""
+    load multipliers of ``load_range`` if ``coordinate``. ``der_buses``: a placement already made;
+    ``envelope=False``: no published-feeder envelope (NaN; a first pass that only needs the gross load)."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
-    buses = place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
+    buses = der_buses or place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
     names = der_names(bus, n)
     f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw)
     v_source = f.source_pu(case["v_pu"][bus] if v_bus_pu is None else v_bus_pu, spec.feeder_head)
@@ -122,7 +124,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     gross = st.s_gross_mva
     if gross.real <= 0:
         raise DynamicsError(f"feeder {feeder} at bus {bus} has no positive gross load ({gross.real:.3f} MW)")
-    v_lo, v_hi = base_envelope(feeder, v_source)
+    v_lo, v_hi = base_envelope(feeder, v_source) if envelope else (float("nan"), float("nan"))
     plan = FeederPlan(bus, feeder, buses, names, v_source, gross.real, gross.imag, p_bus, p_bus / gross.real,
                       v_lo, v_hi, settings, coordination)
     log.info("bus %d: %s gross %.3f MW -> scale %.3f to %.1f MW; DERs at %s", bus, feeder, gross.real,
@@ -188,7 +190,8 @@ def build_plan(study: Study) -> Plan:
     if n_der and spec.balance_gen not in case["static_gen_mw"]:
         raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
                             f"(have {', '.join(case['static_gen_mw'])})")
-    feeders = tuple(_plan_feeder(spec, bus, name, case) for bus, name in spec.feeders)
+    feeders = tuple(_plan_feeder(spec, bus, name, case, envelope=not spec.coordinate_voltage)
+                    for bus, name in spec.feeders)
     seconds = int(np.ceil(spec.stop_s)) + 1
     mppt = der.mppt_series(n_der, seconds, mean_mw=spec.mppt_mean_kw / 1000,
                            std_mw=spec.mppt_std_kw / 1000, p_cap_mw=spec.der_kva / 1000, seed=spec.seed)
@@ -196,9 +199,10 @@ def build_plan(study: Study) -> Plan:
     if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
         v_run = _initial_bus_voltages(study, spec, feeders, case["governors"], mppt[0])
         exchanged = load_mult[:int(round(spec.stop_s / spec.exchange_s)) + 1]
-        feeders = tuple(_plan_feeder(spec, bus, name, case, v_run[bus], coordinate=True,
-                                     load_range=(float(exchanged.min()), float(exchanged.max())))
-                        for bus, name in spec.feeders)
+        feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus], coordinate=True,
+                                     load_range=(float(exchanged.min()), float(exchanged.max())),
+                                     der_buses=f.der_buses)
+                        for f in feeders)
     f0 = case["f0_hz"]
     governors = case["governors"]
     slope = droop.governor_slope_mw_per_hz(np.array([g["sn_mva"] for g in governors]),
