@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import sparse
@@ -359,14 +359,13 @@ def _regulated_volts(dss, lever: Lever, ptratio: float) -> float:
     return float(mags[(lever.winding - 1) * nc]) / ptratio
 
 
-def _hold_here_commands(dss, levers: list[Lever], offset_v: float = 0.0) -> list[str]:
-    """For every regulator: ``vreg`` = the voltage it sees now (plus ``offset_v``), a 1-V band, no line-drop
-    compensation."""
+def _hold_here_commands(dss, levers: list[Lever]) -> list[str]:
+    """For every regulator: ``vreg`` = the voltage it sees now, a 1-V band, no line-drop compensation."""
     out = []
     for lv in levers:
         if lv.regcontrol:
             dss.RegControls.Name(lv.regcontrol)
-            volts = _regulated_volts(dss, lv, dss.RegControls.PTRatio()) + offset_v
+            volts = _regulated_volts(dss, lv, dss.RegControls.PTRatio())
             out.append(f"Edit RegControl.{lv.regcontrol} vreg={volts:.4f} band={REG_BAND_V} R=0 X=0 revR=0 revX=0")
     return out
 
@@ -401,7 +400,7 @@ def drift(dss, solve: Callable[[], np.ndarray], node_mask: np.ndarray, levers: l
         drop, rise = np.maximum(drop, -dv), np.maximum(rise, dv)
         dss.Text.Command("set controlmode=off")
         for lv, tap in zip(regs, taps):
-            _set_tap(dss, Lever(lv.transformer, lv.winding, tap, lv.step, 0, 0))
+            _set_tap(dss, replace(lv, tap=tap))
         for c, states in caps:
             dss.Capacitors.Name(c)
             dss.Capacitors.States(states)

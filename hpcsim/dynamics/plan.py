@@ -134,9 +134,9 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
 
 def _coordinated_settings(f: DerFeeder, feeder: str, buses: list[str], spec: DynamicsSpec, v_source: float,
                           p_der: np.ndarray, extremes: tuple[tuple[float, float], ...]) -> tuple[tuple[str, ...], dict]:
-    """The voltage coordination of a feeder at its first operating point, cached in the environment by everything
-    it depends on (feeder files, DERs, source voltage, limits, the coordination code) — it takes ~20 s for the
-    IEEE 8500 and every run of a study needs the same one."""
+    """The voltage coordination of a feeder at its first operating point for the run's ``extremes``, cached in the
+    environment by everything it depends on (feeder files, DERs, source voltage, extremes, limits, the
+    coordination code) — it takes ~20–30 s for the IEEE 8500 and every run of a study needs the same one."""
     model = resolve_feeder(feeder)
     files = sorted(p for p in model.folder.iterdir() if p.suffix.lower() == ".dss")
     key_src = json.dumps({

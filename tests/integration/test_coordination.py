@@ -63,3 +63,39 @@ def test_zones_follow_the_ieee34_topology():
     assert k["creg1a"] not in weights["890.2"]  # single-phase regulators act on their own phase only
     network, local, _ = co._classify(levers, [w for w, keep in zip(weights.values(), f.node_mask) if keep])
     assert names.index("xfm1") in local and names.index("subxf") in network
+
+
+def test_drift_matches_an_independent_solve_at_each_extreme_and_restores_the_circuit():
+    buses = place_ders(FeederEngine(resolve_feeder("ieee34")), 10, (0.0, 0.2))
+    names = [f"DER_{j}" for j in range(10)]
+    p = np.full(10, 0.5)
+    f = DerFeeder("ieee34", buses, names, 900.0, 500.0)
+    d = f.dss
+    f.solve(V_SOURCE_PU, 0.0, p, 1.0)
+    d.Text.Command("set controlmode=off")
+    levers = co.find_levers(d)
+
+    def solve():
+        d.Solution.Solve()
+        return np.asarray(d.Circuit.AllBusMagPu())
+
+    v0, state = solve()[f.node_mask], co._control_state(d)
+    hold = co._hold_here_commands(d, levers)
+    extremes = ((0.94, V_SOURCE_PU * 1.005), (1.06, V_SOURCE_PU * 0.995))  # light load, high source; and back
+    drop, rise = co.drift(d, solve, f.node_mask, levers, extremes)
+    # the circuit is as it was: taps, capacitors, load multiplier, source voltage, node voltages
+    assert co._control_state(d) == state and d.Solution.LoadMult() == 1.0
+    assert d.Vsources.PU() == pytest.approx(V_SOURCE_PU)
+    np.testing.assert_allclose(solve()[f.node_mask], v0, atol=1e-9)
+    # a second, freshly compiled feeder at each extreme with the regulators told to hold the operating point
+    dv = []
+    for m, vs in extremes:
+        g = DerFeeder("ieee34", buses, names, 900.0, 500.0)
+        g.solve(V_SOURCE_PU, 0.0, p, 1.0)
+        for cmd in hold:
+            g.dss.Text.Command(cmd)
+        g.solve(vs, 0.0, p, m)
+        dv.append(g.node_voltages() - v0)
+    np.testing.assert_allclose(drop, np.maximum(0.0, -np.minimum(*dv)), atol=2e-4)
+    np.testing.assert_allclose(rise, np.maximum(0.0, np.maximum(*dv)), atol=2e-4)
+    assert drop.max() > 0.005 and rise.max() > 0.005  # ±6 % load and ±0.5 % source move the far end
