@@ -248,14 +248,18 @@ DERFR_CHECK = textwrap.dedent("""
         st = g.der_state_mw()
         rows.append({"t": k * 0.5, "f_bus": float(g.ss.BusFreq.f.v[busf] * 60),
                      **{n: v.tolist() for n, v in st.items()}})
-    print(json.dumps(rows))
+    print(json.dumps({"rows": rows, "steps": int(g.ss.dae.kcount), "t": float(g.ss.dae.t)}))
 """)
 
 
 def test_the_andes_der_model_implements_eq_5_and_eq_14():
     r = subprocess.run([sys.executable, "-c", DERFR_CHECK], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = out["rows"]
+    # every 0.5-s interval ends on a two-cycle step (no extra near-zero step to close a float gap): 15 steps
+    # each, plus the steps around the trip's switch time
+    assert out["t"] == pytest.approx(6.0, abs=1e-9) and 12 * 15 <= out["steps"] <= 12 * 15 + 3
     for row in rows:
         want = droop.droop_mw(row["f_bus"], f0_hz=F0, db_uf_hz=0.017, db_of_hz=0.017, ddn_pu=20, s_rated_mva=0.9)
         assert row["p_pfr"] == pytest.approx([want] * 2, abs=1e-6)  # eq. (5) on the measured bus frequency
