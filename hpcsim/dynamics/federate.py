@@ -71,7 +71,9 @@ def drive_tds(fed, role, cfg: dict) -> None:
 
 def drive_event(fed, role, cfg: dict) -> None:
     """Feeder or AGC: woken by new values, answer, until the transmission federate leaves. A role may spend part
-    of its answer waiting in HELICS (a feeder's deferred answer); that time counts as exchange, not compute."""
+    of its answer waiting in HELICS (a feeder's deferred answer); that time counts as exchange, not compute.
+    Parquet rows are written after the next time request is out, so writing them never holds the federation
+    (the transmission federate's next grant waits for this federate's request)."""
     import helics as h  # noqa: PLC0415
 
     from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
@@ -79,8 +81,11 @@ def drive_event(fed, role, cfg: dict) -> None:
     dt = float(cfg["control_s"])
     last_tick = -1
     while True:
+        h.helicsFederateRequestTimeAsync(fed, h.HELICS_TIME_MAXTIME)
+        if last_tick >= 0:
+            role.maybe_flush(last_tick)
         t0 = time.perf_counter()
-        granted = h.helicsFederateRequestTime(fed, h.HELICS_TIME_MAXTIME)
+        granted = h.helicsFederateRequestTimeComplete(fed)
         exchange_s = time.perf_counter() - t0
         if granted >= h.HELICS_TIME_MAXTIME:
             break
@@ -92,7 +97,6 @@ def drive_event(fed, role, cfg: dict) -> None:
         t0 = time.perf_counter()
         waited_s = role.respond(fed, tick, t_s)
         role.timing(t_s, time.perf_counter() - t0 - waited_s, exchange_s + waited_s, peak_rss_mb())
-        role.maybe_flush(tick)
     role.maybe_flush(last_tick, last=True)
 
 

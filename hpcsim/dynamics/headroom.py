@@ -68,6 +68,14 @@ def sensitivity(solve: SolveFn, p_mw: np.ndarray, dp_mw: float) -> Sensitivity:
     return Sensitivity(p, v0, i0, dv, di, time.perf_counter() - t0)
 
 
+def warm_up() -> None:
+    """Load SciPy's HiGHS now: importing ``scipy.optimize`` and the first solve take ~0.3 s, which at the first
+    headroom exchange would hold the whole federation (a feeder federate calls this before the run starts)."""
+    from scipy.optimize import linprog  # noqa: PLC0415
+
+    linprog([-1.0], bounds=[(0.0, 1.0)], method="highs")
+
+
 def _binding_rows(a: np.ndarray, b: np.ndarray, ub: np.ndarray) -> np.ndarray:
     """Rows of ``a x ≤ b`` that some x in [0, ub] can violate (the others are redundant)."""
     worst = np.clip(a, 0.0, None) @ ub

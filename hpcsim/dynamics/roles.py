@@ -30,7 +30,7 @@ import numpy as np
 
 from hpcsim.dynamics import agc, der
 from hpcsim.dynamics.feeder import DerFeeder
-from hpcsim.dynamics.headroom import max_der_power, sensitivity
+from hpcsim.dynamics.headroom import max_der_power, sensitivity, warm_up
 from hpcsim.dynamics.tds import DerGroup, DynamicGrid
 from hpcsim.output.parquet import StepWriter
 
@@ -222,6 +222,8 @@ class FeederRole(Role):
         self.p_cap = np.full(len(cfg["der_names"]), cfg["der_kva"] / 1000.0)
         self.subs: dict = {}
         self.pubs: dict = {}
+        if cfg["der_names"] and cfg["headroom"]:
+            warm_up()  # before the run starts, not at the first headroom exchange
 
     def register(self, fed) -> None:
         self.subs = {"v": self.sub(fed, v_key(self.bus)), "der": self.sub(fed, der_key(self.bus))}

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from hpcsim.dynamics import droop
 from hpcsim.output.parquet import read_table
 
-from .helpers import CASES, REPO, hpcsim
+from .helpers import CASES, REPO, federate_process, hpcsim, start_hpcsim, wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -268,3 +269,31 @@ def test_the_andes_der_model_implements_eq_5_and_eq_14():
     capped, free = rows[-1]["p"]
     assert capped == pytest.approx(0.52, abs=1e-4)  # eq. (14): held at the limit set at 4.5 s ...
     assert free == pytest.approx(0.5 + rows[-1]["p_pfr"][1], abs=1e-4)  # ... while the other follows its droop
+
+
+# --- a federate dies ------------------------------------------------------------------------------------------
+def test_a_dying_feeder_federate_ends_the_dynamic_run_promptly_and_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_hpcsim(["-q", "run", _derived(tmp_path, "dyn_ieee14_ieee34_tutorial.toml", stop_s=120.0),
+                         "--out", str(run_dir)])
+    deadline = time.monotonic() + 120
+    while True:  # until the transmission federate reports 12 s simulated (rows are written every 10 s)
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        try:
+            if json.loads((run_dir / "progress.json").read_text())["t_s"] >= 12.0:
+                break
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.05)
+    t_kill = time.monotonic()
+    federate_process(run_dir, "feeder_4").kill()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "feeder_4" in lines[0] and "signal 9" in lines[0], err
+    assert time.monotonic() - t_kill < 10
+    assert wait_gone(run_dir) == []  # broker, transmission and AGC federates stopped too
+    assert json.loads((run_dir / "summary.json").read_text())["completed"] is False
+    # what was written before the failure (the first 10 s) is whole and readable
+    freq = read_table(run_dir / "outputs", "frequency").to_pandas()
+    assert freq.time_s.max() >= 10.0 - 1e-9 and len(freq) >= 10 * 30
