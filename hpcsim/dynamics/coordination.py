@@ -432,11 +432,15 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
     """
     v = solve()
     before = (float(v[node_mask].min()), float(v[node_mask].max()))
+    # zones depend on the topology only (the lever order of find_levers is fixed): walked once for every pass
+    levers = find_levers(dss)
+    weights = [w for w, keep in zip(zone_weights(dss, source, levers), node_mask) if keep]
+    band = band_allowance(weights, levers)
     commands: dict[str, str] = {}
     steps: dict[str, int] = {}
     for n_pass in range(PASSES):
-        pass_commands, pass_steps = _coordinate_once(dss, source, solve, node_mask, v_min_pu, v_max_pu, margin_pu,
-                                                     n_pass > 0, extremes)
+        pass_commands, pass_steps = _coordinate_once(dss, solve, node_mask, weights, band, v_min_pu, v_max_pu,
+                                                     margin_pu, n_pass > 0, extremes)
         commands.update(pass_commands)
         for k, n in pass_steps.items():
             steps[k] = steps.get(k, 0) + n
@@ -450,10 +454,7 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
     vm = v[node_mask]
     robust = None
     if extremes:  # the clearance the drift model promises over the extremes (conservative: band_allowance)
-        levers = find_levers(dss)
-        weights = [w for w, keep in zip(zone_weights(dss, source, levers), node_mask) if keep]
-        drop, rise = drift(dss, solve, node_mask, levers, extremes)
-        band = band_allowance(weights, levers)
+        drop, rise = drift(dss, solve, node_mask, find_levers(dss), extremes)
         robust = clearance_pu(vm, *node_limits(v_min_pu, v_max_pu, drop + band, rise + band))
         dss.Text.Command("set controlmode=static")
         solve()
@@ -461,14 +462,13 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
                         (float(vm.min()), float(vm.max())), {k: n for k, n in steps.items() if n}, robust)
 
 
-def _coordinate_once(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.ndarray, v_min_pu: float,
-                     v_max_pu: float, margin_pu: float, refine: bool,
+def _coordinate_once(dss, solve: Callable[[], np.ndarray], node_mask: np.ndarray, weights: list[dict[int, float]],
+                     band: np.ndarray, v_min_pu: float, v_max_pu: float, margin_pu: float, refine: bool,
                      extremes: Extremes) -> tuple[dict[str, str], dict[str, int]]:
-    """One pass, controls frozen: rounds of measure–MILP–apply; regulators then hold their taps (vreg)."""
-    levers = find_levers(dss)
-    weights = [w for w, keep in zip(zone_weights(dss, source, levers), node_mask) if keep]
+    """One pass, controls frozen: rounds of measure–MILP–apply; regulators then hold their taps (vreg).
+    ``weights``/``band``: the zones of the limited nodes and their regulator-band allowance (topology only)."""
+    levers = find_levers(dss)  # the taps as they are now
     network, local, members = _classify(levers, weights)
-    band = band_allowance(weights, levers)
     lo = np.array([lv.lo_steps for lv in levers])
     hi = np.array([lv.hi_steps for lv in levers])
     total = np.zeros(len(levers), dtype=int)

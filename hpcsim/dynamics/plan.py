@@ -198,7 +198,7 @@ def build_plan(study: Study) -> Plan:
     load_mult = der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed)
     if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
         v_run = _initial_bus_voltages(study, spec, feeders, case["governors"], mppt[0])
-        exchanged = load_mult[:int(round(spec.stop_s / spec.exchange_s)) + 1]
+        exchanged = load_mult[:spec.exchanges]
         feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus], coordinate=True,
                                      load_range=(float(exchanged.min()), float(exchanged.max())),
                                      der_buses=f.der_buses)
@@ -226,14 +226,13 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
     """One JSON-able config per federate (transmission, one per feeder, AGC)."""
     s = plan.spec
     every = s.every
-    exchanges = int(round(s.stop_s / s.exchange_s)) + 1
     common = {
         "study": plan.study.name, "run_dir": str(run_dir), "network": network, "control_s": s.control_s,
         "ticks": s.ticks, "exchange_s": s.exchange_s, "exchange_ticks": every(s.exchange_s),
         "agc_ticks": every(s.agc_s),
         "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
         "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz, "governors": plan.governors,
-        "load_mult": plan.load_mult[:exchanges].tolist(),
+        "load_mult": plan.load_mult[:s.exchanges].tolist(),
     }
     configs = {TRANSMISSION: {
         **common, "name": TRANSMISSION, "role": "tds", "broker_address": broker_of[TRANSMISSION],

@@ -95,6 +95,11 @@ class DynamicsSpec:
         """Number of control intervals in the run."""
         return int(round(self.stop_s / self.control_s))
 
+    @property
+    def exchanges(self) -> int:
+        """Number of T↔D exchanges in the run, the one at t = 0 included."""
+        return int(round(self.stop_s / self.exchange_s)) + 1
+
     def every(self, period_s: float) -> int:
         """A period as a number of control intervals."""
         return int(round(period_s / self.control_s))
