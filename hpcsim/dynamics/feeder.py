@@ -3,6 +3,7 @@
 DER placement (:func:`place_ders`): an energy meter at the feeder head gives every bus its distance; the
 three-phase medium-voltage buses (base above 1 kV, not the source bus) are sorted by distance and the DERs go to
 evenly spaced positions of that list within ``span`` (0.1–1.0: from a tenth of the way out to the far end).
+A study may instead name the buses (``der_buses``); each must be a three-phase bus of the feeder.
 
 :class:`DerFeeder` compiles the feeder, adds one three-phase ``Generator`` per DER (constant P, unity power
 factor, rated ``kVA``) and, each exchange, sets the source voltage, the DER powers computed by ANDES and the load
@@ -29,6 +30,7 @@ from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import DynamicsError
 from hpcsim.dynamics.coordination import Coordination, coordinate
+from hpcsim.errors import CaseError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,14 @@ class DerFeeder:
         self.source_pu_model = float(d.Vsources.PU())
         self.der_names = list(der_names)
         for name, bus in zip(der_names, der_buses):
-            d.Circuit.SetActiveBus(bus)
+            if "." in bus:
+                raise CaseError(f"feeder {self.name}: DER {name} at {bus!r}: give the bus name without node numbers "
+                                f"(a DER is a three-phase generator)")
+            if d.Circuit.SetActiveBus(bus) < 0:
+                raise CaseError(f"feeder {self.name} has no bus {bus!r} for DER {name}")
+            if d.Bus.NumNodes() != 3:
+                raise CaseError(f"feeder {self.name}: bus {bus!r} for DER {name} has {d.Bus.NumNodes()} node(s); "
+                                f"a DER is a three-phase generator")
             kv_ll = d.Bus.kVBase() * np.sqrt(3.0)
             self._command(f"New Generator.{name} bus1={bus} phases=3 kV={kv_ll:.4f} kW={der_kw} kVA={der_kva} "
                           f"pf=1 model=1")

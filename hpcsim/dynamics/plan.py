@@ -102,7 +102,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
-    buses = der_buses or place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
+    buses = der_buses or spec.buses_for(bus) or place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
     names = der_names(bus, n)
     f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw)
     v_source = f.source_pu(case["v_pu"][bus] if v_bus_pu is None else v_bus_pu, spec.feeder_head)

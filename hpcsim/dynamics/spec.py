@@ -24,7 +24,7 @@ from hpcsim.errors import StudyError
 SCHEMA: dict[str, type | tuple[type, ...]] = {
     "stop_s": (int, float), "tds_step_cycles": int, "exchange_s": (int, float), "control_s": (int, float),
     "agc_s": (int, float), "headroom_s": (int, float), "feeders": dict, "ders_per_feeder": int,
-    "der_kva": (int, float), "der_kw": (int, float), "der_span": (list, dict), "balance_gen": (int, str),
+    "der_kva": (int, float), "der_kw": (int, float), "der_span": (list, dict), "der_buses": dict, "balance_gen": (int, str),
     "pfr_deadband_hz": (int, float), "droop_gain_pu": (int, float), "agc": bool, "agc_kp": (int, float),
     "agc_ki": (int, float), "agc_deadband_hz": (int, float), "agc_limit_mw": (int, float),
     "der_agc_share": (int, float), "load_std": (int, float), "seed": int, "mppt_mean_kw": (int, float),
@@ -50,6 +50,8 @@ class DynamicsSpec:
     der_kw: float = 500.0
     der_span: tuple[tuple[int, float, float], ...] = ()  # (bus, lo, hi): DERs spread over that fraction of the
     # feeder's 3-phase MV buses sorted by distance; buses not listed use DEFAULT_SPAN
+    der_buses: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (bus, feeder buses): the DERs' interconnection
+    # points given by name (one per DER, a bus may repeat) instead of spread over a span
     balance_gen: str = "5"  # PV (static gen) idx whose dispatch is lowered by the total DER dispatch
     pfr_deadband_hz: float = 0.017
     droop_gain_pu: float = 20.0  # D_dn: pu power per pu frequency (5 % droop)
@@ -79,6 +81,10 @@ class DynamicsSpec:
     # heaviest samples, and this excursion (± pu) of the transmission bus voltage (scenario 1 moves buses 4 and 9
     # by 0.005–0.009 pu)
     source_swing_pu: float = 0.005
+
+    def buses_for(self, bus: int) -> list[str]:
+        """The feeder buses the study names for the DERs at transmission bus ``bus`` ([] = placed by span)."""
+        return next((list(names) for b, names in self.der_buses if b == bus), [])
 
     def span_for(self, bus: int) -> tuple[float, float]:
         for b, lo, hi in self.der_span:
@@ -140,6 +146,15 @@ def parse(section: dict[str, Any], base: Path, where: str) -> DynamicsSpec:
                                  f"(or a table bus -> [lo, hi])")
             out.append((int(bus), float(span[0]), float(span[1])))
         raw["der_span"] = tuple(out)
+    if "der_buses" in raw:
+        out_buses = []
+        for bus, names in raw["der_buses"].items():
+            if (not str(bus).isdigit() or not isinstance(names, list)
+                    or not all(isinstance(x, str) and x for x in names)):
+                raise StudyError(f"{where}: [dynamics] der_buses.{bus} must be a list of feeder bus names under a "
+                                 f"transmission bus number, e.g. der_buses = {{ 4 = [\"800\", \"890\"] }}")
+            out_buses.append((int(bus), tuple(names)))
+        raw["der_buses"] = tuple(out_buses)
     if "balance_gen" in raw:
         raw["balance_gen"] = str(raw["balance_gen"])
     spec = DynamicsSpec(feeders=tuple(feeders), **{k: (float(v) if isinstance(FIELDS[k].default, float)
@@ -166,6 +181,14 @@ def _validate(s: DynamicsSpec, where: str) -> None:
         raise bad(f"control_s {s.control_s} must be a multiple of the TDS step ({s.tds_step_cycles} cycles)")
     if s.ders_per_feeder < 0 or (s.ders_per_feeder and not 0 < s.der_kw <= s.der_kva):
         raise bad(f"DERs: need ders_per_feeder >= 0 and 0 < der_kw ({s.der_kw}) <= der_kva ({s.der_kva})")
+    buses = {b for b, _ in s.feeders}
+    for bus, names in s.der_buses:
+        if bus not in buses:
+            raise bad(f"der_buses.{bus}: bus {bus} has no feeder (feeders: {', '.join(map(str, sorted(buses)))})")
+        if len(names) != s.ders_per_feeder:
+            raise bad(f"der_buses.{bus} names {len(names)} buses for ders_per_feeder = {s.ders_per_feeder}")
+        if any(b == bus for b, _, _ in s.der_span):
+            raise bad(f"bus {bus} has both der_buses and der_span: give one")
     if not 0 <= s.der_agc_share <= 1:
         raise bad(f"der_agc_share {s.der_agc_share} must be in [0, 1]")
     if min(s.pfr_deadband_hz, s.agc_deadband_hz, s.droop_gain_pu, s.agc_kp, s.agc_ki, s.mppt_std_kw) < 0:

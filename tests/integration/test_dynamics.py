@@ -151,28 +151,43 @@ def test_feeder_voltages_stay_within_limits_under_load_variation(load_variation)
     the run (hpcsim.dynamics.coordination): at the first operating point, with every node's limits tightened by
     how far it drifts at the run's extremes (lightest and heaviest load sample, ±0.005 pu at the transmission bus,
     half a regulator band). Checked: the published feeder is outside, the coordinated one starts inside with the
-    reported clearance, and the run — 2 % random load steps, the source voltage moving with them — stays inside:
-    the IEEE 8500 (DERs spread along it) at every exchange with the clearance the model promised; the IEEE 34,
-    whose 4.16-kV branch alone spans 0.083 pu inside one regulator's zone (the model finds no tap setting that is
-    guaranteed: negative clearance over the extremes), at all but at most two exchanges, by at most 0.001 pu."""
+    reported clearance, and the run — 2 % random load steps, the source voltage moving with them — stays inside
+    at every exchange with the clearance the model promised over the extremes. The IEEE 34 gets there with one of
+    its DERs at bus 890, where the study file puts it (der_buses): with all ten in its first fifth, its 4.16-kV
+    branch alone spans 0.083 pu inside one tap zone and no tap setting is guaranteed (hpcsim 0.9504–1.0504 pu)."""
     run_dir, s = load_variation
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert next(f for f in plan["feeders"] if f["bus"] == 4)["der_buses"] == ["800", "802", "802", "806", "806", "808", "812", "812", "814", "890"]
     for fd in s["feeders"]:
         co = fd["coordination"]
         assert fd["base_v_min_pu"] < 0.95  # the published feeder, without DERs, already violates the lower limit
-        assert co["margin_pu"] >= 0.004 and (co["v_before_pu"][0] < 0.95 or co["v_before_pu"][1] > 1.05)
-        assert co["margin_extremes_pu"] is not None and len(co["extremes"]) == 4  # 2 load samples x 2 voltages
+        assert co["margin_pu"] >= 0.004
+        assert len(co["extremes"]) == 4  # 2 load samples x 2 voltages
+        assert co["margin_extremes_pu"] > 0.005, fd["feeder"]
         v = _volts(run_dir, fd["bus"])
         assert v.v_min_pu[0] >= 0.95 + co["margin_pu"] - 0.002 and v.v_max_pu[0] <= 1.05 - co["margin_pu"] + 0.002
         outside = v[~_inside(v)][["time_s", "v_min_pu", "v_max_pu"]]
-        if co["margin_extremes_pu"] >= 0:
-            assert outside.empty, (fd["feeder"], outside.to_dict("records"))
-            assert v.v_min_pu.min() >= 0.95 + co["margin_extremes_pu"] - 0.001, fd["feeder"]
-            assert v.v_max_pu.max() <= 1.05 - co["margin_extremes_pu"] + 0.001, fd["feeder"]
-        else:
-            assert len(outside) <= 2 and v.v_min_pu.min() >= 0.949 and v.v_max_pu.max() <= 1.051, (
-                fd["feeder"], outside.to_dict("records"))
-    assert {fd["feeder"]: fd["coordination"]["margin_extremes_pu"] >= 0 for fd in s["feeders"]} == {
-        "ieee34": False, "ieee8500": True}
+        assert outside.empty, (fd["feeder"], outside.to_dict("records"))
+        assert v.v_min_pu.min() >= 0.95 + co["margin_extremes_pu"] - 0.001, fd["feeder"]
+        assert v.v_max_pu.max() <= 1.05 - co["margin_extremes_pu"] + 0.001, fd["feeder"]
+
+
+@pytest.mark.parametrize("bus, message", [
+    ("8900", "feeder ieee34 has no bus '8900' for DER DER_4_10"),
+    ("890.1", "feeder ieee34: DER DER_4_10 at '890.1': give the bus name without node numbers (a DER is a "
+              "three-phase generator)"),
+    ("856", "feeder ieee34: bus '856' for DER DER_4_10 has 1 node(s); a DER is a three-phase generator"),
+])
+def test_a_der_bus_the_feeder_cannot_host_is_one_line_exit_2(tmp_path, bus, message):
+    names = ["800", "802", "802", "806", "806", "808", "812", "812", "814", bus]
+    text = (CASES / "dyn_ieee14_load_variation.toml").read_text()
+    text, n = re.subn(r"(?m)^der_buses = .*$", f"der_buses = {{ 4 = {json.dumps(names)} }}", text)
+    assert n == 1
+    study = tmp_path / "bad_der_bus.toml"
+    study.write_text(text)
+    r = hpcsim("run", str(study), "--out", str(tmp_path / "run"), timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"hpcsim: error: {message}"], r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # --- scenario 2 ----------------------------------------------------------------------------------------------

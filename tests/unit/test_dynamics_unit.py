@@ -190,12 +190,24 @@ def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
     assert isinstance(d.stop_s, float)
 
 
+def test_der_buses_name_the_interconnection_points_of_one_feeder(tmp_path):
+    s = _study(tmp_path, 'feeders = { 4 = "ieee34", 9 = "ieee8500" }\nders_per_feeder = 2\n'
+                         'der_buses = { 4 = ["800", "890"] }\nder_span = { 9 = [0.0, 1.0] }')
+    d = s.dynamics
+    assert d.buses_for(4) == ["800", "890"] and d.buses_for(9) == [] and d.span_for(9) == (0.0, 1.0)
+
+
 @pytest.mark.parametrize("body, message", [
     ('stop_s = 10', "feeders is required"),
     ('feeders = { x = "ieee34" }', "not a bus number"),
     ('feeders = { 4 = "ieee34" }\nstop_s = 10.2', "multiple of control_s"),
     ('feeders = { 4 = "ieee34" }\nagc_s = 4.2', "agc_s"),
     ('feeders = { 4 = "ieee34" }\nder_span = [0.5, 0.2]', "der_span"),
+    ('feeders = { 4 = "ieee34" }\nders_per_feeder = 2\nder_buses = { 4 = ["800"] }', "names 1 buses for"),
+    ('feeders = { 4 = "ieee34" }\nders_per_feeder = 1\nder_buses = { 5 = ["800"] }', "bus 5 has no feeder"),
+    ('feeders = { 4 = "ieee34" }\nders_per_feeder = 1\nder_buses = { 4 = [800] }', "list of feeder bus names"),
+    ('feeders = { 4 = "ieee34" }\nders_per_feeder = 1\nder_buses = { 4 = ["800"] }\nder_span = [0.0, 0.2]',
+     "both der_buses and der_span"),
     ('feeders = { 4 = "ieee34" }\ntrip_gen = "GENROU_2"\ntrip_s = 99', "trip_s"),
     ('feeders = { 4 = "ieee34" }\nder_kw = 1000', "der_kw"),
     ('feeders = { 4 = "ieee34" }\nfeeder_head = "up"', "feeder_head"),
