@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,48 +96,59 @@ class Plan:
 
 def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu: float | None = None,
                  coordinate: bool = False, load_range: tuple[float, float] = (1.0, 1.0),
-                 der_buses: list[str] | None = None, envelope: bool = True) -> FeederPlan:
+                 first: FeederPlan | None = None, envelope: bool = True) -> FeederPlan:
     """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given); coordinated for the
-    load multipliers of ``load_range`` if ``coordinate``. ``der_buses``: a placement already made;
-    ``envelope=False``: no published-feeder envelope (NaN; a first pass that only needs the gross load)."""
+    load multipliers of ``load_range`` if ``coordinate``. ``first``: this feeder's plan from a first pass (its DER
+    placement and, with ``feeder_head = "model"``, its source voltage are kept); ``envelope=False``: no
+    published-feeder envelope (NaN; a first pass that only needs the gross load)."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
-    buses = der_buses or spec.buses_for(bus) or place_ders(FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
+    buses = (first.der_buses if first else None) or spec.buses_for(bus) or place_ders(
+        FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
     names = der_names(bus, n)
-    f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw)
-    v_source = f.source_pu(case["v_pu"][bus] if v_bus_pu is None else v_bus_pu, spec.feeder_head)
+    v_bus = case["v_pu"][bus] if v_bus_pu is None else v_bus_pu
     p_der = np.full(n, spec.der_kw / 1000.0)
     settings: tuple[str, ...] = ()
     coordination = None
     if coordinate:
+        if first is None:
+            raise ValueError("a coordinated feeder plan needs the feeder's first-pass plan")
+        # the source voltage a feeder federate will set at its first exchange (DerFeeder.source_pu): the model's
+        # own setting (kept from the first pass) or the bus voltage; no compile needed to know it
+        v_source = first.v_source0_pu if spec.feeder_head == "model" else v_bus
         extremes = tuple((m, v_source * (1 + sign * spec.source_swing_pu))
                          for m in sorted(set(load_range)) for sign in (-1, 1))
-        settings, coordination = _coordinated_settings(f, feeder, buses, spec, v_source, p_der, extremes)
+        settings, coordination, base = _coordinated_settings(
+            lambda: DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw), feeder, buses, spec, v_source,
+            p_der, extremes)
         if coordination["margin_pu"] < 0:
             log.warning("bus %d: %s cannot be coordinated inside %.3f–%.3f pu (worst node %.4f pu outside)", bus,
                         feeder, spec.v_min_pu, spec.v_max_pu, -coordination["margin_pu"])
-        ratio = f.ratio
         f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw, settings)  # as the feeder federate will
-        f.ratio = ratio
+    else:
+        f = DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw)
+        v_source = f.source_pu(v_bus, spec.feeder_head)
+        base = base_envelope(feeder, v_source) if envelope else (float("nan"), float("nan"))
     st = f.solve(v_source, 0.0, p_der, 1.0)
     p_bus = case["loads"][bus][0]
     gross = st.s_gross_mva
     if gross.real <= 0:
         raise DynamicsError(f"feeder {feeder} at bus {bus} has no positive gross load ({gross.real:.3f} MW)")
-    v_lo, v_hi = base_envelope(feeder, v_source) if envelope else (float("nan"), float("nan"))
     plan = FeederPlan(bus, feeder, buses, names, v_source, gross.real, gross.imag, p_bus, p_bus / gross.real,
-                      v_lo, v_hi, settings, coordination)
+                      base[0], base[1], settings, coordination)
     log.info("bus %d: %s gross %.3f MW -> scale %.3f to %.1f MW; DERs at %s", bus, feeder, gross.real,
              plan.scale, p_bus, ", ".join(buses))
     return plan
 
 
-def _coordinated_settings(f: DerFeeder, feeder: str, buses: list[str], spec: DynamicsSpec, v_source: float,
-                          p_der: np.ndarray, extremes: tuple[tuple[float, float], ...]) -> tuple[tuple[str, ...], dict]:
-    """The voltage coordination of a feeder at its first operating point for the run's ``extremes``, cached in the
-    environment by everything it depends on (feeder files, DERs, source voltage, extremes, limits, the
-    coordination code) — it takes ~20–30 s for the IEEE 8500 and every run of a study needs the same one."""
+def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, buses: list[str], spec: DynamicsSpec,
+                          v_source: float, p_der: np.ndarray, extremes: tuple[tuple[float, float], ...]
+                          ) -> tuple[tuple[str, ...], dict, tuple[float, float]]:
+    """The voltage coordination of a feeder at its first operating point for the run's ``extremes``, and the
+    published feeder's envelope there (no DERs), cached in the environment by everything they depend on (feeder
+    files, DERs, source voltage, extremes, limits, the coordination code) — the coordination takes ~20–30 s for
+    the IEEE 8500 and every run of a study needs the same one; on a hit no feeder is compiled here."""
     model = resolve_feeder(feeder)
     files = sorted(p for p in model.folder.iterdir() if p.suffix.lower() == ".dss")
     key_src = json.dumps({
@@ -146,19 +158,20 @@ def _coordinated_settings(f: DerFeeder, feeder: str, buses: list[str], spec: Dyn
         "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu],
         "extremes": [[round(m, 6), round(v, 6)] for m, v in extremes]}, sort_keys=True)
     path = andes_der.PYCODE_PATH.parent / "coordination" / f"{hashlib.sha256(key_src.encode()).hexdigest()}.json"
-    if path.is_file():
-        data = json.loads(path.read_text())
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if "commands" in data and "base_envelope" in data:
         log.info("%s: voltage coordination from %s", feeder, path)
-        return tuple(data["commands"]), data["describe"]
-    c = f.coordinate(v_source, p_der, v_min_pu=spec.v_min_pu, v_max_pu=spec.v_max_pu,
-                     margin_pu=spec.voltage_margin_pu, extremes=extremes)
-    describe = {**{k: v for k, v in c.describe().items() if k not in ("commands", "steps")},
-                "extremes": [list(e) for e in extremes]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"commands": c.commands, "describe": describe}))
-    os.replace(tmp, path)
-    return tuple(c.commands), describe
+    else:
+        c = make_feeder().coordinate(v_source, p_der, v_min_pu=spec.v_min_pu, v_max_pu=spec.v_max_pu,
+                                     margin_pu=spec.voltage_margin_pu, extremes=extremes)
+        describe = {**{k: v for k, v in c.describe().items() if k not in ("commands", "steps")},
+                    "extremes": [list(e) for e in extremes]}
+        data = {"commands": c.commands, "describe": describe, "base_envelope": base_envelope(feeder, v_source)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    return tuple(data["commands"]), data["describe"], tuple(data["base_envelope"])
 
 
 def _initial_bus_voltages(study: Study, spec: DynamicsSpec, feeders: tuple[FeederPlan, ...], governors: list[dict],
@@ -200,8 +213,7 @@ def build_plan(study: Study) -> Plan:
         v_run = _initial_bus_voltages(study, spec, feeders, case["governors"], mppt[0])
         exchanged = load_mult[:spec.exchanges]
         feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus], coordinate=True,
-                                     load_range=(float(exchanged.min()), float(exchanged.max())),
-                                     der_buses=f.der_buses)
+                                     load_range=(float(exchanged.min()), float(exchanged.max())), first=f)
                         for f in feeders)
     f0 = case["f0_hz"]
     governors = case["governors"]
