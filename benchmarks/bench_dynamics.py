@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  end to end     {m['wall_s']:6.1f} s wall  -> {m['sim_s_per_wall_s']:5.1f} simulated s per wall s")
     print(f"  stepping loop  {m['transmission_loop_s']:6.1f} s      -> {m['sim_s_per_loop_s']:5.1f} simulated s "
           "per wall s")
-    print(f"  ANDES TDS      {m['andes_s']:6.1f} s   (transmission federate; {m['andes_cpu_s']:.1f} s of it on the CPU, "
-          f"the rest preempted); ANDES alone: {andes_cpu * 1000:.0f} ms CPU ({andes_wall * 1000:.0f} ms wall) per "
+    print(f"  ANDES TDS      {m['andes_s']:6.1f} s   (transmission federate; {m['andes_cpu_s']:.1f} s of it on the "
+          f"CPU, the rest preempted); ANDES alone: {andes_cpu * 1000:.0f} ms CPU ({andes_wall * 1000:.0f} ms wall) per "
           f"simulated s -> at most {1 / andes_cpu:.1f} simulated s per s")
     print(f"  OpenDSS        {m['opendss_solve_s'] + m['opendss_vsm_s']:6.1f} s   "
           f"(exchange solves {m['opendss_solve_s']:.1f} s + VSM perturbations {m['opendss_vsm_s']:.1f} s, "

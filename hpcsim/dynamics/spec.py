@@ -24,7 +24,8 @@ from hpcsim.errors import StudyError
 SCHEMA: dict[str, type | tuple[type, ...]] = {
     "stop_s": (int, float), "tds_step_cycles": int, "exchange_s": (int, float), "control_s": (int, float),
     "agc_s": (int, float), "headroom_s": (int, float), "feeders": dict, "ders_per_feeder": int,
-    "der_kva": (int, float), "der_kw": (int, float), "der_span": (list, dict), "der_buses": dict, "balance_gen": (int, str),
+    "der_kva": (int, float), "der_kw": (int, float), "der_span": (list, dict), "der_buses": dict,
+    "balance_gen": (int, str),
     "pfr_deadband_hz": (int, float), "droop_gain_pu": (int, float), "agc": bool, "agc_kp": (int, float),
     "agc_ki": (int, float), "agc_deadband_hz": (int, float), "agc_limit_mw": (int, float),
     "der_agc_share": (int, float), "load_std": (int, float), "seed": int, "mppt_mean_kw": (int, float),
