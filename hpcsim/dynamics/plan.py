@@ -2,12 +2,15 @@
 
 Everything a run needs is computed here, once, from the case and the feeder models — never typed in:
 
-- per feeder: the DER buses (:func:`hpcsim.dynamics.feeder.place_ders`), its gross load at the first exchange's
-  operating point (source voltage as the run will set it, DERs at dispatch, load multiplier 1), and the scale
-  ``P_bus / P_feeder,gross`` that makes the feeder's load equal the case's load at its bus (eq. 4: the feeder's
+- per feeder: the DER buses (named by the study, or :func:`hpcsim.dynamics.feeder.place_ders`), its gross load at
+  the first exchange's operating point (source voltage as the run will set it, DERs at dispatch, load multiplier
+  1), and the scale ``P_bus / P_feeder,gross`` that makes the feeder's load equal the case's load at its bus (eq. 4: the feeder's
   DERs are modelled in ANDES, so the transmission side sees the gross load);
 - the AGC frequency bias ``B = -(Σ S_n/R + Σ D_dn S_n) / f0 / 10`` (MW / 0.1 Hz) from the governors and DER droops;
-- the seeded series: load multiplier (one per second for every load) and P_mppt (one per second per DER).
+- the seeded series: load multiplier (one per second for every load) and P_mppt (one per second per DER);
+- with ``coordinate_voltage``: the transmission federate's start-up previewed (:func:`_transmission_preview`:
+  the first operating point and, with a trip, the bus-voltage dip after it), and each feeder's voltage
+  coordination for the run's extremes (:mod:`hpcsim.dynamics.coordination`, cached).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from hpcsim.study import Study
 log = logging.getLogger(__name__)
 
 TRANSMISSION, AGC = "transmission", "agc"
+TRIP_PREVIEW_S = 10.0  # how long after a trip the plan previews the bus voltages (the dip is over in ~3 s)
 
 
 def feeder_federate(bus: int) -> str:
@@ -96,11 +100,13 @@ class Plan:
 
 def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu: float | None = None,
                  coordinate: bool = False, load_range: tuple[float, float] = (1.0, 1.0),
-                 first: FeederPlan | None = None, envelope: bool = True) -> FeederPlan:
+                 first: FeederPlan | None = None, envelope: bool = True, v_dip_pu: float | None = None
+                 ) -> FeederPlan:
     """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given); coordinated for the
     load multipliers of ``load_range`` if ``coordinate``. ``first``: this feeder's plan from a first pass (its DER
     placement and, with ``feeder_head = "model"``, its source voltage are kept); ``envelope=False``: no
-    published-feeder envelope (NaN; a first pass that only needs the gross load)."""
+    published-feeder envelope (NaN; a first pass that only needs the gross load); ``v_dip_pu``: the bus voltage
+    after the study's trip (:func:`_transmission_preview`), an extreme the coordination must also hold."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
@@ -119,6 +125,8 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
         v_source = first.v_source0_pu if spec.feeder_head == "model" else v_bus
         extremes = tuple((m, v_source * (1 + sign * spec.source_swing_pu))
                          for m in sorted(set(load_range)) for sign in (-1, 1))
+        if v_dip_pu is not None:  # the same substation ratio as at the first exchange
+            extremes += tuple((m, v_dip_pu * v_source / v_bus) for m in sorted(set(load_range)))
         settings, coordination, base = _coordinated_settings(
             lambda: DerFeeder(feeder, buses, names, spec.der_kva, spec.der_kw), feeder, buses, spec, v_source,
             p_der, extremes)
@@ -174,20 +182,39 @@ def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, bus
     return tuple(data["commands"]), data["describe"], tuple(data["base_envelope"])
 
 
-def _initial_bus_voltages(study: Study, spec: DynamicsSpec, feeders: tuple[FeederPlan, ...], governors: list[dict],
-                          mppt0_mw: np.ndarray) -> dict[int, float]:
-    """Bus voltages of the run's first power flow (the transmission federate's: DERs, redispatch, feeder loads)."""
+def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[FeederPlan, ...], governors: list[dict],
+                          mppt0_mw: np.ndarray) -> tuple[dict[int, float], dict[int, float]]:
+    """The transmission federate's start-up, previewed: (bus voltages of the run's first power flow — DERs,
+    redispatch, feeder loads —, the lowest voltage of each feeder bus at the exchanges after the study's trip).
+
+    With a trip, the TDS runs alone — feeders as the plan's constant loads, DER droop on, no AGC — from 0 to
+    ``TRIP_PREVIEW_S`` after the trip, and each feeder bus's voltage is read at every exchange instant after it:
+    the dip the feeders will see (quasi-static feeders see the bus voltage at the exchanges only), which the voltage
+    coordination must ride through. Without a trip the second dict is empty."""
     p_cap = np.full(mppt0_mw.size, spec.der_kva / 1000.0)
     grid = DynamicGrid(
         str(json_case(str(resolve_case(study.case)))),
         ders=[DerGroup(f.bus, tuple(f.der_names), spec.der_kva, spec.der_kw) for f in feeders],
         bus_loads={f.bus: (f.scale * f.p_gross0_mw, f.scale * f.q_gross0_mvar) for f in feeders},
         droop_gain_pu=spec.droop_gain_pu, deadband_hz=spec.pfr_deadband_hz,
-        pmx_mw=der.limit_mw(mppt0_mw, p_cap, p_cap), balance_gen=spec.balance_gen, trip_gen="", trip_s=0.0,
-        tds_step_s=spec.tds_step_s, governors=[g["idx"] for g in governors])
+        pmx_mw=der.limit_mw(mppt0_mw, p_cap, p_cap), balance_gen=spec.balance_gen, trip_gen=spec.trip_gen,
+        trip_s=spec.trip_s, tds_step_s=spec.tds_step_s, governors=[g["idx"] for g in governors])
     v = dict(zip((int(b) for b in grid.ss.Bus.idx.v), (float(x) for x in grid.ss.Bus.v.v)))
     log.info("first operating point: %s", ", ".join(f"bus {f.bus} {v[f.bus]:.4f} pu" for f in feeders))
-    return v
+    dip: dict[int, float] = {}
+    if spec.trip_gen:
+        k = 0
+        while (t_s := k * spec.exchange_s) <= min(spec.stop_s, spec.trip_s + TRIP_PREVIEW_S) + 1e-9:
+            if t_s > 0:
+                grid.advance(t_s)
+                grid.new_frequency_samples()  # drops the stored steps
+            if t_s > spec.trip_s:
+                for f in feeders:
+                    dip[f.bus] = min(dip.get(f.bus, np.inf), abs(grid.bus_voltage(f.bus)))
+            k += 1
+        log.info("trip of %s at %g s previewed: %s at the exchanges after it", spec.trip_gen, spec.trip_s,
+                 ", ".join(f"bus {b} down to {x:.4f} pu" for b, x in dip.items()))
+    return v, dip
 
 
 def build_plan(study: Study) -> Plan:
@@ -210,10 +237,11 @@ def build_plan(study: Study) -> Plan:
                            std_mw=spec.mppt_std_kw / 1000, p_cap_mw=spec.der_kva / 1000, seed=spec.seed)
     load_mult = der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed)
     if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
-        v_run = _initial_bus_voltages(study, spec, feeders, case["governors"], mppt[0])
+        v_run, v_dip = _transmission_preview(study, spec, feeders, case["governors"], mppt[0])
         exchanged = load_mult[:spec.exchanges]
         feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus], coordinate=True,
-                                     load_range=(float(exchanged.min()), float(exchanged.max())), first=f)
+                                     load_range=(float(exchanged.min()), float(exchanged.max())), first=f,
+                                     v_dip_pu=v_dip.get(f.bus))
                         for f in feeders)
     f0 = case["f0_hz"]
     governors = case["governors"]

@@ -206,18 +206,23 @@ def test_generation_trip_recovers_with_agc_and_not_without(gentrip):
     assert on["ace"]["acs_mw_final"] == pytest.approx(40.0, rel=0.2)  # the AGC replaced the lost unit
 
 
-def test_feeder_voltages_stay_within_limits_through_the_trip_but_for_the_transmission_dip(gentrip):
-    """Loads constant: every exchange of both coordinated feeders is inside 0.95–1.05 pu except the first after the
-    trip, when the transmission voltage itself dips (the paper's Fig. 14 shows the same dip)."""
+def test_feeder_voltages_stay_within_limits_through_the_trip(gentrip):
+    """Loads constant: every exchange of both coordinated feeders is inside 0.95–1.05 pu, the one right after the
+    trip included, when the transmission voltage dips (bus 4 by ~0.05 pu; the paper's Fig. 14 shows the same dip).
+    The plan previews the trip with the transmission alone and coordinates each feeder for that dip too: without
+    it the IEEE 34's head zone (800–814, between the substation's fixed tap and regulator 1) fell to 0.93 pu."""
     for agc in (True, False):
         run_dir, s = gentrip[agc]
         trip_s = s["trip"]["t_s"]
         for fd in s["feeders"]:
             v = _volts(run_dir, fd["bus"])
-            dip = (v.time_s > trip_s) & (v.time_s <= trip_s + 1.0)
-            assert _inside(v)[~dip.to_numpy()].all(), (agc, fd["feeder"], v[~_inside(v)].time_s.tolist())
-            outside = v[dip & ~_inside(v)]
-            assert (outside.v_source_pu < v.v_source_pu[0] - 0.02).all()  # only where the source dipped
+            assert _inside(v).all(), (agc, fd["feeder"], v[~_inside(v)][["time_s", "v_min_pu", "v_max_pu"]])
+            after = v[v.time_s > trip_s]
+            dip = after.v_source_pu.iloc[0]
+            assert dip < v.v_source_pu[0] - 0.02  # the source did dip at the first exchange after the trip
+            # the coordination held the previewed dip as an extreme (same substation ratio: feeder_head)
+            corners = [e[1] for e in fd["coordination"]["extremes"]]
+            assert min(corners) == pytest.approx(dip, abs=0.005), (fd["feeder"], corners, dip)
 
 
 def test_der_pfr_acts_first_then_sfr_takes_over(gentrip):
