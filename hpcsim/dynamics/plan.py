@@ -4,8 +4,8 @@ Everything a run needs is computed here, once, from the case and the feeder mode
 
 - per feeder: the DER buses (named by the study, or :func:`hpcsim.dynamics.feeder.place_ders`), its gross load at
   the first exchange's operating point (source voltage as the run will set it, DERs at dispatch, load multiplier
-  1), and the scale ``P_bus / P_feeder,gross`` that makes the feeder's load equal the case's load at its bus (eq. 4: the feeder's
-  DERs are modelled in ANDES, so the transmission side sees the gross load);
+  1), and the scale ``P_bus / P_feeder,gross`` that makes the feeder's load equal the case's load at its bus
+  (eq. 4: the feeder's DERs are modelled in ANDES, so the transmission side sees the gross load);
 - the AGC frequency bias ``B = -(Σ S_n/R + Σ D_dn S_n) / f0 / 10`` (MW / 0.1 Hz) from the governors and DER droops;
 - the seeded series: load multiplier (one per second for every load) and P_mppt (one per second per DER);
 - with ``coordinate_voltage``: the transmission federate's start-up previewed (:func:`_transmission_preview`:
