@@ -76,8 +76,7 @@ class Lever:
     regcontrol: str = ""  # the RegControl driving it ("" for a fixed no-load tap)
 
     def moved(self, steps: int) -> Lever:
-        return Lever(self.transformer, self.winding, self.tap + steps * self.step, self.step, self.lo_steps,
-                     self.hi_steps, self.regcontrol)
+        return replace(self, tap=self.tap + steps * self.step)
 
 
 @dataclass
@@ -454,7 +453,7 @@ def coordinate(dss, source: str, solve: Callable[[], np.ndarray], node_mask: np.
     vm = v[node_mask]
     robust = None
     if extremes:  # the clearance the drift model promises over the extremes (conservative: band_allowance)
-        drop, rise = drift(dss, solve, node_mask, find_levers(dss), extremes)
+        drop, rise = drift(dss, solve, node_mask, levers, extremes)  # levers: which taps, not their positions
         robust = clearance_pu(vm, *node_limits(v_min_pu, v_max_pu, drop + band, rise + band))
         dss.Text.Command("set controlmode=static")
         solve()

@@ -208,18 +208,16 @@ class DerFeeder:
             self._command("set controlmode=static")
 
 
-def base_envelope(feeder: str, v_source_pu: float, settings: tuple[str, ...] = ()) -> tuple[float, float]:
-    """(min, max) node voltage of the feeder without DERs at a source voltage (published, or with ``settings``)."""
-    lo, hi = replay_envelope(feeder, [v_source_pu], [1.0], settings)
+def base_envelope(feeder: str, v_source_pu: float) -> tuple[float, float]:
+    """(min, max) node voltage of the published feeder without DERs at a source voltage."""
+    lo, hi = replay_envelope(feeder, [v_source_pu], [1.0])
     return float(lo[0]), float(hi[0])
 
 
-def replay_envelope(feeder: str, v_source_pu: list[float], load_mult: list[float],
-                    settings: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) node voltage per exchange of the feeder without DERs (published, or with ``settings``) driven
-    by the same source voltages and load multipliers as a run: the reference a DER-influenced envelope is judged
-    against."""
-    ref = DerFeeder(feeder, [], [], 0.0, 0.0, settings)
+def replay_envelope(feeder: str, v_source_pu: list[float], load_mult: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) node voltage per exchange of the published feeder without DERs driven by the same source
+    voltages and load multipliers as a run: the reference a DER-influenced envelope is judged against."""
+    ref = DerFeeder(feeder, [], [], 0.0, 0.0)
     lo, hi = [], []
     for v, m in zip(v_source_pu, load_mult):
         st = ref.solve(v, 0.0, np.zeros(0), m)

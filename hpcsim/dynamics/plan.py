@@ -99,14 +99,14 @@ class Plan:
 
 
 def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu: float | None = None,
-                 coordinate: bool = False, load_range: tuple[float, float] = (1.0, 1.0),
-                 first: FeederPlan | None = None, envelope: bool = True, v_dip_pu: float | None = None
-                 ) -> FeederPlan:
-    """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given); coordinated for the
-    load multipliers of ``load_range`` if ``coordinate``. ``first``: this feeder's plan from a first pass (its DER
-    placement and, with ``feeder_head = "model"``, its source voltage are kept); ``envelope=False``: no
-    published-feeder envelope (NaN; a first pass that only needs the gross load); ``v_dip_pu``: the bus voltage
-    after the study's trip (:func:`_transmission_preview`), an extreme the coordination must also hold."""
+                 load_range: tuple[float, float] = (1.0, 1.0), first: FeederPlan | None = None,
+                 envelope: bool = True, v_dip_pu: float | None = None) -> FeederPlan:
+    """One feeder at its bus voltage (the case's power flow unless ``v_bus_pu`` is given). ``first``: this
+    feeder's plan from the first pass; given, the feeder is coordinated for the load multipliers of
+    ``load_range`` (its DER placement and, with ``feeder_head = "model"``, its source voltage are kept).
+    ``envelope=False``: no published-feeder envelope (NaN; a first pass that only needs the gross load);
+    ``v_dip_pu``: the bus voltage after the study's trip (:func:`_transmission_preview`), an extreme the
+    coordination must also hold."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
         raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
@@ -117,9 +117,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     p_der = np.full(n, spec.der_kw / 1000.0)
     settings: tuple[str, ...] = ()
     coordination = None
-    if coordinate:
-        if first is None:
-            raise ValueError("a coordinated feeder plan needs the feeder's first-pass plan")
+    if first is not None:
         # the source voltage a feeder federate will set at its first exchange (DerFeeder.source_pu): the model's
         # own setting (kept from the first pass) or the bus voltage; no compile needed to know it
         v_source = first.v_source0_pu if spec.feeder_head == "model" else v_bus
@@ -203,15 +201,14 @@ def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[Feede
     log.info("first operating point: %s", ", ".join(f"bus {f.bus} {v[f.bus]:.4f} pu" for f in feeders))
     dip: dict[int, float] = {}
     if spec.trip_gen:
-        k = 0
-        while (t_s := k * spec.exchange_s) <= min(spec.stop_s, spec.trip_s + TRIP_PREVIEW_S) + 1e-9:
-            if t_s > 0:
-                grid.advance(t_s)
-                grid.new_frequency_samples()  # drops the stored steps
+        end_s = min(spec.stop_s, spec.trip_s + TRIP_PREVIEW_S)
+        for k in range(1, int(end_s / spec.exchange_s + 1e-9) + 1):
+            t_s = k * spec.exchange_s
+            grid.advance(t_s)
+            grid.new_frequency_samples()  # drops the stored steps
             if t_s > spec.trip_s:
                 for f in feeders:
                     dip[f.bus] = min(dip.get(f.bus, np.inf), abs(grid.bus_voltage(f.bus)))
-            k += 1
         log.info("trip of %s at %g s previewed: %s at the exchanges after it", spec.trip_gen, spec.trip_s,
                  ", ".join(f"bus {b} down to {x:.4f} pu" for b, x in dip.items()))
     return v, dip
@@ -239,7 +236,7 @@ def build_plan(study: Study) -> Plan:
     if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
         v_run, v_dip = _transmission_preview(study, spec, feeders, case["governors"], mppt[0])
         exchanged = load_mult[:spec.exchanges]
-        feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus], coordinate=True,
+        feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus],
                                      load_range=(float(exchanged.min()), float(exchanged.max())), first=f,
                                      v_dip_pu=v_dip.get(f.bus))
                         for f in feeders)
