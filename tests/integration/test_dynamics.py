@@ -115,6 +115,10 @@ def test_load_variation_writes_the_tables_summary_and_figures(load_variation):
     assert plan["balance"] == {"gen": "5", "p_before_mw": pytest.approx(35.0), "p_after_mw": pytest.approx(25.0)}
     tm = s["timing"]
     assert tm["andes_s"] > 0 and tm["opendss_solve_s"] > 0 and tm["lp_s"] > 0 and tm["sim_s_per_wall_s"] > 0
+    # the transmission federate logs ANDES's wall time (the summary's andes_s) and its thread's CPU time
+    m = re.search(r"ANDES integrated 60 s in (\S+) s, (\S+) s of it on the CPU",
+                  (run_dir / "logs" / "transmission.log").read_text())
+    assert m and float(m[1]) == pytest.approx(tm["andes_s"], abs=0.01) and 0 < float(m[2]) <= float(m[1]) + 0.01
     for png in ("frequency.png", "ace.png", "der_power.png", "feeder_voltage.png"):
         assert (run_dir / png).stat().st_size > 10_000, png
 
