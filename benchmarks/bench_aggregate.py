@@ -104,18 +104,18 @@ def generate(out: Path, n_feeders: int, n_steps: int, n_groups: int, seed: int =
                     for c in cols:
                         cols[c].append(vals.get(c))  # columns not modelled here (control state) stay null
             _write(out, "feeders", fed, k, cols)
-            _write(out, "steps", fed, k, {"time_s": [t], "iterations": [3], "mismatch": [1e-7], "compute_s": [1.5],
+            _write(out, "steps", fed, k, {"time_s": [t], "iterations": [3], "dv_pu": [None], "ds_pu": [1e-7], "compute_s": [1.5],
                                           "exchange_s": [0.2], "peak_rss_mb": [600.0]})
         trans = {c: [] for c in SCHEMAS["transmission"].names}
         for it in range(4):
             for b in buses:
                 vals = dict(time_s=t, iteration=it, bus=b, clones=clones[b], v_pu=v_bus[b], angle_deg=-5.0,
                             p_mw=11.9 * mult * clones[b], q_mvar=1.2 * mult * clones[b], solve_s=0.005,
-                            mismatch=10.0 ** -(2 * it + 1))
+                            dv_pu=10.0 ** -(2 * it + 1), ds_pu=None if it == 0 else 10.0 ** -(2 * it))
                 for c in trans:
                     trans[c].append(vals.get(c))
         _write(out, "transmission", "transmission", k, trans)
-        _write(out, "steps", "transmission", k, {"time_s": [t], "iterations": [3], "mismatch": [1e-7],
+        _write(out, "steps", "transmission", k, {"time_s": [t], "iterations": [3], "dv_pu": [1e-7], "ds_pu": [1e-7],
                                                  "compute_s": [0.05], "exchange_s": [4.0], "peak_rss_mb": [300.0]})
         if (k + 1) % 16 == 0:
             log.info("generated %d/%d steps, %.2e node rows, %.0f s", k + 1, n_steps, rows, time.perf_counter() - t0)

@@ -12,11 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.table import Table
-
 from hpcsim import __version__
+from hpcsim.cliopts import COMMON, add_json_option, add_out_option
+from hpcsim.console import Table, emit_json, emit_line, emit_table, setup_logging
 from hpcsim.errors import HpcsimError
 
 log = logging.getLogger("hpcsim")
@@ -24,9 +22,7 @@ DEFAULT_FEEDER = "ieee8500"
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
-    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    setup_logging(logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG)
 
 
 # --- metadata -----------------------------------------------------------------------------------------------
@@ -51,11 +47,15 @@ def cmd_metadata_generate(args: argparse.Namespace) -> int:
     p_feeder = _feeder_mw(args)
     pd = dict(zip(case.bus_ids.tolist(), case.pd_mw.tolist()))
     bmap = metadata.generate(pd, p_feeder, max_buses=args.max_buses)
-    if args.output:
-        metadata.write(bmap, args.output)
+    result = {"case": args.case, "feeder": args.feeder, "p_feeder_mw": p_feeder, "buses": bmap.n_buses,
+              "feeders": bmap.n_feeders, "file": str(args.out) if args.out else None}
+    if args.out:
+        metadata.write(bmap, args.out)
         log.info("wrote %s: %d boundary buses, %d feeders (P_feeder = %.3f MW)",
-                 args.output, bmap.n_buses, bmap.n_feeders, p_feeder)
-    else:
+                 args.out, bmap.n_buses, bmap.n_feeders, p_feeder)
+    if args.json:
+        emit_json(result | ({} if args.out else {"clones": {str(b): k for b, k in bmap.clones().items()}}))
+    elif not args.out:
         sys.stdout.write(bmap.to_text())
     return 0
 
@@ -74,8 +74,17 @@ def _read_checked(args: argparse.Namespace):
 
 
 def cmd_metadata_check(args: argparse.Namespace) -> int:
-    bmap, _ = _read_checked(args)
-    Console().print(f"{args.file}: valid boundary map, {bmap.n_buses} buses, {bmap.n_feeders} feeders")
+    try:
+        bmap, _ = _read_checked(args)
+    except HpcsimError as exc:
+        if args.json:
+            emit_json({"file": str(args.file), "valid": False, "error": str(exc), "case": args.case})
+        raise
+    if args.json:
+        emit_json({"file": str(args.file), "valid": True, "buses": bmap.n_buses, "feeders": bmap.n_feeders,
+                   "case": args.case})
+    else:
+        emit_line(f"{args.file}: valid boundary map, {bmap.n_buses} buses, {bmap.n_feeders} feeders")
     return 0
 
 
@@ -83,13 +92,18 @@ def cmd_metadata_show(args: argparse.Namespace) -> int:
     bmap, case = _read_checked(args)
     p_feeder = _feeder_mw(args)
     loads = case.load_of() if case is not None else {}
-    table = Table(title=f"{args.file} ({bmap.n_buses} buses, {bmap.n_feeders} feeders, P_feeder {p_feeder:.3f} MW)")
-    for col in ("bus", "PD MW", "K", "feeder MW total"):
-        table.add_column(col, justify="right")
-    for bus, k in bmap.clones().items():
-        pd = f"{loads[bus][0]:.2f}" if bus in loads else "-"
-        table.add_row(str(bus), pd, str(k), f"{k * p_feeder:.2f}")
-    Console().print(table)
+    rows = [{"bus": bus, "pd_mw": loads[bus][0] if bus in loads else None, "clones": k,
+             "feeders_mw": k * p_feeder} for bus, k in bmap.clones().items()]
+    if args.json:
+        emit_json({"file": str(args.file), "buses": bmap.n_buses, "feeders": bmap.n_feeders,
+                   "p_feeder_mw": p_feeder, "case": args.case, "rows": rows})
+        return 0
+    table = Table(f"{args.file} ({bmap.n_buses} buses, {bmap.n_feeders} feeders, P_feeder {p_feeder:.3f} MW)",
+                  ["bus", "PD MW", "K", "feeder MW total"], align=["r"] * 4)
+    for r in rows:
+        table.rows.append([str(r["bus"]), "-" if r["pd_mw"] is None else f"{r['pd_mw']:.2f}", str(r["clones"]),
+                           f"{r['feeders_mw']:.2f}"])
+    emit_table(table)
     return 0
 
 
@@ -118,26 +132,13 @@ def _add_feeder_options(p: argparse.ArgumentParser) -> None:
                    help="P_feeder in MW (default: the model's total nominal load, Σ Load kW)")
 
 
-def common_options() -> argparse.ArgumentParser:
-    """-v/-q, accepted before or after the subcommand."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                        help="more log output (-vv for debug)")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="warnings and errors only, no progress bar")
-    return common
-
-
-COMMON = common_options()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcsim", description="T&D co-simulation orchestrator: ANDES + OpenDSS over HELICS, local or SLURM."
     )
     parser.add_argument("--version", action="version", version=f"hpcsim {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("prepare", parents=[COMMON], help="generate ANDES model code once for this environment")
@@ -151,18 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--case", required=True, help="ACTIVSg200, ACTIVSg2000, ACTIVSg10k/25k/70k or a MATPOWER .m path")
     _add_feeder_options(g)
     g.add_argument("--max-buses", type=int, default=None, help="keep only the first N boundary buses")
-    g.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: standard output)")
+    add_out_option(g, "file to write (default: standard output)", alias="--output")
+    add_json_option(g, "the map's figures (and, without -o, its buses and clone counts)")
     g.set_defaults(func=cmd_metadata_generate)
 
     c = mds.add_parser("check", parents=[COMMON], help="validate a boundary map (exit 0 valid, 2 invalid)")
-    c.add_argument("file", type=Path)
+    c.add_argument("file", type=Path, help="boundary map in the ANL text format")
     c.add_argument("--case", default=None, help="also check the buses exist and carry load in this case")
+    add_json_option(c, "{file, valid, buses, feeders} (also when invalid, with the error)")
     c.set_defaults(func=cmd_metadata_check)
 
     s = mds.add_parser("show", parents=[COMMON], help="table of a boundary map: bus, PD, K, feeder MW")
-    s.add_argument("file", type=Path)
+    s.add_argument("file", type=Path, help="boundary map in the ANL text format")
     s.add_argument("--case", default=None, help="case to read PD from")
     _add_feeder_options(s)
+    add_json_option(s, "the table")
     s.set_defaults(func=cmd_metadata_show)
 
     _register_run_commands(sub)
@@ -182,9 +186,27 @@ def _register_run_commands(sub) -> None:
     register_bench(sub)
 
 
+# options whose value is itself an option (``--sbatch --qos=high``): argparse would read the value as a flag
+VALUE_IS_AN_OPTION = ("--sbatch",)
+
+
+def _attach_option_values(argv: Sequence[str]) -> list[str]:
+    """``--sbatch --qos=high`` -> ``--sbatch=--qos=high`` (the spelling argparse accepts)."""
+    out, items = [], list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] in VALUE_IS_AN_OPTION and i + 1 < len(items):
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+        else:
+            out.append(items[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_option_values(sys.argv[1:] if argv is None else argv))
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.func(args) or 0)
@@ -194,6 +216,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpcsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of standard output went away (`hpcsim ... | head -1`): the work itself is done and
+        # written; stop writing without a traceback (Python would report the pipe again at exit)
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    import os  # noqa: PLC0415
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,13 +7,13 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
+from hpcsim.cliopts import COMMON, add_json_option, add_out_option
+from hpcsim.console import Table, emit_json, emit_line, emit_table
+
 log = logging.getLogger("hpcsim")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.markdown import Markdown  # noqa: PLC0415
-
     from hpcsim.bench.report import markdown  # noqa: PLC0415
     from hpcsim.bench.suite import FULL, QUICK, run_suite  # noqa: PLC0415
     from hpcsim.errors import StudyError  # noqa: PLC0415
@@ -24,7 +24,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise StudyError(f"{out} exists and is not empty: give --out a new folder")
     result = run_suite(out.resolve(), QUICK if args.quick else FULL)
-    Console().print(Markdown(markdown(result)))
+    if args.json:
+        emit_json(result)
+    else:
+        emit_line(markdown(result).rstrip("\n"))
     log.info("wrote %s, %s and %s", out / "bench.json", out / "bench.md", out / "model.json")
     return 0
 
@@ -32,9 +35,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     """Predict finished run folders with a cost model and compare (no benchmark is run)."""
     import json  # noqa: PLC0415
-
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
 
     from hpcsim.bench.fit import validate  # noqa: PLC0415
     from hpcsim.bench.runs import run_figures  # noqa: PLC0415
@@ -54,28 +54,29 @@ def _check(args: argparse.Namespace) -> int:
         point = run_figures(run_dir, summary) | {"label": run_dir.name}
         feeder_model = summary["feeders"][0]["model"] if summary.get("feeders") else "ieee8500"
         rows += validate(model, [point], {point["study"]: len(read_matpower(summary["case"]).bus)}, feeder_model)
-    table = Table(title=f"predicted vs measured (cost model: {model.source})")
-    for col in ("run", "feeders", "workers", "engines", "iterations", "loop predicted / measured", "error",
-                "peak MB predicted / measured", "error"):
-        table.add_column(col, justify="right")
+    if args.json:
+        emit_json({"model": model.source, "runs": rows})
+        return 0
+    table = Table(f"predicted vs measured (cost model: {model.source})",
+                  ["run", "feeders", "workers", "engines", "iterations", "loop predicted / measured", "error",
+                   "peak MB predicted / measured", "error"], align=["l"] + ["r"] * 8)
     for r in rows:
-        table.add_row(r["label"], str(r["feeders"]), str(r["workers"]), r["engine_mode"], str(r["iterations"]),
-                      f"{r['loop_s_predicted']:.4g} / {r['loop_s_measured']:.4g} s", f"{r['loop_s_error']:+.0%}",
-                      f"{r['peak_rss_mb_predicted']:.4g} / {r['peak_rss_mb_measured']:.4g}",
-                      f"{r['peak_rss_mb_error']:+.0%}")
-    Console().print(table)
+        table.rows.append([r["label"], str(r["feeders"]), str(r["workers"]), r["engine_mode"], str(r["iterations"]),
+                           f"{r['loop_s_predicted']:.4g} / {r['loop_s_measured']:.4g} s", f"{r['loop_s_error']:+.0%}",
+                           f"{r['peak_rss_mb_predicted']:.4g} / {r['peak_rss_mb_measured']:.4g}",
+                           f"{r['peak_rss_mb_error']:+.0%}"])
+    emit_table(table)
     return 0
 
 
 def register(sub) -> None:
-    from hpcsim.cli import COMMON  # noqa: PLC0415
-
     p = sub.add_parser("bench", parents=[COMMON],
                        help="benchmark suite: coupling overhead, scaling, memory, HELICS exchange; fits model.json")
     p.add_argument("--quick", action="store_true", help="one repeat, small micro-benchmarks (≈ 3 minutes on 2 cores)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default bench/<quick|full>-<time>)")
+    add_out_option(p, "output folder (default bench/<quick|full>-<time>)")
     p.add_argument("--check", type=Path, action="append", default=[], metavar="RUN_DIR",
                    help="instead of benchmarking: predict these finished `hpcsim run` folders with the cost model "
                         "(--model) and compare with what they measured (repeatable)")
     p.add_argument("--model", type=Path, default=None, help="with --check: model.json (default: the built-in model)")
+    add_json_option(p, "bench.json (or, with --check, the predicted and measured figures)")
     p.set_defaults(func=cmd_bench)

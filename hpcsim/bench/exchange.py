@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from hpcsim.errors import FederateError
+from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
 from hpcsim.federation.federate import Clock, recorded_failure, serve
+from hpcsim.console import setup_logging
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 120.0
@@ -60,12 +62,9 @@ class HubRole:
         self.pubs: list = []
         self.subs: list = []
 
-    def register(self, fed) -> None:
-        import helics as h  # noqa: PLC0415
-
-        self.pubs = [h.helicsFederateRegisterGlobalPublication(fed, bus_key(b), h.HELICS_DATA_TYPE_COMPLEX, "pu")
-                     for b in range(self.cfg["n_buses"])]
-        self.subs = [h.helicsFederateRegisterSubscription(fed, value_key(j), "") for j in range(self.cfg["n_values"])]
+    def register(self, pubs: dict, subs: dict) -> None:
+        self.pubs = [pubs[bus_key(b)] for b in range(self.cfg["n_buses"])]
+        self.subs = [subs[value_key(j)] for j in range(self.cfg["n_values"])]
 
 
 class EchoRole:
@@ -77,12 +76,9 @@ class EchoRole:
         self.pubs: list = []
         self.subs: list = []
 
-    def register(self, fed) -> None:
-        import helics as h  # noqa: PLC0415
-
-        self.subs = [h.helicsFederateRegisterSubscription(fed, bus_key(b), "") for b in range(self.cfg["n_buses"])]
-        self.pubs = [h.helicsFederateRegisterGlobalPublication(fed, value_key(j), h.HELICS_DATA_TYPE_COMPLEX, "MVA")
-                     for j in self.share]
+    def register(self, pubs: dict, subs: dict) -> None:
+        self.subs = [subs[bus_key(b)] for b in range(self.cfg["n_buses"])]
+        self.pubs = [pubs[value_key(j)] for j in self.share]
 
 
 def drive_hub(fed, role: HubRole, cfg: dict) -> None:
@@ -129,14 +125,29 @@ def drive_echo(fed, role: EchoRole, cfg: dict) -> None:
             h.helicsPublicationPublishComplex(pub, complex(token, q))
 
 
-def run_member(cfg: dict) -> int:
+ROLES = {"hub": (HubRole, drive_hub), "echo": (EchoRole, drive_echo)}
+
+
+def _build_role(cfg: dict):
+    if cfg["role"] not in ROLES:
+        raise FederateError(f"{cfg.get('name')}: unknown benchmark role {cfg['role']!r}")
+    return ROLES[cfg["role"]][0](cfg)
+
+
+def run_member(path: Path) -> int:
     """Run one federate of the benchmark (hub or echo) through hpcsim's own federate life cycle."""
-    if cfg["role"] == "hub":
-        # hpcsim's create_federate gives the transmission role the uninterruptible flag (the barrier)
-        return serve(cfg, HubRole, drive_hub, federate_cfg={**cfg, "role": "transmission"})
-    if cfg["role"] == "echo":
-        return serve(cfg, EchoRole, drive_echo, federate_cfg={**cfg, "role": "feeders"})
-    raise FederateError(f"{cfg.get('name')}: unknown benchmark role {cfg['role']!r}")
+    return serve(path, _build_role, lambda cfg: ROLES[cfg["role"]][1])
+
+
+def member_config(name: str, role: dict, broker_address: str) -> dict:
+    """A benchmark federate's config file: the hub publishes the voltages and reads every value
+    (uninterruptible, like the transmission federate); an echo does the opposite for its share."""
+    buses = [Interface(bus_key(b), "complex", "pu") for b in range(role["n_buses"])]
+    if role["role"] == "hub":
+        values = [Interface(value_key(j), "complex", "MVA") for j in range(role["n_values"])]
+        return federate_config(name, role, broker_address, buses, values, uninterruptible=True)
+    values = [Interface(value_key(j), "complex", "MVA") for j in range(*role["share"])]
+    return federate_config(name, role, broker_address, values, buses)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="one federate of the HELICS exchange benchmark")
     parser.add_argument("config", type=Path, help="federate config (JSON) written by measure_exchange")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run_member(json.loads(args.config.read_text()))
+    setup_logging(logging.INFO)
+    return run_member(args.config)
 
 
 # --- parent side -----------------------------------------------------------------------------------------------
@@ -190,7 +201,7 @@ def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int
     :class:`FederateError` naming the failing process, or after a timeout of 120 s.
     """
     from hpcsim.federation.processes import ProcessGroup  # noqa: PLC0415 - parent-only imports
-    from hpcsim.federation.runner import local_hierarchy, start_federation  # noqa: PLC0415
+    from hpcsim.federation.runner import federation_processes, local_hierarchy, start_federation  # noqa: PLC0415
 
     _validate(n_values, sub_brokers, echo_federates, n_buses, iterations, warmup)
     temporary = work_dir is None
@@ -199,22 +210,17 @@ def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int
     (run_dir / "hub.json").unlink(missing_ok=True)
     names = [HUB] + [f"echo{k}" for k in range(echo_federates)]
     hierarchy = local_hierarchy(names, sub_brokers, f"{int(time.time() * 1000) % 10**9}")
-    common = {"run_dir": str(run_dir), "n_buses": n_buses, "n_values": n_values, "network": "local"}
-    configs = {HUB: {**common, "name": HUB, "role": "hub", "broker_address": hierarchy.broker_of[HUB],
-                     "iterations": iterations, "warmup": warmup}}
+    common = {"run_dir": RUN_DIR_FROM_CONFIG, "n_buses": n_buses, "n_values": n_values}
+    roles = {HUB: {**common, "role": "hub", "iterations": iterations, "warmup": warmup}}
     for k, name in enumerate(names[1:]):
         share = echo_share(n_values, echo_federates, k)
-        configs[name] = {**common, "name": name, "role": "echo", "broker_address": hierarchy.broker_of[name],
-                         "share": [share.start, share.stop]}
-    (run_dir / "configs").mkdir(exist_ok=True)
-    paths = {}
-    for name, cfg in configs.items():
-        paths[name] = run_dir / "configs" / f"{name}.json"
-        paths[name].write_text(json.dumps(cfg, indent=1))
+        roles[name] = {**common, "role": "echo", "share": [share.start, share.stop]}
+    for name, role in roles.items():
+        write_config(run_dir / "configs" / f"{name}.json", member_config(name, role, hierarchy.broker_of[name]))
     log.debug("exchange benchmark: %d values, %d echoes, %d sub-broker(s) in %s", n_values, echo_federates,
               sub_brokers, run_dir)
     with ProcessGroup(run_dir / "logs") as group:
-        start_federation(group, hierarchy, paths, "hpcsim.bench.exchange")
+        start_federation(group, run_dir, federation_processes(hierarchy, names, "hpcsim.bench.exchange"))
         _wait(group, names, run_dir, TIMEOUT_S)
         brokers = [n for n in group.procs if n.endswith("_broker")]
         if not group.wait(brokers, timeout_s=10.0):

@@ -101,5 +101,5 @@ def _group_of(run_dir: Path) -> dict[str, str]:
     owner = {}
     for path in sorted((Path(run_dir) / "configs").glob("feeders_*.json")):
         cfg = json.loads(path.read_text())
-        owner.update({f["name"]: cfg["name"] for f in cfg["feeders"]})
+        owner.update({f["name"]: cfg["name"] for f in cfg["hpcsim"]["feeders"]})
     return owner

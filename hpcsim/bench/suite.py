@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcsim.cases import CASES_DIR
+from hpcsim.console import Progress
 from hpcsim.study import Study, load_study
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,6 @@ def median_run(points: list[dict]) -> dict:
 
 def run_suite(out_dir: Path, scale: Scale) -> dict:
     """Measure everything (see module docstring); writes bench.json, bench.md and model.json into ``out_dir``."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
-
     from hpcsim.bench import exchange, memory  # noqa: PLC0415
     from hpcsim.bench.runs import measure_run  # noqa: PLC0415
 
@@ -146,28 +145,28 @@ def run_suite(out_dir: Path, scale: Scale) -> dict:
     result: dict = {"machine": machine_info(), "scale": vars(scale), "runs": {}}
     configs = configurations(scale)
     tasks = len(configs) * scale.repeats + len(scale.memory_clones) + 2 * len(scale.exchange_values)
-    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total}"), TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task("", total=tasks)
+    done = 0
+    with Progress("bench", tasks) as bar:
         for cfg in configs:
             points = []
             for r in range(scale.repeats):
-                bar.update(task, description=f"{cfg.name} ({r + 1}/{scale.repeats})")
+                bar.update(done, f"{cfg.name} ({r + 1}/{scale.repeats})")
                 points.append(measure_run(cfg.study, out_dir / "runs" / f"{cfg.name}-{r}", cfg.name))
-                bar.advance(task)
+                done += 1
             result["runs"][cfg.name] = {"purpose": cfg.purpose, "repeats": points}
         result["memory"] = {}
         for mode, clones in scale.memory_clones.items():
-            bar.update(task, description=f"memory, {mode} engines ({clones} clones)")
+            bar.update(done, f"memory, {mode} engines ({clones} clones)")
             result["memory"][mode] = memory.measure_clone_memory(MODEL, clones, mode)
-            bar.advance(task)
+            done += 1
         result["exchange"] = []
         for values in scale.exchange_values:
             for subs in (0, 2):
-                bar.update(task, description=f"exchange, {values} values, {subs} sub-brokers")
+                bar.update(done, f"exchange, {values} values, {subs} sub-brokers")
                 result["exchange"].append(exchange.measure_exchange(
                     values, sub_brokers=subs, iterations=scale.exchange_iterations, work_dir=out_dir / "exchange"))
-                bar.advance(task)
+                done += 1
+        bar.update(done, "fit")
     result["figures"] = figures(result)
     result["machine"]["load_average_end"] = os.getloadavg()
     result["elapsed_s"] = time.perf_counter() - t0

@@ -104,12 +104,13 @@ def drive_event(fed, role, cfg: dict) -> None:
     role.maybe_flush(last_tick, last=True)
 
 
-def run_federate(cfg: dict) -> int:
-    """Run one dynamic federate to completion; returns the process exit code."""
-    drive = drive_tds if cfg["role"] == "tds" else drive_event
-    # the TDS federate takes the transmission federate's HELICS flags (uninterruptible)
-    helics_cfg = {**cfg, "role": "transmission" if cfg["role"] == "tds" else cfg["role"]}
-    return serve(cfg, make_role, drive, helics_cfg)
+def _drive_of(cfg: dict):
+    return drive_tds if cfg["role"] == "tds" else drive_event
+
+
+def run_federate(path: str | Path) -> int:
+    """Run one dynamic federate to completion from its config file; returns the process exit code."""
+    return serve(path, make_role, _drive_of)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,8 @@ from hpcsim.dynamics import coordination as voltage_coordination
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
 from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case, read_case, resolve_case
+from hpcsim.dynamics.wiring import wiring
+from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, federate_config
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -259,12 +261,14 @@ def build_plan(study: Study) -> Plan:
     )
 
 
-def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
-    """One JSON-able config per federate (transmission, one per feeder, AGC)."""
+def role_configs(plan: Plan) -> dict[str, dict]:
+    """The role settings of every federate (transmission, one per feeder, AGC): the ``hpcsim`` section of its
+    config. The case is named as the study names it (resolved by each federate); the run folder is relative
+    to the config file."""
     s = plan.spec
     every = s.every
     common = {
-        "study": plan.study.name, "run_dir": str(run_dir), "network": network, "control_s": s.control_s,
+        "study": plan.study.name, "run_dir": RUN_DIR_FROM_CONFIG, "control_s": s.control_s,
         "ticks": s.ticks, "exchange_s": s.exchange_s, "exchange_ticks": every(s.exchange_s),
         "agc_ticks": every(s.agc_s),
         "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
@@ -272,8 +276,8 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
         "load_mult": plan.load_mult[:s.exchanges].tolist(),
     }
     configs = {TRANSMISSION: {
-        **common, "name": TRANSMISSION, "role": "tds", "broker_address": broker_of[TRANSMISSION],
-        "case": str(json_case(plan.case_path)), "tds_step_s": s.tds_step_s, "droop_gain_pu": s.droop_gain_pu,
+        **common, "role": "tds",
+        "case": plan.study.case, "tds_step_s": s.tds_step_s, "droop_gain_pu": s.droop_gain_pu,
         "pfr_deadband_hz": s.pfr_deadband_hz, "balance_gen": s.balance_gen, "trip_gen": s.trip_gen,
         "trip_s": s.trip_s, "bias_mw_per_01hz": plan.bias_mw_per_01hz, "mppt_mw": plan.mppt_mw.tolist(),
         "feeder_of_bus": {str(f.bus): f.feeder for f in plan.feeders},
@@ -281,16 +285,25 @@ def federate_configs(plan: Plan, run_dir: Path, broker_of: dict[str, str], netwo
                      "p0_mw": f.scale * f.p_gross0_mw, "q0_mvar": f.scale * f.q_gross0_mvar} for f in plan.feeders],
     }}
     for f in plan.feeders:
-        name = feeder_federate(f.bus)
-        configs[name] = {
-            **common, "name": name, "role": "dfeeder", "broker_address": broker_of[name], "bus": f.bus,
+        configs[feeder_federate(f.bus)] = {
+            **common, "role": "dfeeder", "bus": f.bus,
             "feeder": f.feeder, "der_buses": f.der_buses, "der_names": f.der_names, "scale": f.scale,
             "feeder_head": s.feeder_head, "v_min_pu": s.v_min_pu, "v_max_pu": s.v_max_pu, "vsm_dp_kw": s.vsm_dp_kw,
             "settings": list(f.settings),
         }
     configs[AGC] = {
-        **common, "name": AGC, "role": "agc", "broker_address": broker_of[AGC], "agc": s.agc, "agc_s": s.agc_s,
+        **common, "role": "agc", "agc": s.agc, "agc_s": s.agc_s,
         "agc_kp": s.agc_kp, "agc_ki": s.agc_ki, "agc_deadband_hz": s.agc_deadband_hz,
         "agc_limit_mw": s.agc_limit_mw, "der_agc_share": s.der_agc_share, "n_der": plan.n_der,
     }
     return configs
+
+
+def federate_configs(plan: Plan, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
+    """Every federate's config file: HELICS federate config (interfaces from :func:`wiring`) + role settings."""
+    out = {}
+    for name, role in role_configs(plan).items():
+        pubs, subs, uninterruptible = wiring(role)
+        out[name] = federate_config(name, role, broker_of[name], pubs.values(), subs.values(),
+                                    uninterruptible=uninterruptible, network=network)
+    return out

@@ -23,6 +23,7 @@ after they are computed (loose coupling, as in the paper). Rows are buffered and
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -31,31 +32,14 @@ import numpy as np
 from hpcsim.dynamics import agc, der
 from hpcsim.dynamics.feeder import DerFeeder
 from hpcsim.dynamics.headroom import max_der_power, sensitivity, warm_up
-from hpcsim.dynamics.tds import DerGroup, DynamicGrid
+from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case
+from hpcsim.dynamics.wiring import handles
 from hpcsim.output.parquet import StepWriter
 
 log = logging.getLogger(__name__)
 
 TIME_OFFSET = 1.0  # HELICS time = simulated seconds + 1
 ANSWER_LEAD_S = 1e-6  # a feeder answers this long before the next exchange (so it is read at the exchange)
-F_KEY, ACE_KEY, ONLINE_KEY = "hpcsim/dyn/f_hz", "hpcsim/dyn/ace_mw", "hpcsim/dyn/online"
-AGC_THERMAL_KEY, AGC_DER_KEY = "hpcsim/dyn/agc/thermal_mw", "hpcsim/dyn/agc/der_mw"
-
-
-def v_key(bus: int) -> str:
-    return f"hpcsim/dyn/bus_{bus}/v_pu"
-
-
-def der_key(bus: int) -> str:
-    return f"hpcsim/dyn/bus_{bus}/der_p_mw"
-
-
-def load_key(bus: int) -> str:
-    return f"hpcsim/dyn/feeder_{bus}/s_gross_mva"
-
-
-def vsm_key(bus: int) -> str:
-    return f"hpcsim/dyn/feeder_{bus}/p_vsm_mw"
 
 
 class Role:
@@ -72,21 +56,12 @@ class Role:
         self.chunk = 0
         self.compute_s = 0.0
 
-    def pub(self, fed, key: str, kind: str):
-        import helics as h  # noqa: PLC0415
-
-        types = {"double": h.HELICS_DATA_TYPE_DOUBLE, "complex": h.HELICS_DATA_TYPE_COMPLEX,
-                 "vector": h.HELICS_DATA_TYPE_VECTOR}
-        return h.helicsFederateRegisterGlobalPublication(fed, key, types[kind], "")
-
-    @staticmethod
-    def sub(fed, key: str):
-        import helics as h  # noqa: PLC0415
-
-        return h.helicsFederateRegisterSubscription(fed, key, "")
+    def register(self, pubs: dict, subs: dict) -> None:
+        """Take the handles HELICS registered from the config, by the labels of :func:`wiring`."""
+        self.pubs, self.subs = handles(self.cfg, pubs, subs)
 
     def timing(self, t_s: float, compute_s: float, exchange_s: float, rss_mb: float) -> None:
-        self.writers["steps"].add(time_s=t_s, iterations=1, mismatch=0.0, compute_s=compute_s,
+        self.writers["steps"].add(time_s=t_s, iterations=1, dv_pu=math.nan, ds_pu=math.nan, compute_s=compute_s,
                                   exchange_s=exchange_s, peak_rss_mb=rss_mb)
 
     def maybe_flush(self, tick: int, last: bool = False) -> None:
@@ -110,7 +85,7 @@ class TdsRole(Role):
         self.p_cap = np.full(self.n_der, cfg["der_kva"] / 1000.0)
         self.p_vsm = self.p_cap.copy()
         self.grid = DynamicGrid(
-            cfg["case"], ders=self.groups, bus_loads={f["bus"]: (f["p0_mw"], f["q0_mvar"]) for f in self.feeders},
+            str(json_case(cfg["case"])), ders=self.groups, bus_loads={f["bus"]: (f["p0_mw"], f["q0_mvar"]) for f in self.feeders},
             droop_gain_pu=cfg["droop_gain_pu"], deadband_hz=cfg["pfr_deadband_hz"], pmx_mw=self._limit(0.0),
             balance_gen=cfg["balance_gen"], trip_gen=cfg["trip_gen"], trip_s=cfg["trip_s"],
             tds_step_s=cfg["tds_step_s"], governors=[g["idx"] for g in cfg["governors"]])
@@ -127,20 +102,6 @@ class TdsRole(Role):
         self.mppt_now = self.mppt[min(int(t_s + 1e-9), self.mppt.shape[0] - 1)] if self.n_der else np.zeros(0)
         self.vsm_now = self.p_vsm.copy()
         return der.limit_mw(self.mppt_now, self.p_cap, self.vsm_now)
-
-    def register(self, fed) -> None:
-        self.pubs = {"f": self.pub(fed, F_KEY, "double"), "ace": self.pub(fed, ACE_KEY, "double"),
-                     "online": self.pub(fed, ONLINE_KEY, "vector")}
-        for f in self.feeders:
-            b = f["bus"]
-            self.pubs[("v", b)] = self.pub(fed, v_key(b), "complex")
-            self.pubs[("der", b)] = self.pub(fed, der_key(b), "vector")
-            self.subs[("load", b)] = self.sub(fed, load_key(b))
-            if f["der_names"] and self.cfg["headroom"]:
-                self.subs[("vsm", b)] = self.sub(fed, vsm_key(b))
-        self.subs["thermal"] = self.sub(fed, AGC_THERMAL_KEY)
-        if self.n_der:
-            self.subs["der"] = self.sub(fed, AGC_DER_KEY)
 
     def receive(self, tick: int) -> None:
         """Apply what the feeders and the AGC answered in the previous interval."""
@@ -225,12 +186,6 @@ class FeederRole(Role):
         if cfg["der_names"] and cfg["headroom"]:
             warm_up()  # before the run starts, not at the first headroom exchange
 
-    def register(self, fed) -> None:
-        self.subs = {"v": self.sub(fed, v_key(self.bus)), "der": self.sub(fed, der_key(self.bus))}
-        self.pubs = {"load": self.pub(fed, load_key(self.bus), "complex")}
-        if self.cfg["der_names"] and self.cfg["headroom"]:
-            self.pubs["vsm"] = self.pub(fed, vsm_key(self.bus), "vector")
-
     def respond(self, fed, tick: int, t_s: float) -> float:
         """Solve exchange ``tick`` and answer just before the next one; returns the seconds spent waiting."""
         import helics as h  # noqa: PLC0415
@@ -283,12 +238,6 @@ class AgcRole(Role):
         self.samples: list[float] = []  # ACE (after the deadband) since the last AGC action
         self.subs: dict = {}
         self.pubs: dict = {}
-
-    def register(self, fed) -> None:
-        self.subs = {"f": self.sub(fed, F_KEY), "ace": self.sub(fed, ACE_KEY), "online": self.sub(fed, ONLINE_KEY)}
-        self.pubs = {"thermal": self.pub(fed, AGC_THERMAL_KEY, "vector")}
-        if self.cfg["n_der"]:
-            self.pubs["der"] = self.pub(fed, AGC_DER_KEY, "vector")
 
     def respond(self, fed, tick: int, t_s: float) -> float:  # noqa: ARG002 - same signature as the feeder's
         import helics as h  # noqa: PLC0415

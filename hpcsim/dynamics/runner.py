@@ -3,25 +3,23 @@ Parquet outputs, ``summary.json`` and figures in the run folder.
 
 Run folder (as for steady-state runs)::
 
-    study.toml  plan.json  configs/*.json  logs/*.log  outputs/<table>/federate=*/part-*.parquet
-    errors/*.json (on failure)  progress.json  summary.json  *.png
+    study.toml  plan.json  run.json  runner.json  configs/*.json  logs/*.log
+    outputs/<table>/federate=*/part-*.parquet  errors/*.json (on failure)  progress.json  summary.json  *.png
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import signal
 import time
 from pathlib import Path
 
-
-from hpcsim.errors import StudyError
+from hpcsim.federation.helics_config import write_config
 from hpcsim.federation.layout import write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.runner import default_run_dir, local_hierarchy, start_federation, watch
-from hpcsim.output.summary import write_summary
+from hpcsim.federation.runner import (check_sub_brokers, default_run_dir, federation_processes, local_hierarchy,
+                                      prepare_run_dir, start_federation, watch, write_runner)
+from hpcsim.output.summary import DESCRIPTION, write_summary
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -31,23 +29,26 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
                       plots: bool = True) -> dict:
     """Run a dynamic study on this machine; returns the summary (also in ``<run_dir>/summary.json``)."""
     from hpcsim.dynamics.plan import build_plan, federate_configs  # noqa: PLC0415
-    from hpcsim.dynamics.summary import build_summary  # noqa: PLC0415
+    from hpcsim.dynamics.summary import build_summary, describe_run  # noqa: PLC0415
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir or default_run_dir(study)).resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
+        from hpcsim.errors import StudyError  # noqa: PLC0415
+
         raise StudyError(f"output folder {run_dir} exists and is not empty")
     plan = build_plan(study)
     plan_s = time.perf_counter() - t_start
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if study.source is not None:
-        shutil.copyfile(study.source, run_dir / "study.toml")
-    (run_dir / "plan.json").write_text(json.dumps(plan.describe(), indent=1))
     names = plan.federate_names
+    check_sub_brokers(study.sub_brokers, len(names))
+    prepare_run_dir(run_dir, study)
+    write_config(run_dir / "plan.json", plan.describe())
+    desc = describe_run(plan)
+    write_config(run_dir / DESCRIPTION, desc)
     hierarchy = local_hierarchy(names, study.sub_brokers, f"{int(time.time() * 1000) % 10**9}")
-    paths = write_configs(federate_configs(plan, run_dir, hierarchy.broker_of), run_dir)
-    (run_dir / "configs" / "brokers.json").write_text(json.dumps(
-        [{"name": b.name, "argv": b.argv(loglevel="warning")} for b in hierarchy.brokers], indent=1))
+    write_configs(federate_configs(plan, hierarchy.broker_of), run_dir)
+    processes = federation_processes(hierarchy, names, "hpcsim.dynamics.federate")
+    write_runner(run_dir, study.name, processes)
     log.info("%s: dynamic study, %g s, %d feeders, %d DERs, AGC %s -> %s", study.name, plan.spec.stop_s,
              len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)
 
@@ -57,7 +58,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     t_federation = time.perf_counter()
     try:
         with ProcessGroup(run_dir / "logs") as group:
-            start_federation(group, hierarchy, {n: paths[n] for n in names}, "hpcsim.dynamics.federate")
+            start_federation(group, run_dir, processes)
             watch(group, names, run_dir, plan.spec.ticks, show_progress, peak, "dynamic co-simulation",
                   _tick_progress)
             completed = True
@@ -68,7 +69,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
         signal.signal(signal.SIGTERM, old_term)
         wall_s = time.perf_counter() - t_start
         try:
-            summary = build_summary(run_dir, plan, completed=completed, wall_s=wall_s, plan_s=plan_s,
+            summary = build_summary(run_dir, desc, completed=completed, wall_s=wall_s, plan_s=plan_s,
                                     federation_s=time.perf_counter() - t_federation, peak_rss_mb=peak["rss_mb"])
             write_summary(run_dir, summary)
             if plots and completed:
@@ -91,32 +92,28 @@ def _tick_progress(p: dict) -> tuple[int, str]:
 
 
 def print_dynamic_summary(summary: dict) -> None:
-    """One paragraph and the Table I comparison on the terminal."""
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    """One paragraph and the frequency / ACE statistics (Table I of the paper beside them when it applies)."""
+    from hpcsim.console import Table, emit_line, emit_table  # noqa: PLC0415
 
-    console = Console()
     f, a, tm = summary["frequency"], summary["ace"], summary["timing"]
-    console.print(
-        f"[bold]{summary['study']}[/]: {summary['stop_s']:g} s simulated, {summary['n_der']} DERs, "
+    emit_line(
+        f"{summary['study']}: {summary['stop_s']:g} s simulated, {summary['n_der']} DERs, "
         f"AGC {'on' if summary['agc'] else 'off'}; wall {tm['wall_s']:.1f} s "
         f"({tm['sim_s_per_wall_s']:.1f} simulated s per wall s; transmission loop {tm['sim_s_per_loop_s']:.1f}); "
         f"ANDES {tm['andes_s']:.2f} s, OpenDSS {tm['opendss_solve_s'] + tm['opendss_vsm_s']:.2f} s, "
         f"LP {tm['lp_s']:.2f} s, coupling {tm['coupling_s']:.2f} s"
     )
-    table = Table(title="frequency and ACE (this run | paper Table I)")
-    for col in ("", "mean", "std", "min", "max"):
-        table.add_column(col, justify="right")
+    table = Table("frequency and ACE (this run | paper Table I)", ["", "mean", "std", "min", "max"])
     for label, block, fmt in (("frequency (Hz)", f, "{:.3f}"), ("ACE (MW)", a, "{:.3f}")):
-        table.add_row(label, *(f"{fmt.format(block[k])} | {fmt.format(block['paper'][k])}"
-                               for k in ("mean", "std", "min", "max")))
-    console.print(table)
+        table.rows.append([label, *(f"{fmt.format(block[k])} | {fmt.format(block['paper'][k])}"
+                                    for k in ("mean", "std", "min", "max"))])
+    emit_table(table)
     for fd in summary["feeders"]:
         head = fd["headroom_mw"]["mean"]
-        head_text = f"headroom mean {head:.3f} MW" if head == head else "no DERs (no headroom)"
+        head_text = f"headroom mean {head:.3f} MW" if head is not None and head == head else "no DERs (no headroom)"
         co = fd.get("coordination")
         co_text = (f"; coordinated: {co['regulators_moved']} regulators and {co['fixed_taps_moved']} fixed taps moved"
                    if co else "")
-        console.print(f"bus {fd['bus']} {fd['feeder']}: scale {fd['scale']:.3f}, node voltages "
-                      f"{fd['v_min_pu']:.4f}–{fd['v_max_pu']:.4f} pu (published feeder without DERs "
-                      f"{fd['base_v_min_pu']:.4f}–{fd['base_v_max_pu']:.4f}{co_text}), {head_text}")
+        emit_line(f"bus {fd['bus']} {fd['feeder']}: scale {fd['scale']:.3f}, node voltages "
+                  f"{fd['v_min_pu']:.4f}–{fd['v_max_pu']:.4f} pu (published feeder without DERs "
+                  f"{fd['base_v_min_pu']:.4f}–{fd['base_v_max_pu']:.4f}{co_text}), {head_text}")

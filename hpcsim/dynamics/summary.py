@@ -64,27 +64,30 @@ def der_block(ders: pa.Table) -> dict:
     }
 
 
-def feeder_blocks(volts: pa.Table, plan) -> list[dict]:
+STATIC_FEEDER_KEYS = ("bus", "feeder", "scale", "p_bus_mw", "p_gross0_mw", "der_buses", "base_v_min_pu",
+                      "base_v_max_pu", "coordination")
+
+
+def feeder_blocks(volts: pa.Table, feeders: list[dict]) -> list[dict]:
+    """Per feeder: its planned (static) figures and, from the outputs, its voltage envelope and headroom."""
     out = []
-    for fp in plan.feeders:
-        sel = volts.filter(pc.equal(volts["bus"], fp.bus)) if volts.num_rows else volts
+    for fp in feeders:
+        sel = volts.filter(pc.equal(volts["bus"], fp["bus"])) if volts.num_rows else volts
         hr = _col(sel, "headroom_mw")
         hr = hr[np.isfinite(hr)]
-        out.append({
-            "bus": fp.bus, "feeder": fp.feeder, "scale": fp.scale, "p_bus_mw": fp.p_bus_mw,
-            "p_gross0_mw": fp.p_gross0_mw, "der_buses": fp.der_buses,
+        block = {k: fp[k] for k in STATIC_FEEDER_KEYS}
+        block.update({
             "v_min_pu": float(_col(sel, "v_min_pu").min()) if sel.num_rows else float("nan"),
             "v_max_pu": float(_col(sel, "v_max_pu").max()) if sel.num_rows else float("nan"),
-            "base_v_min_pu": fp.base_v_min_pu, "base_v_max_pu": fp.base_v_max_pu,
-            "coordination": fp.coordination,
             "headroom_mw": _stats(hr) | {"lps": int(hr.size)},
             "p_net_mw": _stats(_col(sel, "p_net_mw")),
         })
+        out.append(block)
     return out
 
 
-def timing_block(steps: pa.Table, volts: pa.Table, stop_s: float, wall_s: float, plan_s: float,
-                 federation_s: float) -> dict:
+def timing_block(steps: pa.Table, volts: pa.Table, stop_s: float, wall_s: float | None, plan_s: float | None,
+                 federation_s: float | None) -> dict:
     def total(table: pa.Table, col: str, fed: str | None = None) -> float:
         if table.num_rows == 0:
             return 0.0
@@ -95,6 +98,8 @@ def timing_block(steps: pa.Table, volts: pa.Table, stop_s: float, wall_s: float,
     andes_s = total(steps, "compute_s", "transmission")
     coupling_s = total(steps, "exchange_s", "transmission")
     loop_s = andes_s + coupling_s
+    if wall_s is None:  # no runner measured it (re-run by `helics run`): the transmission federate's loop
+        wall_s = loop_s
     return {
         "andes_s": andes_s, "opendss_solve_s": total(volts, "solve_s"), "opendss_vsm_s": total(volts, "vsm_s"),
         "lp_s": total(volts, "lp_s"), "coupling_s": coupling_s,
@@ -104,27 +109,48 @@ def timing_block(steps: pa.Table, volts: pa.Table, stop_s: float, wall_s: float,
     }
 
 
-def build_summary(run_dir: str | Path, plan, *, completed: bool, wall_s: float, plan_s: float,
-                  federation_s: float, peak_rss_mb: float) -> dict:
-    out = Path(run_dir) / "outputs"
-    freq, ace = _sorted(read_table(out, "frequency")), _sorted(read_table(out, "ace"))
-    ders, volts, steps = read_table(out, "der"), read_table(out, "feeder_voltage"), read_table(out, "steps")
+def describe_run(plan) -> dict:
+    """The static description of a dynamic run (``<run>/run.json``): everything the summary takes from the
+    plan, so ``hpcsim summarize`` rebuilds the summary from the run folder alone."""
     s = plan.spec
-    ace_block = {**_stats(_col(freq, "ace_mw")), "paper": PAPER_TABLE_I["ace_mw"],
-                 "bias_mw_per_01hz": plan.bias_mw_per_01hz,
-                 "agc_samples": _stats(_col(ace, "ace_mw")) | {"n": ace.num_rows},
-                 "acs_mw_final": float(_col(ace, "acs_mw")[-1]) if ace.num_rows else float("nan")}
+    feeders = plan.describe()["feeders"]
     return {
-        "study": plan.study.name, "kind": "dynamic", "completed": bool(completed), "case": plan.case_path,
-        "stop_s": s.stop_s, "agc": s.agc, "trip": {"gen": s.trip_gen, "t_s": s.trip_s} if s.trip_gen else None,
+        "schema": 2, "study": plan.study.name, "kind": "dynamic", "case": plan.case_path, "stop_s": s.stop_s,
+        "agc": s.agc, "trip": {"gen": s.trip_gen, "t_s": s.trip_s} if s.trip_gen else None,
         "load_std": s.load_std, "seed": s.seed, "n_der": plan.n_der, "balance": plan.balance,
-        "frequency": frequency_block(freq, plan.f0_hz, s.trip_s if s.trip_gen else None),
-        "ace": ace_block, "der": der_block(ders), "feeders": feeder_blocks(volts, plan),
-        "timing": timing_block(steps, volts, s.stop_s, wall_s, plan_s, federation_s) | {"peak_rss_mb": peak_rss_mb},
+        "f0_hz": plan.f0_hz, "bias_mw_per_01hz": plan.bias_mw_per_01hz,
+        "feeders": [{k: f[k] for k in STATIC_FEEDER_KEYS} for f in feeders],
         "settings": {"tds_step_s": s.tds_step_s, "exchange_s": s.exchange_s, "control_s": s.control_s,
                      "agc_s": s.agc_s, "headroom_s": s.headroom_s, "pfr_deadband_hz": s.pfr_deadband_hz,
                      "droop_gain_pu": s.droop_gain_pu, "agc_kp": s.agc_kp, "agc_ki_per_s": s.agc_ki,
                      "agc_deadband_hz": s.agc_deadband_hz, "der_agc_share": s.der_agc_share,
                      "feeder_head": s.feeder_head, "v_limits_pu": [s.v_min_pu, s.v_max_pu],
                      "coordinate_voltage": s.coordinate_voltage, "voltage_margin_pu": s.voltage_margin_pu},
+    }
+
+
+def build_summary(run_dir: str | Path, desc: dict, *, completed: bool, wall_s: float | None = None,
+                  plan_s: float | None = None, federation_s: float | None = None,
+                  peak_rss_mb: float | None = None) -> dict:
+    """``summary.json`` of a dynamic run from its description (:func:`describe_run`) and its outputs."""
+    out = Path(run_dir) / "outputs"
+    freq, ace = _sorted(read_table(out, "frequency")), _sorted(read_table(out, "ace"))
+    ders, volts, steps = read_table(out, "der"), read_table(out, "feeder_voltage"), read_table(out, "steps")
+    trip = desc["trip"]
+    ace_block = {**_stats(_col(freq, "ace_mw")), "paper": PAPER_TABLE_I["ace_mw"],
+                 "bias_mw_per_01hz": desc["bias_mw_per_01hz"],
+                 "agc_samples": _stats(_col(ace, "ace_mw")) | {"n": ace.num_rows},
+                 "acs_mw_final": float(_col(ace, "acs_mw")[-1]) if ace.num_rows else float("nan")}
+    if peak_rss_mb is None and steps.num_rows:
+        peak_rss_mb = sum(float(pc.max(steps.filter(pc.equal(steps["federate"], f))["peak_rss_mb"]).as_py())
+                          for f in set(steps["federate"].to_pylist()))
+    static = {k: desc[k] for k in ("study", "kind", "case", "stop_s", "agc", "trip", "load_std", "seed", "n_der",
+                                   "balance")}
+    return {
+        **static, "completed": bool(completed),
+        "frequency": frequency_block(freq, desc["f0_hz"], trip["t_s"] if trip else None),
+        "ace": ace_block, "der": der_block(ders), "feeders": feeder_blocks(volts, desc["feeders"]),
+        "timing": timing_block(steps, volts, desc["stop_s"], wall_s, plan_s, federation_s)
+        | {"peak_rss_mb": peak_rss_mb or 0.0},
+        "settings": desc["settings"],
     }

@@ -92,3 +92,7 @@ class BrokerSpec:
 def core_init_string(broker_address: str, network: str = "local") -> str:
     """Core init string for a federate connecting to ``broker_address``; its own port is chosen by the OS."""
     return f"--federates=1 --broker_address={broker_address} --localport=os --{network}"
+
+
+if __name__ == "__main__":  # `python -m hpcsim.federation.brokers`: the broker binary (job scripts use it)
+    print(broker_binary())

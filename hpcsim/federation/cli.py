@@ -1,4 +1,4 @@
-"""``hpcsim run``: run a study locally (brokers and federates as real processes)."""
+"""``hpcsim run`` (run a study locally) and ``hpcsim summarize`` (rebuild a run folder's ``summary.json``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from hpcsim.cliopts import COMMON, add_json_option, add_out_option
+from hpcsim.console import Table, emit_json, emit_line, emit_table, format_row
 
 log = logging.getLogger("hpcsim")
+SHOW_BUSES = 40  # boundary rows in the text summary (all of them in summary.json / --json)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -24,48 +25,83 @@ def cmd_run(args: argparse.Namespace) -> int:
     if study.dynamics is not None:  # a dynamic frequency study (hpcsim.dynamics)
         from hpcsim.dynamics.runner import print_dynamic_summary, run_dynamic_study  # noqa: PLC0415
 
-        print_dynamic_summary(run_dynamic_study(study, args.out, show_progress=not args.quiet))
+        summary = run_dynamic_study(study, args.out, show_progress=not args.quiet)
+        emit_json(summary) if args.json else print_dynamic_summary(summary)
         return 0
     summary = run_study(study, args.out, show_progress=not args.quiet)
-    print_summary(summary)
+    emit_json(summary) if args.json else print_summary(summary)
     return 0
 
 
-def print_summary(summary: dict) -> None:
-    console = Console()
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from hpcsim.output.summary import summarize_run  # noqa: PLC0415
+
+    summary = summarize_run(args.run_dir)
+    if args.json:
+        emit_json(summary)
+    elif summary.get("kind") == "dynamic":
+        from hpcsim.dynamics.runner import print_dynamic_summary  # noqa: PLC0415
+
+        print_dynamic_summary(summary)
+    else:
+        print_summary(summary)
+    return 0
+
+
+def summary_line(summary: dict) -> str:
+    """The one-line verdict of a steady-state run (also what ``hpcsim jobs status`` reports)."""
     steps = summary["steps"]
     its = [s["iterations"] for s in steps]
-    worst = max((s["max_mismatch"] for s in steps), default=float("nan"))
+    worst_dv = max((s["dv_pu"] for s in steps if s["dv_pu"] is not None), default=None)
+    worst_ds = max((s["ds_pu"] for s in steps if s["ds_pu"] is not None), default=None)
     tm = summary["timing"]
-    console.print(
-        f"[bold]{summary['study']}[/]: {'converged' if summary['converged'] else 'NOT converged'}, "
-        f"{summary['coupling']} coupling, {len(steps)} step(s), iterations {min(its, default=0)}–{max(its, default=0)}, "
-        f"worst final mismatch {worst:.2e}; wall {summary['wall_s']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB; "
-        f"solves: transmission {tm['transmission_solve_s']:.2f} s, feeders {tm['feeder_solve_s']:.1f} s (all workers), "
-        f"exchange {tm['exchange_s']:.2f} s"
-    )
-    table = Table(title="boundary buses (last step)")
-    for col in ("bus", "K", "V pu", "angle deg", "P MW", "Q Mvar"):
-        table.add_column(col, justify="right")
-    for b in summary["boundary"][:40]:
-        table.add_row(str(b["bus"]), str(len(b["feeders"])), f"{b['v_pu']:.5f}", f"{b['angle_deg']:.3f}",
-                      f"{b['p_mw']:.3f}", f"{b['q_mvar']:.3f}")
-    console.print(table)
+    fmt = lambda x: "–" if x is None else f"{x:.2e}"  # noqa: E731
+    return (f"{summary['study']}: {'converged' if summary['converged'] else 'NOT converged'}, "
+            f"{summary['coupling']} coupling, {len(steps)} step(s), iterations {min(its, default=0)}-"
+            f"{max(its, default=0)}, worst final dV {fmt(worst_dv)} pu, dS {fmt(worst_ds)} pu (100 MVA); "
+            f"wall {summary['wall_s']:.1f} s, peak RSS {summary['peak_rss_mb']:.0f} MB; solves: transmission "
+            f"{tm['transmission_solve_s']:.2f} s, feeders {tm['feeder_solve_s']:.1f} s (all workers), exchange "
+            f"{tm['exchange_s']:.2f} s; {summary.get('run_dir', '')}".rstrip("; "))
+
+
+def print_summary(summary: dict) -> None:
+    emit_line(summary_line(summary))
+    buses = summary["boundary"]
+    shown = buses[:SHOW_BUSES]
+    more = f" (first {len(shown)} of {len(buses)}; all in summary.json)" if len(buses) > len(shown) else ""
+    table = Table(f"boundary buses (last step){more}", ["bus", "K", "V pu", "angle deg", "P MW", "Q Mvar"],
+                  align=["r"] * 6)
+    for b in shown:
+        table.rows.append(format_row([b["bus"], len(b["feeders"]), b["v_pu"], b["angle_deg"], b["p_mw"],
+                                      b["q_mvar"]], ["", "", ".5f", ".3f", ".3f", ".3f"]))
+    emit_table(table)
 
 
 def register(sub) -> None:
-    from hpcsim.cli import COMMON  # noqa: PLC0415
-
-    p = sub.add_parser("run", parents=[COMMON], help="run a study on this machine (real HELICS broker, ANDES and OpenDSS federates)")
+    p = sub.add_parser("run", parents=[COMMON],
+                       help="run a study on this machine (real HELICS broker, ANDES and OpenDSS federates)")
     p.add_argument("study", type=Path, help="study file (cases/*.toml)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<study>-<timestamp>/)")
+    add_out_option(p, "run folder to create (default runs/<study>-<timestamp>/)")
     p.add_argument("--workers", type=int, default=None, help="feeder-group federates (default: one per core)")
-    p.add_argument("--coupling", choices=("loose", "iterative"), default=None)
-    p.add_argument("--tolerance", type=float, default=None, help="iterative coupling tolerance (default 1e-6)")
-    p.add_argument("--max-iterations", type=int, default=None)
+    p.add_argument("--coupling", choices=("loose", "iterative"), default=None,
+                   help="loose: one exchange per step; iterative: exchange until the mismatch is below the "
+                        "tolerance (default: the study's [coupling] mode)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="iterative coupling tolerance, per unit (default: the study's, 1e-6)")
+    p.add_argument("--max-iterations", type=int, default=None,
+                   help="iterative coupling: give up (exit 4) after this many exchanges in a step "
+                        "(default: the study's, 30)")
     p.add_argument("--max-buses", type=int, default=None, help="keep only the first N boundary buses")
     p.add_argument("--scale-mode", action="store_true",
                    help="one feeder per bus, its power multiplied by K (TDcoSim / ANDES-tutorial style)")
     p.add_argument("--sub-brokers", type=int, default=None,
                    help="broker hierarchy: root + S sub-brokers, federates spread across them (default flat)")
+    add_json_option(p, "the run's summary (summary.json)")
     p.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("summarize", parents=[COMMON],
+                       help="rebuild RUN_DIR/summary.json from its outputs (after `helics run --path=RUN_DIR/"
+                            "runner.json`, or a job killed before its last step) and print it")
+    s.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder (from hpcsim run or a SLURM job)")
+    add_json_option(s, "the summary")
+    s.set_defaults(func=cmd_summarize)

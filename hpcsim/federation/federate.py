@@ -11,8 +11,8 @@ Time and iterations. Step k of the study runs at HELICS times ``k + 1 + 2·i·ε
   voltages; it solves its feeders and publishes their powers at that same time;
 - HELICS grants the transmission federate its next time only after every group has answered, so each
   iteration uses every feeder's response (a Gauss–Seidel exchange with a barrier). The transmission federate
-  re-solves, and the step has converged when the voltage change (ANL: sqrt(Σ ΔVm² + ΔVa²)) and every feeder's
-  power change (ANL: |ΔS| / 100 MVA) are below the tolerance; at ``max_iterations`` it raises
+  re-solves, and the step has converged when the voltage change ``dv_pu`` (ANL: sqrt(Σ ΔVm² + ΔVa²)) and every
+  feeder's power change ``ds_pu`` (ANL: |ΔS| / 100 MVA) are below the tolerance; at ``max_iterations`` it raises
   :class:`ConvergenceError`.
 - loose coupling is the same with one exchange per step: the feeders see the step's voltages, the transmission
   side keeps the powers they answer for the next step.
@@ -37,28 +37,13 @@ import traceback
 from pathlib import Path
 
 from hpcsim.errors import ConvergenceError, FederateError, HpcsimError
+from hpcsim.console import setup_logging
 
 log = logging.getLogger("hpcsim.federate")
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def create_federate(cfg: dict):
-    import helics as h  # noqa: PLC0415
-
-    from hpcsim.federation.brokers import core_init_string  # noqa: PLC0415
-
-    info = h.helicsCreateFederateInfo()
-    h.helicsFederateInfoSetCoreTypeFromString(info, "zmq")
-    h.helicsFederateInfoSetCoreInitString(info, core_init_string(cfg["broker_address"], cfg.get("network", "local")))
-    h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_TERMINATE_ON_ERROR, True)
-    if cfg["role"] == "transmission":
-        # Granted exactly the time it asks for, i.e. only once every feeder group has answered (the barrier);
-        # interruptible, it would be woken by the first group's message.
-        h.helicsFederateInfoSetFlagOption(info, h.HELICS_FLAG_UNINTERRUPTIBLE, True)
-    return h.helicsCreateValueFederate(cfg["name"], info)
 
 
 class Clock:
@@ -97,24 +82,23 @@ def drive_transmission(fed, role, cfg: dict) -> None:
             h.helicsFederateRequestTime(fed, clock.time(step, it + 1))
             exchange_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            d_mismatch = role.receive()
-            t_mismatch = role.solve(step, it + 1)
+            ds_pu = role.receive()
+            dv_pu = role.solve(step, it + 1, ds_pu)
             compute_s += time.perf_counter() - t0
-            mismatch = max(d_mismatch, t_mismatch)
-            log.debug("step %d iteration %d: V mismatch %.3g, S mismatch %.3g", step, it, t_mismatch, d_mismatch)
+            log.debug("step %d iteration %d: dV %.3g pu, dS %.3g pu", step, it, dv_pu, ds_pu)
             it += 1
-            role.report_progress(step, it, mismatch)
-            if not iterative or mismatch <= tol:
+            role.report_progress(step, it, dv_pu, ds_pu)
+            if not iterative or max(dv_pu, ds_pu) <= tol:
                 break
             if it >= max_it:
                 raise ConvergenceError(
                     f"step {step} (t = {cfg['times_s'][step]:g} s) did not converge in {max_it} iterations: "
-                    f"mismatch {mismatch:.3g} > tolerance {tol:g}"
+                    f"dV {dv_pu:.3g} pu, dS {ds_pu:.3g} pu (100 MVA); tolerance {tol:g}"
                 )
             t0 = time.perf_counter()
             role.publish()
             compute_s += time.perf_counter() - t0
-        role.end_step(step, it, mismatch, compute_s, exchange_s, peak_rss_mb())
+        role.end_step(step, it, dv_pu, ds_pu, compute_s, exchange_s, peak_rss_mb())
 
 
 def drive_feeders(fed, role, cfg: dict) -> None:
@@ -190,20 +174,28 @@ def recorded_failure(run_dir: Path, failed: list[tuple[str, int]] | None = None)
     return None
 
 
-def serve(cfg: dict, build_role, drive, federate_cfg: dict | None = None) -> int:
-    """A federate's whole life: build its role (solvers load before it connects), connect, enter executing
-    mode, ``drive(fed, role, cfg)``, disconnect. Any failure is recorded in ``<run>/errors/``, raised as a
-    HELICS global error so the whole federation stops, and turned into the exit code (3, or the error's own).
-    ``federate_cfg`` overrides what :func:`create_federate` sees (HELICS flags by role)."""
+def serve(path: str | Path, build_role, drive_of) -> int:
+    """A federate's whole life from its config file: build its role (solvers load before it connects), create
+    the HELICS federate from the file, attach the role to the interfaces HELICS registered, enter executing
+    mode, ``drive_of(cfg)(fed, role, cfg)``, disconnect. Any failure is recorded in ``<run>/errors/``, raised as
+    a HELICS global error so the whole federation stops, and turned into the exit code (3, or the error's
+    own)."""
     import helics as h  # noqa: PLC0415
 
+    from hpcsim.federation.helics_config import attach, create_federate, read_federate_config  # noqa: PLC0415
+
+    try:
+        doc, cfg = read_federate_config(path)
+    except HpcsimError as exc:  # nowhere to record it: the run folder is named in the file
+        log.error("%s", exc)
+        return exc.exit_code
     fed = None
     try:
         role = build_role(cfg)
-        fed = create_federate(federate_cfg or cfg)
-        role.register(fed)
+        fed = create_federate(path)
+        role.register(*attach(fed, doc))
         h.helicsFederateEnterExecutingMode(fed)
-        drive(fed, role, cfg)
+        drive_of(cfg)(fed, role, cfg)
         h.helicsFederateDisconnect(fed)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded and ends the federation
@@ -225,24 +217,25 @@ def serve(cfg: dict, build_role, drive, federate_cfg: dict | None = None) -> int
                 pass
 
 
-def run_federate(cfg: dict) -> int:
+def _drive_of(cfg: dict):
+    return drive_transmission if cfg["role"] == "transmission" else drive_feeders
+
+
+def run_federate(path: str | Path) -> int:
     """Run one steady-state federate (transmission or feeder group) to completion; returns the exit code."""
-    drive = drive_transmission if cfg["role"] == "transmission" else drive_feeders
-    return serve(cfg, make_role, drive)
+    return serve(path, make_role, _drive_of)
 
 
 def federate_main(run, prog: str, argv: list[str] | None = None) -> int:
-    """Process entry of a federate: ``prog CONFIG.json``; logging set up, ``run(config)`` returns the exit code."""
-    from hpcsim.federation.layout import read_config  # noqa: PLC0415
-
+    """Process entry of a federate: ``prog CONFIG.json``; logging set up, ``run(path)`` returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print(f"usage: python -m {prog} CONFIG.json", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(logging.INFO)
     logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)
     logging.getLogger("andes").setLevel(logging.WARNING)
-    return run(read_config(argv[0]))
+    return run(argv[0])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,21 @@
 """From a study to a federation: the boundary map, the clones, the feeder groups and one config per federate.
 
-Every federate is started with one JSON config (``<run>/configs/<federate>.json``); the federate loop reads all
-its differences from it, whether it is launched by the local runner, an ``srun`` step or an MPI rank.
+Every federate is started with one JSON config (``<run>/configs/<federate>.json``, a standard HELICS federate
+config with the role's settings in its ``hpcsim`` section, :mod:`hpcsim.federation.helics_config`); the
+federate loop reads all its differences from it, whether it is launched by the local runner, ``helics run``, an
+``srun`` step or an MPI rank. The role settings (:func:`role_configs`) are written once per study; the HELICS
+part (broker address, interfaces: :func:`interfaces`) is added where the broker address is known.
 
-HELICS time is the step index (step k at time k + 1), decoupled from simulated time (``time_s``); feeder
-groups in loose coupling run half a step behind the transmission federate so they see its voltages first.
+HELICS time is the step index (step k at time k + 1), decoupled from simulated time (``time_s``); see
+:mod:`hpcsim.federation.federate` for iterations and loose coupling.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +24,13 @@ import numpy as np
 from hpcsim import metadata
 from hpcsim.cases import case_label, read_matpower, resolve_feeder, resolve_transmission_case
 from hpcsim.errors import StudyError
+from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
 from hpcsim.metadata import BoundaryMap
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
 
 TRANSMISSION = "transmission"
-LOOSE_FEEDER_OFFSET = 0.5
 MIN_LOAD_MULT, MAX_LOAD_MULT = 0.5, 1.5
 
 
@@ -182,63 +185,91 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     )
 
 
-def federate_configs(layout: Layout, run_dir: Path, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
-    """One JSON-able config per federate. ``broker_of`` maps federate name -> broker address it connects to."""
+def role_configs(layout: Layout) -> dict[str, dict]:
+    """The role settings of every federate (the ``hpcsim`` section of its config), JSON-able, with no machine
+    paths: the case and the feeder model by name (a path only for a user's own file), the run folder relative
+    to the config file."""
     s = layout.study
     common = {
         "study": s.name,
-        "run_dir": str(run_dir),
+        "run_dir": RUN_DIR_FROM_CONFIG,
         "coupling": s.coupling,
         "tolerance": s.tolerance,
         "max_iterations": s.max_iterations,
         "times_s": s.times_s,
         "profile": [s.profile_at(t) for t in s.times_s],
-        "network": network,
         "node_voltages": s.node_voltages,
     }
     configs = {
         TRANSMISSION: {
             **common,
-            "name": TRANSMISSION,
             "role": TRANSMISSION,
-            "broker_address": broker_of[TRANSMISSION],
-            "case": layout.case_path,
+            "case": s.case,
             "buses": layout.boundary.buses,
             "clones": layout.boundary.clones(),
             "feeders": [dict(vars(f)) for f in layout.feeders],
-            "time_offset": 0.0,
         }
     }
     for i, group in enumerate(layout.groups):
-        name = group_name(i)
         buses = sorted({f.bus for f in group})
-        configs[name] = {
+        configs[group_name(i)] = {
             **common,
-            "name": name,
             "role": "feeders",
-            "broker_address": broker_of[name],
             "feeder_model": layout.feeder_model,
             "engine_mode": layout.engine_mode,
             "feeders": [dict(vars(f)) for f in group],
             "v0": {str(b): layout.v0[b] for b in buses},
-            "time_offset": LOOSE_FEEDER_OFFSET if s.coupling == "loose" else 0.0,
         }
     return configs
 
 
+def interfaces(role: Mapping) -> tuple[list[Interface], list[Interface], bool]:
+    """(publications, subscriptions, uninterruptible) of a steady-state federate, from its role settings.
+
+    The transmission federate publishes every boundary voltage (complex, pu) and subscribes to every feeder's
+    power (complex, MVA); it is uninterruptible (granted exactly the time it asks for: the barrier). A feeder
+    group does the opposite for its feeders and their buses.
+    """
+    feeders = role["feeders"]
+    if role["role"] == TRANSMISSION:
+        return ([Interface(voltage_key(int(b)), "complex", "pu") for b in role["buses"]],
+                [Interface(power_key(f["name"]), "complex", "MVA") for f in feeders], True)
+    buses = sorted({int(f["bus"]) for f in feeders})
+    return ([Interface(power_key(f["name"]), "complex", "MVA") for f in feeders],
+            [Interface(voltage_key(b), "complex", "pu") for b in buses], False)
+
+
+def federate_document(name: str, role: Mapping, broker_address: str, network: str = "local",
+                      interface: str | None = None) -> dict:
+    """A steady-state federate's whole config file (HELICS part + role settings)."""
+    pubs, subs, uninterruptible = interfaces(role)
+    return federate_config(name, role, broker_address, pubs, subs, uninterruptible=uninterruptible,
+                           network=network, interface=interface)
+
+
+def federate_configs(layout: Layout, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
+    """Every federate's config file. ``broker_of`` maps federate name -> address of the broker it connects to."""
+    return {name: federate_document(name, role, broker_of[name], network)
+            for name, role in role_configs(layout).items()}
+
+
 def write_configs(configs: dict[str, dict], run_dir: Path) -> dict[str, Path]:
-    folder = run_dir / "configs"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, cfg in configs.items():
-        path = folder / f"{name}.json"
-        path.write_text(json.dumps(cfg, indent=1))
-        paths[name] = path
-    return paths
+    """``<run>/configs/<name>.json`` for every config (pretty-printed); returns name -> path."""
+    return {name: write_config(run_dir / "configs" / f"{name}.json", cfg) for name, cfg in configs.items()}
 
 
-def read_config(path: str | Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StudyError(f"federate config {path}: {exc}") from None
+def run_description(layout: Layout, *, workers: int | None = None, sub_brokers: int = 0, **extra) -> dict:
+    """The static description of a run (``<run>/run.json``): what the summary needs besides the outputs —
+    study, case, feeder model, coupling and its tolerance, the planned step times, workers and brokers, engine
+    mode, clone loads, and the case's PD at the boundary buses. Written before any federate starts, so a run
+    folder describes itself even if the run dies (``hpcsim summarize``)."""
+    s = layout.study
+    return {
+        "schema": 2, "kind": "steady", "study": s.name, "case": s.case, "model": resolve_feeder(s.feeder).name,
+        "coupling": s.coupling, "tolerance": s.tolerance, "max_iterations": s.max_iterations,
+        "times_s": s.times_s, "scale_mode": s.scale_mode,
+        "workers": len(layout.groups) if workers is None else workers, "sub_brokers": sub_brokers,
+        "engine_mode": layout.engine_mode, "clone_load": s.clone_load,
+        "n_feeders": layout.boundary.n_feeders, "n_buses": layout.boundary.n_buses,
+        "boundary_pd_mw": sum(f.p0_mw * f.weight for f in layout.feeders), **extra,
+    }

@@ -35,11 +35,11 @@ class ProcessGroup:
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: list = []
 
-    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+    def start(self, name: str, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
         logf = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop_all
         self._logs.append(logf)
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent, env=env)
+                                start_new_session=True, preexec_fn=_die_with_parent, env=env, cwd=cwd)
         self.procs[name] = proc
         log.debug("started %s (pid %d): %s", name, proc.pid, " ".join(argv))
         return proc

@@ -6,7 +6,6 @@ coupling) and buffers its output rows; :func:`hpcsim.federation.federate.drive` 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsim.cases import resolve_feeder
+from hpcsim.cases import resolve_feeder, resolve_transmission_case
+from hpcsim.console import to_json
 from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine
 from hpcsim.federation.layout import power_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
@@ -29,9 +29,9 @@ def _out_dir(cfg: dict) -> Path:
     return Path(cfg["run_dir"]) / "outputs"
 
 
-def _steps_row(cfg: dict, step: int, iterations: int, mismatch: float, compute_s: float, exchange_s: float,
-               rss: float) -> dict:
-    return {"time_s": cfg["times_s"][step], "iterations": iterations, "mismatch": mismatch,
+def _steps_row(cfg: dict, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
+               exchange_s: float, rss: float) -> dict:
+    return {"time_s": cfg["times_s"][step], "iterations": iterations, "dv_pu": dv_pu, "ds_pu": ds_pu,
             "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss}
 
 
@@ -41,7 +41,7 @@ class TransmissionRole:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.name = cfg["name"]
-        self.net = TransmissionNetwork(cfg["case"], cfg["buses"])
+        self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"])
         self.buses = [int(b) for b in cfg["buses"]]
         self.clones = {int(b): int(k) for b, k in cfg["clones"].items()}
         self.feeders = cfg["feeders"]
@@ -58,21 +58,21 @@ class TransmissionRole:
         self.steps = StepWriter(out, "steps", self.name)
         self.progress = Path(cfg["run_dir"]) / "progress.json"
 
-    def register(self, fed) -> None:
-        import helics as h  # noqa: PLC0415
-
-        self.pubs = [h.helicsFederateRegisterGlobalPublication(fed, voltage_key(b), h.HELICS_DATA_TYPE_COMPLEX, "pu")
-                     for b in self.buses]
-        self.subs = [h.helicsFederateRegisterSubscription(fed, power_key(f["name"]), "") for f in self.feeders]
+    def register(self, pubs: dict, subs: dict) -> None:
+        """Take the handles of the interfaces HELICS registered from the config (declared in
+        :func:`hpcsim.federation.layout.interfaces`)."""
+        self.pubs = [pubs[voltage_key(b)] for b in self.buses]
+        self.subs = [subs[power_key(f["name"])] for f in self.feeders]
 
     def bus_totals(self) -> np.ndarray:
         """Σ weight × S over the feeders of each boundary bus (MW + j Mvar)."""
         return np.bincount(self.bus_pos, weights=(self.weight * self.s_mva).real, minlength=len(self.buses)) + \
             1j * np.bincount(self.bus_pos, weights=(self.weight * self.s_mva).imag, minlength=len(self.buses))
 
-    def solve(self, step: int, iteration: int) -> float:
+    def solve(self, step: int, iteration: int, ds_pu: float = math.nan) -> float:
         """Power flow with the current feeder powers; returns the ANL voltage mismatch against what the feeders
-        last received, sqrt(Σ ΔVm² + ΔVa²)."""
+        last received, sqrt(Σ ΔVm² + ΔVa²) (``dv_pu``). ``ds_pu``: the feeders' power mismatch those powers came
+        with (recorded beside it; NaN when none were received in this step)."""
         mult = float(self.cfg["profile"][step])
         if mult != self.profile_applied:
             self.net.scale_other_loads(mult)
@@ -82,13 +82,13 @@ class TransmissionRole:
         solve_s = self.net.solve()
         v_pu, angle_deg = self.net.boundary_voltages()
         self.v = polar_to_complex(v_pu, angle_deg)
-        mismatch = math.inf if self.v_published is None else voltage_mismatch(self.v, self.v_published)
+        dv_pu = math.inf if self.v_published is None else voltage_mismatch(self.v, self.v_published)
         t = self.cfg["times_s"][step]
         for i, b in enumerate(self.buses):
             self.rows.add(time_s=t, iteration=iteration, bus=b, clones=self.clones[b], v_pu=float(v_pu[i]),
                           angle_deg=float(angle_deg[i]), p_mw=float(s_bus[i].real), q_mvar=float(s_bus[i].imag),
-                          solve_s=solve_s, mismatch=mismatch)
-        return mismatch
+                          solve_s=solve_s, dv_pu=dv_pu, ds_pu=ds_pu)
+        return dv_pu
 
     def publish(self) -> None:
         import helics as h  # noqa: PLC0415
@@ -98,7 +98,7 @@ class TransmissionRole:
         self.v_published = self.v
 
     def receive(self) -> float:
-        """Read every feeder's power; returns the ANL distribution mismatch max |ΔS| / 100 MVA."""
+        """Read every feeder's power; returns the ANL distribution mismatch max |ΔS| / 100 MVA (``ds_pu``)."""
         import helics as h  # noqa: PLC0415
 
         new = np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.subs])
@@ -106,22 +106,22 @@ class TransmissionRole:
         self.s_mva = new
         return mismatch
 
-    def report_progress(self, steps_done: int, iterations: int, mismatch: float) -> None:
-        """``<run>/progress.json``: finished steps, and the iterations and mismatch of the step under way (or
-        just finished) — the local runner's progress bar reads it."""
+    def report_progress(self, steps_done: int, iterations: int, dv_pu: float, ds_pu: float) -> None:
+        """``<run>/progress.json``: finished steps, and the iterations and mismatches of the step under way (or
+        just finished) — the local runner's progress reads it."""
         tmp = self.progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": steps_done, "steps": len(self.cfg["times_s"]), "iterations": iterations,
-                                   "mismatch": mismatch}))
+        tmp.write_text(to_json({"step": steps_done, "steps": len(self.cfg["times_s"]), "iterations": iterations,
+                                "dv_pu": dv_pu, "ds_pu": ds_pu}, indent=None))
         os.replace(tmp, self.progress)
 
-    def end_step(self, step: int, iterations: int, mismatch: float, compute_s: float, exchange_s: float,
-                 rss: float) -> None:
+    def end_step(self, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
+                 exchange_s: float, rss: float) -> None:
         self.rows.flush(step)
-        self.steps.add(**_steps_row(self.cfg, step, iterations, mismatch, compute_s, exchange_s, rss))
+        self.steps.add(**_steps_row(self.cfg, step, iterations, dv_pu, ds_pu, compute_s, exchange_s, rss))
         self.steps.flush(step)
-        self.report_progress(step + 1, iterations, mismatch)
-        log.info("step %d/%d t=%g s: %d iterations, mismatch %.3g", step + 1, len(self.cfg["times_s"]),
-                 self.cfg["times_s"][step], iterations, mismatch)
+        self.report_progress(step + 1, iterations, dv_pu, ds_pu)
+        log.info("step %d/%d t=%g s: %d iterations, dV %.3g pu, dS %.3g pu", step + 1, len(self.cfg["times_s"]),
+                 self.cfg["times_s"][step], iterations, dv_pu, ds_pu)
 
 
 class FeederGroupRole:
@@ -147,20 +147,15 @@ class FeederGroupRole:
         self.pubs: dict[str, object] = {}
         self.last_s: dict[str, complex] = {}
         self.last_results: dict[str, FeederResult] = {}
-        self.mismatch = math.inf
+        self.ds_pu = math.inf
         out = _out_dir(cfg)
         self.rows = StepWriter(out, "feeders", self.name)
         self.steps = StepWriter(out, "steps", self.name)
         self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.get("node_voltages") else None
 
-    def register(self, fed) -> None:
-        import helics as h  # noqa: PLC0415
-
-        for b in self.buses:
-            self.subs[b] = h.helicsFederateRegisterSubscription(fed, voltage_key(b), "")
-        for c in self.clones:
-            self.pubs[c.name] = h.helicsFederateRegisterGlobalPublication(
-                fed, power_key(c.name), h.HELICS_DATA_TYPE_COMPLEX, "MVA")
+    def register(self, pubs: dict, subs: dict) -> None:
+        self.subs = {b: subs[voltage_key(b)] for b in self.buses}
+        self.pubs = {c.name: pubs[power_key(c.name)] for c in self.clones}
 
     def respond(self, step: int, iteration: int) -> None:
         """Solve every feeder at the boundary voltages received and publish its positive-sequence power."""
@@ -190,11 +185,11 @@ class FeederGroupRole:
                           q_total_mvar=res.q_total_mvar, min_v_pu=res.min_v_pu, mean_v_pu=res.mean_v_pu,
                           max_v_pu=res.max_v_pu, solve_s=res.solve_s, reg_taps=list(res.control.reg_taps),
                           cap_states=list(res.control.cap_states))
-        self.mismatch = max(changes) if changes else 0.0
+        self.ds_pu = max(changes) if changes else 0.0
 
     def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:
         self.rows.flush(step)
-        self.steps.add(**_steps_row(self.cfg, step, iterations, self.mismatch, compute_s, exchange_s, rss))
+        self.steps.add(**_steps_row(self.cfg, step, iterations, math.nan, self.ds_pu, compute_s, exchange_s, rss))
         self.steps.flush(step)
         if self.nodes is not None:
             t = self.cfg["times_s"][step]

@@ -3,31 +3,35 @@ progress, fails fast when any process fails, and writes the run folder.
 
 Run folder (``--out``, default ``runs/<study>-<timestamp>/``)::
 
-    study.toml  boundary_map.txt  configs/*.json  logs/*.log  outputs/<table>/federate=*/part-*.parquet
+    study.toml  boundary_map.txt  run.json (the run's description)  runner.json (``helics run`` file)
+    configs/<federate>.json (HELICS federate configs)  logs/*.log  outputs/<table>/federate=*/part-*.parquet
     errors/*.json (on failure)  progress.json  summary.json
+
+The runner writes ``runner.json`` first and starts exactly the processes it lists, in the run folder, so
+``helics run --path=<run>/runner.json`` re-runs the same federation.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from hpcsim import metadata
+from hpcsim.console import Progress
 from hpcsim.errors import FederateError, StudyError
 from hpcsim.federation.brokers import BrokerSpec, broker_binary, free_port_block
 from hpcsim.federation.federate import recorded_failure
-from hpcsim.federation.layout import Layout, build_layout, federate_configs, write_configs
+from hpcsim.federation.helics_config import Process, federate_process, runner_file, write_config
+from hpcsim.federation.layout import build_layout, federate_configs, run_description, write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.output.summary import build_run_summary, write_summary
+from hpcsim.output.summary import DESCRIPTION, build_run_summary, write_summary
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -57,13 +61,28 @@ def local_hierarchy(federates: list[str], sub_brokers: int, run_id: str) -> Hier
     return Hierarchy((root, *subs), {f: subs[s].address for f, s in assign.items()})
 
 
-def start_federation(group: ProcessGroup, hierarchy: Hierarchy, configs: dict[str, Path], module: str) -> None:
-    """Start the brokers (the real binary), then each federate as ``python -m MODULE CONFIG``."""
+def broker_label(spec: BrokerSpec) -> str:
+    """Process name of a broker: ``root_broker``, ``sub0_broker``, ... (its HELICS name without the run id)."""
+    return spec.name.rsplit("_", 1)[0] + "_broker"
+
+
+def federation_processes(hierarchy: Hierarchy, federates: list[str], module: str) -> list[Process]:
+    """The brokers (the real binary, so a signal reaches the broker itself) and every federate as
+    ``python -m MODULE configs/<name>.json``, all run in the run folder."""
     binary = broker_binary()
-    for b in hierarchy.brokers:
-        group.start(b.name.rsplit("_", 1)[0] + "_broker", b.argv(binary))
-    for name, path in configs.items():
-        group.start(name, [sys.executable, "-m", module, str(path)])
+    brokers = [Process(broker_label(b), tuple(b.argv(binary))) for b in hierarchy.brokers]
+    return brokers + [federate_process(n, module, f"configs/{n}.json") for n in federates]
+
+
+def write_runner(run_dir: Path, name: str, processes: list[Process]) -> Path:
+    return write_config(run_dir / "runner.json", runner_file(name, processes))
+
+
+def start_federation(group: ProcessGroup, run_dir: Path, processes: list[Process]) -> None:
+    """Start every process of the runner file, in order (brokers first), each in its directory."""
+    for p in processes:
+        env = {**os.environ, **dict(p.env)} if p.env else None
+        group.start(p.name, list(p.argv), cwd=run_dir / p.directory, env=env)
 
 
 def default_run_dir(study: Study) -> Path:
@@ -71,13 +90,20 @@ def default_run_dir(study: Study) -> Path:
     return Path("runs") / f"{study.name}-{stamp}"
 
 
-def _prepare_run_dir(run_dir: Path, study: Study, layout: Layout) -> None:
+def check_sub_brokers(sub_brokers: int, federates: int) -> None:
+    """A sub-broker with no federate never completes the federation: refuse such a hierarchy up front."""
+    if sub_brokers > federates:
+        raise StudyError(f"--sub-brokers {sub_brokers}: only {federates} federates to spread over them "
+                         f"(at most {federates} sub-brokers, each serving at least one)")
+
+
+def prepare_run_dir(run_dir: Path, study: Study) -> None:
+    """Create the run folder (it must be new or empty) and copy the study into it."""
     if run_dir.exists() and any(run_dir.iterdir()):
         raise StudyError(f"output folder {run_dir} exists and is not empty")
     run_dir.mkdir(parents=True, exist_ok=True)
     if study.source is not None:
         shutil.copyfile(study.source, run_dir / "study.toml")
-    metadata.write(layout.boundary, run_dir / "boundary_map.txt")
 
 
 def _raise_on_term(signum, frame):  # noqa: ARG001
@@ -85,17 +111,21 @@ def _raise_on_term(signum, frame):  # noqa: ARG001
 
 
 def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = True) -> dict:
-    """Run a study on this machine; returns the summary (also written to ``<run_dir>/summary.json``)."""
+    """Run a study on this machine; returns the summary (also written to ``<run_dir>/summary.json``; the
+    returned copy also names the ``run_dir``)."""
     layout = build_layout(study)
-    run_dir = Path(run_dir or default_run_dir(study)).resolve()
-    _prepare_run_dir(run_dir, study, layout)
     names = layout.federate_names
+    check_sub_brokers(study.sub_brokers, len(names))
+    run_dir = Path(run_dir or default_run_dir(study)).resolve()
+    prepare_run_dir(run_dir, study)
+    metadata.write(layout.boundary, run_dir / "boundary_map.txt")
     run_id = f"{int(time.time() * 1000) % 10**9}"
     hierarchy = local_hierarchy(names, study.sub_brokers, run_id)
-    configs = federate_configs(layout, run_dir, hierarchy.broker_of)
-    paths = write_configs(configs, run_dir)
-    (run_dir / "configs" / "brokers.json").write_text(json.dumps(
-        [{"name": b.name, "argv": b.argv(loglevel="warning")} for b in hierarchy.brokers], indent=1))
+    desc = run_description(layout, sub_brokers=study.sub_brokers)
+    write_config(run_dir / DESCRIPTION, desc)
+    write_configs(federate_configs(layout, hierarchy.broker_of), run_dir)
+    processes = federation_processes(hierarchy, names, "hpcsim.federation.federate")
+    write_runner(run_dir, study.name, processes)
     log.info("%s: %d boundary buses, %d feeders in %d groups, %s coupling, %d step(s) -> %s",
              study.name, layout.boundary.n_buses, len(layout.feeders), len(layout.groups), study.coupling,
              len(study.times_s), run_dir)
@@ -103,12 +133,12 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
     old_term = signal.signal(signal.SIGTERM, _raise_on_term)
     t_start = time.perf_counter()
     peak = {"rss_mb": 0.0}
-    converged = False
+    ran_ok = False
     try:
         with ProcessGroup(run_dir / "logs") as group:
-            start_federation(group, hierarchy, {n: paths[n] for n in names}, "hpcsim.federation.federate")
+            start_federation(group, run_dir, processes)
             watch(group, names, run_dir, len(study.times_s), show_progress, peak)
-            converged = True
+            ran_ok = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):
                 log.warning("broker still running 10 s after the federates finished; stopping it")
@@ -117,22 +147,21 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
         signal.signal(signal.SIGTERM, old_term)
         wall_s = time.perf_counter() - t_start
         try:
-            summary = build_run_summary(
-                run_dir, study=study.name, coupling=study.coupling, case=study.case, model=str(study.feeder),
-                scale_mode=study.scale_mode, boundary=layout.boundary, converged=converged, wall_s=wall_s,
-                peak_rss_mb=peak["rss_mb"], workers=len(layout.groups), sub_brokers=study.sub_brokers,
-                extra={"engine_mode": layout.engine_mode, "clone_load": study.clone_load,
-                       "boundary_pd_mw": sum(f.p0_mw * f.weight for f in layout.feeders)},
-            )
+            summary = build_run_summary(run_dir, desc, layout.boundary, ran_ok=ran_ok, wall_s=wall_s,
+                                        peak_rss_mb=peak["rss_mb"])
             write_summary(run_dir, summary)
         except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
             log.warning("could not write %s: %s", run_dir / "summary.json", exc)
             summary = {}
-    return summary
+    if ran_ok and summary.get("problems"):
+        log.warning("%s: the federates ended well but the outputs do not show a converged run: %s", run_dir,
+                    "; ".join(summary["problems"]))
+    return summary | {"run_dir": str(run_dir)} if summary else summary
 
 
 def _step_progress(p: dict) -> tuple[int, str]:
-    return p["step"], f"{p['iterations']} it, mismatch {p['mismatch']:.1e}"
+    fmt = lambda x: "–" if x is None else f"{x:.1e}"  # noqa: E731
+    return p["step"], f"{p['iterations']} it, dV {fmt(p['dv_pu'])} pu, dS {fmt(p['ds_pu'])} pu"
 
 
 def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show: bool, peak: dict,
@@ -140,9 +169,7 @@ def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show
     """Poll until every federate exits 0; raise the recorded cause on the first failure. Tracks the peak total
     RSS in ``peak``; ``progress`` turns ``<run>/progress.json`` into (completed, text) for the bar."""
     progress_file = run_dir / "progress.json"
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not show, transient=False) as bar:
-        task = bar.add_task(description, total=total, info="starting")
+    with Progress(description, total, show) as bar:
         while True:
             peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
             failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
@@ -153,10 +180,10 @@ def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show
                 break
             try:
                 completed, info = progress(json.loads(progress_file.read_text()))
-                bar.update(task, completed=completed, info=info)
-            except (OSError, json.JSONDecodeError, KeyError):
+                bar.update(completed, info)
+            except (OSError, json.JSONDecodeError, KeyError, TypeError):
                 pass
             time.sleep(POLL_S)
-        bar.update(task, completed=total, info="done")
+        bar.update(total, "done")
     if names[0] not in group.procs:
         raise FederateError(f"no {names[0]} federate was started")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from hpcsim.cliopts import COMMON, add_json_option, add_out_option
+from hpcsim.hpc import MEM_MARGIN
+from hpcsim.console import Table, emit_json, emit_line, emit_lines, emit_table
 
 log = logging.getLogger("hpcsim")
 SHOW_NODES = 8  # node rows shown in the plan table (first ones and the last one)
@@ -34,30 +34,31 @@ def _mb(mb: float) -> str:
 
 
 def print_plan(plan) -> None:
+    from hpcsim.hpc.slurm import mem_request_mb  # noqa: PLC0415
+
     s, c, e = plan.study, plan.cluster, plan.estimate
-    console = Console()
-    console.print(
-        f"[bold]{s.name}[/]: {s.case} ({s.case_buses} buses), {s.n_feeders} {s.model} feeders on {s.n_buses} "
-        f"boundary buses, {s.coupling} coupling, {s.steps} step(s)\n"
+    emit_lines([
+        f"{s.name}: {s.case} ({s.case_buses} buses), {s.n_feeders} {s.model} feeders on {s.n_buses} "
+        f"boundary buses, {s.coupling} coupling, {s.steps} step(s)",
         f"cluster: {c.nodes} node(s) × {c.cores_per_node} cores × {c.mem_per_node_gb:g} GB, walltime {c.walltime}"
         f"{', partition ' + c.partition if c.partition else ''}{', account ' + c.account if c.account else ''}; "
-        f"network {plan.network}, broker ports {plan.ports['base']}+4·(job id mod {plan.ports['slots']})\n"
+        f"network {plan.network}, broker ports {plan.ports['base']}+4·(job id mod {plan.ports['slots']})",
         f"feeder ranks: {plan.ranks} (≤ {e.feeders_per_rank} feeders each); peak node memory "
-        f"{_mb(max(n.mem_mb for n in plan.nodes))} (request {_mb(plan.mem_request_mb)} per node)\n"
+        f"{_mb(max(n.mem_mb for n in plan.nodes))} (a job asks for {_mb(mem_request_mb(plan)[0])} per node: "
+        f"+{MEM_MARGIN:.0%})",
         f"per iteration {e.iteration_s:.3g} s = feeders {e.feeder_s:.3g} + transmission PF {e.transmission_pf_s:.3g} "
         f"+ exchange {e.exchange_s:.3g}; per step {e.step_s:.3g} s ({e.iterations} iterations); "
-        f"start-up {e.startup_s:.3g} s; total {e.total_s:.4g} s"
-    )
-    table = Table(title="placement (node 0 also runs the root broker and the transmission federate)")
-    for col in ("node", "ranks", "first rank", "feeders", "on broker", "cores", "memory"):
-        table.add_column(col, justify="right")
+        f"start-up {e.startup_s:.3g} s; total {e.total_s:.4g} s",
+    ])
+    table = Table("placement (node 0 also runs the root broker and the transmission federate)",
+                  ["node", "ranks", "first rank", "feeders", "on broker", "cores", "memory"], align=["r"] * 7)
     shown = list(plan.nodes[:SHOW_NODES - 1]) + ([plan.nodes[-1]] if len(plan.nodes) >= SHOW_NODES else [])
     for n in shown:
         if n.index == plan.nodes[-1].index and len(plan.nodes) > SHOW_NODES:
-            table.add_row("…", "", "", "", "", "", "")
-        table.add_row(str(n.index), str(n.ranks), str(n.first_rank), str(n.feeders), str(n.federates),
-                      f"{n.cores}/{c.cores_per_node}", _mb(n.mem_mb))
-    console.print(table)
+            table.rows.append(["…", "", "", "", "", "", ""])
+        table.rows.append([str(n.index), str(n.ranks), str(n.first_rank), str(n.feeders), str(n.federates),
+                           f"{n.cores}/{c.cores_per_node}", _mb(n.mem_mb)])
+    emit_table(table)
     for w in plan.warnings:
         log.warning("%s", w)
 
@@ -86,11 +87,9 @@ def print_prediction(plan, model) -> None:
     cold = model.solve_s(s.model, plan.engine_mode, first=True) - f.overhead_s
     first = e.feeders_per_rank * max(0.0, cold - solve)
     mems = [n.mem_mb for n in plan.nodes]
-    table = Table(title=f"prediction (cost model: {model.source})")
-    table.add_column("quantity")
-    table.add_column("predicted", justify="right")
-    table.add_column("from")
-    rows = [
+    table = Table(f"prediction (cost model: {model.source})", ["quantity", "predicted", "from"],
+                  align=["l", "r", "l"])
+    table.rows = [list(r) for r in [
         ("coupling iteration", f"{e.iteration_s:.3g} s",
          f"{e.feeders_per_rank} clones × ({solve * 1e3:.3g} ms solve + {f.overhead_s * 1e3:.3g} ms overhead) "
          f"+ PF {e.transmission_pf_s * 1e3:.3g} ms + exchange {e.exchange_s * 1e3:.3g} ms ({s.n_feeders} values)"),
@@ -101,10 +100,8 @@ def print_prediction(plan, model) -> None:
         ("memory, node 0", _mb(mems[0]), "transmission federate, root + sub-broker, ranks"),
         ("memory, other nodes", _mb(max(mems[1:], default=0.0)), f"largest; {plan.engine_mode} OpenDSS engines"),
         ("memory, whole job", _mb(sum(mems)), f"{len(mems)} node(s)"),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    ]]
+    emit_table(table)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -113,7 +110,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     model = _cost_model(args)
     plan = plan_study(_study(args), _cluster(args), model)
     if args.json:
-        sys.stdout.write(json.dumps(plan.to_dict(), indent=1) + "\n")
+        emit_json(plan.to_dict())
     else:
         print_plan(plan)
         if args.predict:
@@ -122,14 +119,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from hpcsim.hpc.jobdir import render_job  # noqa: PLC0415
+    from hpcsim.hpc.jobdir import Site, render_job  # noqa: PLC0415
 
-    plan = render_job(_study(args), _cluster(args), args.output, _cost_model(args))
+    site = Site(python=args.python, prologue=args.prologue, directives=tuple(args.sbatch),
+                mem_margin=args.mem_margin)
+    plan = render_job(_study(args), _cluster(args), args.out, _cost_model(args), site, force=args.force)
     if args.json:
-        sys.stdout.write(json.dumps(plan.to_dict(), indent=1) + "\n")
+        emit_json({"job_dir": args.out, "script": args.out / "job.sbatch", "plan": plan.to_dict()})
     else:
         print_plan(plan)
-        Console().print(f"wrote {args.output / 'job.sbatch'}; inspect it, then: hpcsim jobs submit {args.output}")
+        emit_line(f"wrote {args.out / 'job.sbatch'}")
+        emit_line(f"inspect it, then: hpcsim jobs submit {args.out}")
     return 0
 
 
@@ -137,7 +137,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from hpcsim.hpc.slurm import submit  # noqa: PLC0415
 
     job_id = submit(args.dir)
-    sys.stdout.write(job_id + "\n")
+    if args.json:
+        emit_json({"job_id": job_id, "job_dir": args.dir})
+    else:
+        emit_line(job_id)
     return 0
 
 
@@ -148,7 +151,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     job_id = read_job_id(args.dir)
     run = args.dir / "run"
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
+    summary = _read_summary(run)
     try:
         st = wait_for(job_id, args.timeout) if args.wait else job_state(job_id)
     except SubmitError:
@@ -157,35 +160,53 @@ def cmd_status(args: argparse.Namespace) -> int:
         # SLURM forgets ended jobs (MinJobAge, and sacct needs accounting); the run folder still tells.
         st = JobStatus(job_id, "COMPLETED" if summary.get("converged") else "FAILED", "?",
                        "no longer known to SLURM; state from run/summary.json")
-    line = f"job {st.job_id}: {st.state} (exit {st.exit_code}{', ' + st.reason if st.reason not in ('', 'None') else ''})"
-    if summary is not None:
-        its = [x["iterations"] for x in summary.get("steps", [])]
-        line += (f"; {run}: {'converged' if summary.get('converged') else 'NOT converged'}, {len(its)} step(s), "
-                 f"iterations {max(its, default=0)}, wall {summary.get('wall_s', 0):.1f} s")
-    elif run.is_dir():
-        line += f"; run folder {run}"
-    cause = str(root_cause(run) or "") if run.is_dir() else None
-    if cause:
-        line += f"; cause: {cause}"
-    sys.stdout.write(line + "\n")
+    reason = st.reason if st.reason not in ("", "None") else ""
+    cause = str(root_cause(run) or "") if run.is_dir() else ""
+    its = [x["iterations"] for x in summary.get("steps", [])] if summary else []
+    if args.json:
+        emit_json({"job_id": st.job_id, "state": st.state, "exit_code": st.exit_code, "reason": reason,
+                   "job_dir": args.dir, "run_dir": run if run.is_dir() else None, "cause": cause or None,
+                   "converged": summary.get("converged") if summary else None, "steps": len(its) if summary else None,
+                   "iterations": max(its, default=0) if summary else None,
+                   "wall_s": summary.get("wall_s") if summary else None})
+    else:
+        emit_line(f"job {st.job_id}: {st.state} (exit {st.exit_code}{', ' + reason if reason else ''})")
+        if summary is not None:
+            emit_line(f"run {run}: {'converged' if summary.get('converged') else 'NOT converged'}, {len(its)} "
+                      f"step(s), iterations {max(its, default=0)}, wall {summary.get('wall_s') or 0:.1f} s")
+        elif run.is_dir():
+            emit_line(f"run {run}: no summary.json yet")
+        if cause:
+            emit_line(f"cause: {cause}")
     if args.wait and st.state != "COMPLETED":
         raise JobFailedError(f"job {job_id} ended {st.state} (exit {st.exit_code}){'; ' + cause if cause else ''}; "
                              f"logs in {run / 'logs'} and {args.dir / ('slurm-' + job_id + '.out')}")
     return 0
 
 
+def _read_summary(run: Path) -> dict | None:
+    import json  # noqa: PLC0415
+
+    try:
+        return json.loads((run / "summary.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("ignoring unreadable %s: %s", run / "summary.json", exc)
+        return None
+
+
 def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", type=Path, help="study file (cases/*.toml)")
-    p.add_argument("--nodes", type=int, required=True)
-    p.add_argument("--cores-per-node", type=int, required=True)
-    p.add_argument("--mem-per-node-gb", type=float, required=True)
+    p.add_argument("--nodes", type=int, required=True, help="nodes of the cluster to place the study on")
+    p.add_argument("--cores-per-node", type=int, required=True, help="cores (SLURM CPUs) per node")
+    p.add_argument("--mem-per-node-gb", type=float, required=True, help="memory per node in GB")
     p.add_argument("--walltime", default="01:00:00", help="HH:MM:SS or D-HH:MM:SS (default %(default)s)")
-    p.add_argument("--partition", default=None)
-    p.add_argument("--account", default=None)
+    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    p.add_argument("--account", default=None, help="SLURM account to charge (default: none given)")
     p.add_argument("--ranks", type=int, default=None, help="at most this many feeder ranks (default: as many as fit)")
     p.add_argument("--network", choices=("auto", "local", "ipv4"), default="auto",
                    help="HELICS interfaces: local (loopback, one node) or ipv4; auto = local on one node")
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--model", type=Path, default=None,
                    help="cost model (model.json written by `hpcsim bench`; default: the built-in fitted model)")
     p.add_argument("--iterations", type=int, default=None,
@@ -194,11 +215,10 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    from hpcsim.cli import COMMON  # noqa: PLC0415
-
     p = sub.add_parser("plan", parents=[COMMON],
                        help="place a study on a cluster: nodes, MPI feeder ranks, brokers, memory and time per step")
     _cluster_options(p)
+    add_json_option(p, "the plan")
     p.add_argument("--predict", action="store_true",
                    help="also print the performance model's prediction: time per iteration and step, memory per node")
     p.set_defaults(func=cmd_plan)
@@ -207,13 +227,28 @@ def register(sub) -> None:
     js = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     r = js.add_parser("render", parents=[COMMON], help="write a job folder: job.sbatch, plan.json, configs")
     _cluster_options(r)
-    r.add_argument("-o", "--output", type=Path, required=True, help="job folder to write")
+    add_out_option(r, "job folder to write", required=True, alias="--output")
+    r.add_argument("--prologue", type=Path, default=None, metavar="FILE",
+                   help="shell lines the job runs first (module loads, venv activation, environment), copied "
+                        "into job.sbatch")
+    r.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                   help="an extra #SBATCH directive, e.g. --sbatch=--qos=high (repeatable; after hpcsim's, so it "
+                        "wins over them)")
+    r.add_argument("--mem-margin", type=float, default=MEM_MARGIN, metavar="SHARE",
+                   help="memory asked per node = the plan's predicted peak x (1 + SHARE) (default %(default)s)")
+    r.add_argument("--python", default=sys.executable, metavar="PATH",
+                   help="the job's default $HPCSIM_PYTHON (default: this Python, %(default)s)")
+    r.add_argument("--force", action="store_true",
+                   help="render over a job folder even if its files were edited since it was rendered")
+    add_json_option(r, "the job folder, its script and the plan")
     r.set_defaults(func=cmd_render)
     s = js.add_parser("submit", parents=[COMMON], help="sbatch a rendered job folder; prints the job id")
     s.add_argument("dir", type=Path, help="job folder (from `hpcsim jobs render`)")
+    add_json_option(s, "{job_id, job_dir}")
     s.set_defaults(func=cmd_submit)
     st = js.add_parser("status", parents=[COMMON], help="state of a submitted job and its run folder")
-    st.add_argument("dir", type=Path, help="job folder")
+    st.add_argument("dir", type=Path, help="job folder (from `hpcsim jobs render`, submitted)")
     st.add_argument("--wait", action="store_true", help="wait until the job ends; exit 3 unless it COMPLETED")
     st.add_argument("--timeout", type=float, default=3600.0, help="with --wait: give up after this many seconds")
+    add_json_option(st, "the job's state, its run's verdict and the first federate error")
     st.set_defaults(func=cmd_status)

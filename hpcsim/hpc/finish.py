@@ -8,6 +8,9 @@ would (3 a federate failed, 4 no convergence), or with STATUS if no federate rec
 reports first is a race (a rank killed by ``--kill-on-bad-exit`` ends with 143 as often as the failing one
 with its own code), the recorded cause is not.
 Peak memory is the sum of every federate's own peak (the runner samples the total instead).
+
+It also writes ``<run>/runner.json`` (the ``helics run`` format) from ``<run>/configs/steps.tsv``, where the
+job script recorded every step's command line as it started it: the federation as it ran, node by node.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from hpcsim import metadata
 from hpcsim.errors import HpcsimError
 from hpcsim.hpc.plan import Plan
+from hpcsim.console import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +37,41 @@ def root_cause(run_dir: Path) -> HpcsimError | None:
     return recorded_failure(run_dir)
 
 
-def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
-    from hpcsim.output.summary import build_run_summary, write_summary  # noqa: PLC0415
+JOB_ENV = ("HPCSIM_NODES", "HPCSIM_NODE_ADDRS", "HPCSIM_SUB_PORT")
 
-    shape = plan.study
+
+def write_runner(run_dir: Path, study: str, env: dict[str, str] | None = None) -> Path | None:
+    """``<run>/runner.json`` from the steps the job script recorded (name, node, command), with the job
+    environment the federate steps read; None when nothing was recorded."""
+    import shlex  # noqa: PLC0415
+
+    from hpcsim.federation.helics_config import Process, runner_file, write_config  # noqa: PLC0415
+
+    env = dict(os.environ if env is None else env)
+    try:
+        lines = (run_dir / "configs" / "steps.tsv").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    shared = tuple((k, env[k]) for k in JOB_ENV if k in env)
+    processes = []
+    for line in lines:
+        name, node, command = line.split("\t", 2)
+        extra = (("SLURM_HOSTFILE", "configs/hostfile"),) if name == "feeders" else ()
+        processes.append(Process(name, tuple(shlex.split(command)), env=shared + extra,
+                                 host=node if name != "feeders" else "all nodes (hostfile)"))
+    return write_config(run_dir / "runner.json", runner_file(study, processes))
+
+
+def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
+    from hpcsim.output.summary import build_run_summary, read_description, write_summary  # noqa: PLC0415
+
     summary = build_run_summary(
-        run_dir, study=shape.name, coupling=shape.coupling, case=shape.case, model=shape.model,
-        scale_mode=shape.scale_mode, boundary=metadata.read(run_dir / "boundary_map.txt"), converged=not failed,
-        wall_s=wall_s, peak_rss_mb=0.0, workers=plan.ranks, sub_brokers=len(plan.nodes),
-        extra={"slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
-                         "nodelist": os.environ.get("SLURM_JOB_NODELIST")}},
+        run_dir, read_description(run_dir), metadata.read(run_dir / "boundary_map.txt"), ran_ok=not failed,
+        wall_s=wall_s, extra={"slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
+                                        "nodelist": os.environ.get("SLURM_JOB_NODELIST")}},
     )
-    summary["peak_rss_mb"] = sum(f["peak_rss_mb"] for f in summary["timing"]["federates"].values())
     write_summary(run_dir, summary)
+    write_runner(run_dir, summary["study"])
     return summary
 
 
@@ -57,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failed", type=int, default=None, metavar="STATUS",
                         help="a step ended with STATUS: converged = false, exit with the cause's code")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(logging.INFO)
     try:
         plan = Plan.from_dict(json.loads(args.plan.read_text()))
         summary = finish(args.run_dir, plan, args.wall_s, args.failed is not None)

@@ -131,11 +131,6 @@ class Plan:
     def max_cores(self) -> int:
         return max(n.cores for n in self.nodes)
 
-    @property
-    def mem_request_mb(self) -> int:
-        """Per-node memory requested from SLURM: the usable share of the stated node memory."""
-        return int(self.cluster.mem_per_node_gb * 1024 * self.usable_fraction)
-
     def to_dict(self) -> dict:
         return asdict(self)
 

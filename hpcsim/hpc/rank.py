@@ -1,21 +1,23 @@
-"""Process entry of every step of a SLURM job: ``python -m hpcsim.hpc.rank KIND --plan PLAN --run-dir RUN``.
+"""Process entry of the federate steps of a SLURM job: ``python -m hpcsim.hpc.rank KIND --plan PLAN --run-dir RUN``.
 
-KIND is ``root-broker``, ``sub-broker``, ``transmission`` or ``feeders`` (one MPI rank = one feeder group).
-:func:`role_of` is the one place that turns the environment (``HPCSIM_NODES`` — the job's hostnames, exported
-by the job script from ``scontrol show hostnames "$SLURM_JOB_NODELIST"`` —, ``SLURMD_NODENAME``,
-``SLURM_JOB_ID``, ``SLURM_PROCID``/``SLURM_NTASKS`` or the MPI rank and size) and the plan into a role: which
-node, which broker to listen as or connect to, which feeders. Broker addresses are computed here at run time
-from node 0's hostname and ports derived from the job id, never written into the job. The node is found by
-name (``SLURMD_NODENAME`` in the job's node list), not by ``SLURM_NODEID``, which counts within the step: a
-one-node step on the job's fourth node sees ``SLURM_NODEID=0``.
+KIND is ``transmission`` or ``feeders`` (one MPI rank = one feeder group); the brokers are started by the job
+script itself, their command lines spelled out in ``job.sbatch``. :func:`role_of` is the one place that turns
+the environment and the plan into a role: which node, which broker to connect to, which address to bind,
+which feeders. The job script exports what it learned from SLURM: ``HPCSIM_NODES`` (the job's hostnames, from
+``scontrol show hostnames``), ``HPCSIM_NODE_ADDRS`` (each node's address, SLURM's ``NodeAddr``) and
+``HPCSIM_SUB_PORT`` (the sub-brokers' port, derived from the job id); the step adds ``SLURMD_NODENAME`` and
+``SLURM_PROCID``/``SLURM_NTASKS`` or the MPI rank and size. The node is found by name (``SLURMD_NODENAME`` in
+the job's node list), not by ``SLURM_NODEID``, which counts within the step: a one-node step on the job's
+fourth node sees ``SLURM_NODEID=0``. A federate connects to its own node's sub-broker at that node's address
+and binds its own socket to it (on a one-node job, loopback).
 
 Outside SLURM (``mpiexec -n R`` on one machine) there are no node names: give ``--broker-address`` (or
 ``HPCSIM_BROKER_ADDRESS``) of a broker you started.
 
 Configs: the job folder holds ``configs/transmission.json`` and one bundle per node ``configs/node_NNN.json``
-(written by ``hpcsim jobs render`` through :func:`hpcsim.federation.layout.federate_configs`); each federate
-fills in its broker address and run folder, writes its final config to ``<run>/configs/<name>.json`` — the same
-run-folder layout as ``hpcsim run`` — and runs the ordinary federate loop.
+(role settings from :func:`hpcsim.federation.layout.role_configs`); each federate cuts its part, writes its
+whole HELICS federate config to ``<run>/configs/<name>.json`` — the same run-folder layout as ``hpcsim run`` —
+and runs the ordinary federate loop from it.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpcsim.console import setup_logging
 from hpcsim.errors import HpcsimError, PlanError
-from hpcsim.hpc.plan import Plan, broker_ports, rank_slice
+from hpcsim.hpc.plan import Plan, rank_slice
 
 log = logging.getLogger("hpcsim.rank")
 
-KINDS = ("root-broker", "sub-broker", "transmission", "feeders")
+KINDS = ("transmission", "feeders")
 ENV_NODES = "HPCSIM_NODES"
+ENV_ADDRS = "HPCSIM_NODE_ADDRS"
+ENV_SUB_PORT = "HPCSIM_SUB_PORT"
 ENV_BROKER = "HPCSIM_BROKER_ADDRESS"
 LOOPBACK = "127.0.0.1"
 
@@ -51,16 +56,32 @@ class PlacementError(PlanError):
 @dataclass(frozen=True)
 class Role:
     kind: str
-    name: str  # broker or federate name
+    name: str  # federate name
     node: int  # node index in the plan
-    listen: str | None  # address a broker listens on
-    connect_to: str | None  # broker this process connects to (a sub-broker's parent, a federate's broker)
+    connect_to: str  # the broker this federate connects to (its node's sub-broker)
+    interface: str | None = None  # the address it binds (its node's), None on loopback
     rank: int | None = None
     feeders: tuple[int, int] | None = None  # [start, stop) in the study's feeder order
 
 
 def bundle_name(node: int) -> str:
     return f"node_{node:03d}"
+
+
+def _job_nodes(plan: Plan, env: Mapping[str, str]) -> tuple[list[str], list[str], int | None]:
+    """(node names, node addresses, index of this node) from the job script's environment."""
+    nodes = env.get(ENV_NODES, "").split()
+    if not nodes:
+        return [], [], None
+    if len(nodes) != len(plan.nodes):
+        raise PlacementError(f"{ENV_NODES} lists {len(nodes)} node(s), the plan has {len(plan.nodes)}")
+    addrs = env.get(ENV_ADDRS, "").split() or list(nodes)
+    if len(addrs) != len(nodes):
+        raise PlacementError(f"{ENV_ADDRS} lists {len(addrs)} address(es) for {len(nodes)} node(s)")
+    name = env.get("SLURMD_NODENAME", "")
+    if name not in nodes:
+        raise PlacementError(f"this node {name!r} (SLURMD_NODENAME) is not in {ENV_NODES} ({' '.join(nodes[:4])} …)")
+    return nodes, addrs, nodes.index(name)
 
 
 def role_of(kind: str, plan: Plan, env: Mapping[str, str], mpi: tuple[int, int] | None = None,
@@ -70,34 +91,27 @@ def role_of(kind: str, plan: Plan, env: Mapping[str, str], mpi: tuple[int, int] 
 
     if kind not in KINDS:
         raise PlanError(f"unknown role {kind!r}: one of {', '.join(KINDS)}")
-    nodes = env.get(ENV_NODES, "").split()
-    if nodes and len(nodes) != len(plan.nodes):
-        raise PlacementError(f"{ENV_NODES} lists {len(nodes)} node(s), the plan has {len(plan.nodes)}")
-    here = None
-    if nodes:
-        name = env.get("SLURMD_NODENAME", "")
-        if name not in nodes:
-            raise PlacementError(f"this node {name!r} (SLURMD_NODENAME) is not in {ENV_NODES} ({' '.join(nodes[:4])} …)")
-        here = nodes.index(name)
-    job_id = int(env.get("SLURM_JOB_ID") or 0)
-    root_port, sub_port = broker_ports(plan.ports, job_id)
-
-    def host(i: int) -> str:
-        return LOOPBACK if plan.network == "local" or not nodes else nodes[i]
+    nodes, addrs, here = _job_nodes(plan, env)
+    if not nodes and not broker_address:
+        raise PlanError(f"{kind}: not inside a job ({ENV_NODES} unset): give --broker-address")
+    port = env.get(ENV_SUB_PORT, "")
+    if nodes and not broker_address and not port.isdigit():
+        raise PlanError(f"{kind}: {ENV_SUB_PORT} {port!r} is not a port (the job script exports it)")
 
     def on(node: int) -> int:
         if here is not None and here != node:
             raise PlacementError(f"{kind} belongs on node {node} ({nodes[node]}) but runs on {nodes[here]}")
         return node
 
-    root = f"tcp://{host(0)}:{root_port}"
-    if kind == "root-broker":
-        return Role(kind, f"root_{job_id}", on(0), root, None)
-    if kind == "sub-broker":
-        node = here if here is not None else 0
-        return Role(kind, f"sub{node}_{job_id}", node, f"tcp://{host(node)}:{sub_port}", root)
+    def broker(node: int) -> tuple[str, str | None]:
+        if broker_address:
+            return broker_address, None
+        if plan.network == "local":
+            return f"tcp://{LOOPBACK}:{port}", None
+        return f"tcp://{addrs[node]}:{port}", f"tcp://{addrs[node]}"
+
     if kind == "transmission":
-        return Role(kind, TRANSMISSION, on(0), None, broker_address or f"tcp://{host(0)}:{sub_port}")
+        return Role(kind, TRANSMISSION, on(0), *broker(0))
     if mpi is not None:
         rank, size = mpi
     else:
@@ -106,8 +120,7 @@ def role_of(kind: str, plan: Plan, env: Mapping[str, str], mpi: tuple[int, int] 
         raise WorldSizeError(f"MPI world has {size} rank(s) but the plan places {plan.ranks} feeder rank(s): "
                              f"launch exactly {plan.ranks} (srun -n / mpiexec -n)")
     node = on(plan.node_of_rank(rank).index)
-    return Role(kind, group_name(rank), node, None, broker_address or f"tcp://{host(node)}:{sub_port}", rank,
-                rank_slice(rank, plan.study.n_feeders, plan.ranks))
+    return Role(kind, group_name(rank), node, *broker(node), rank, rank_slice(rank, plan.study.n_feeders, plan.ranks))
 
 
 def cut_bundle(bundle: dict, offset: int, start: int, stop: int, name: str) -> dict:
@@ -127,51 +140,31 @@ def feeder_config(bundle: dict, plan: Plan, role: Role) -> dict:
     return cut_bundle(bundle, plan.nodes[role.node].first_feeder, *role.feeders, role.name)
 
 
-def _write_config(cfg: dict, run_dir: Path) -> None:
-    folder = run_dir / "configs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{cfg['name']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg, indent=1))
-    os.replace(tmp, path)
-
-
-def _exec_broker(role: Role, plan: Plan) -> int:
-    from hpcsim.federation.brokers import BrokerSpec, broker_binary  # noqa: PLC0415
-
-    planned = "root" if role.kind == "root-broker" else f"sub{role.node}"
-    spec = next(b for b in plan.brokers if b["name"] == planned)
-    host, port = role.listen.split("//", 1)[1].rsplit(":", 1)
-    broker = BrokerSpec(name=role.name, federates=spec["federates"], port=int(port), host=host,
-                        sub_brokers=spec["sub_brokers"], network=plan.network, parent=role.connect_to)
-    argv = broker.argv(broker_binary())
-    log.info("%s on node %d: %s", role.name, role.node, " ".join(argv))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(argv[0], argv)  # the broker replaces this process: srun's signals reach it directly
-    return 0  # pragma: no cover
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: {exc}") from None
 
 
 def _run(kind: str, args: argparse.Namespace, mpi: tuple[int, int] | None) -> int:
     from hpcsim.federation.federate import run_federate  # noqa: PLC0415
-    from hpcsim.federation.layout import read_config  # noqa: PLC0415
+    from hpcsim.federation.helics_config import write_config  # noqa: PLC0415
+    from hpcsim.federation.layout import federate_document  # noqa: PLC0415
 
     plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
     configs = Path(args.configs) if args.configs else Path(args.plan).parent / "configs"
     override = args.broker_address or os.environ.get(ENV_BROKER)
     role = role_of(kind, plan, os.environ, mpi, override)
-    if kind in ("root-broker", "sub-broker"):
-        return _exec_broker(role, plan)
-    if not os.environ.get(ENV_NODES) and not override:
-        raise PlanError(f"{role.name}: not inside a job ({ENV_NODES} unset): give --broker-address")
     source = configs / ("transmission.json" if kind == "transmission" else f"{bundle_name(role.node)}.json")
-    cfg = read_config(source)
+    cfg = _read_json(source)
     if kind == "feeders":
         cfg = feeder_config(cfg, plan, role)
-    cfg.update(broker_address=role.connect_to, run_dir=str(Path(args.run_dir).resolve()), network=plan.network)
-    _write_config(cfg, Path(args.run_dir))
-    log.info("%s on node %d (rank %s) -> %s", role.name, role.node, role.rank, role.connect_to)
-    return run_federate(cfg)
+    name = cfg.pop("name", role.name)
+    path = write_config(Path(args.run_dir) / "configs" / f"{name}.json",
+                        federate_document(name, cfg, role.connect_to, plan.network, role.interface))
+    log.info("%s on node %d (rank %s) -> %s", name, role.node, role.rank, role.connect_to)
+    return run_federate(path)
 
 
 def _mpi_world() -> tuple[object, int, int]:
@@ -189,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=None, help="rendered configs (default: next to the plan)")
     parser.add_argument("--broker-address", default=None, help=f"connect here instead (also ${ENV_BROKER})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(logging.INFO)
     logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)
     logging.getLogger("andes").setLevel(logging.WARNING)
     comm, rank = None, 0

@@ -1,35 +1,42 @@
 """SLURM: the batch script (pure text from a plan) and the scheduler commands (submit, status).
 
-Rendering is separate from submitting: :func:`render_script` is a pure function of the plan, pinned by golden
-files; every scheduler command goes through :func:`_call`, which reports command, exit code, stdout and stderr
-when it fails.
+Rendering is separate from submitting: :func:`render_script` is a pure function of the plan and the site's
+additions, pinned by golden files; every scheduler command goes through :func:`_call`, which reports command,
+exit code, stdout and stderr when it fails.
 
-The script holds no machine paths: it runs in its job folder (``$SLURM_SUBMIT_DIR``; ``hpcsim jobs submit``
-calls sbatch there), finds Python in ``$HPCSIM_PYTHON`` (set by ``hpcsim jobs submit``) or on ``PATH``, learns
-its nodes from ``scontrol show hostnames``, and leaves addresses and ports to :mod:`hpcsim.hpc.rank` at run
-time. Steps: root broker on node 0, one sub-broker per node, the transmission federate on node 0, and all
-feeder ranks as ONE MPI step (PMI2) placed by an arbitrary-distribution hostfile built from the plan. It waits
-on every step and fails fast: the first step that ends non-zero stops the others and the job exits with its
-status (no hang until the walltime). Finally ``python -m hpcsim.hpc.finish`` writes ``summary.json``.
+The script is ``jobs/templates/slurm.sbatch`` with the plan filled in (``@NAME@`` placeholders). It runs in
+its job folder (``$SLURM_SUBMIT_DIR``; ``hpcsim jobs submit`` calls sbatch there), finds Python in
+``$HPCSIM_PYTHON`` or the one that rendered it, learns its nodes from ``scontrol show hostnames`` and each
+node's address from ``scontrol show node`` (``NodeAddr``), derives its broker ports from the job id, and spells
+out every broker's command line: the root broker on node 0, one sub-broker per node, each bound to its own
+node's address. The transmission federate runs on node 0 and all feeder ranks as ONE MPI step (PMI2) placed
+by an arbitrary-distribution hostfile built from the plan. It waits on every step and fails fast: the first
+step that ends non-zero stops the others and the job exits with its status (no hang until the walltime).
+Finally ``python -m hpcsim.hpc.finish`` writes ``summary.json`` and ``runner.json``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcsim.errors import SubmitError
+from hpcsim.cases import PROJECT_ROOT
+from hpcsim.errors import StudyError, SubmitError
+from hpcsim.hpc import MEM_MARGIN
 from hpcsim.hpc.plan import Plan
 
 log = logging.getLogger(__name__)
 
+TEMPLATE = PROJECT_ROOT / "jobs" / "templates" / "slurm.sbatch"
 TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
                    "BOOT_FAIL", "DEADLINE")
 CALL_TIMEOUT_S = 60.0
@@ -46,113 +53,52 @@ def job_name(study: str) -> str:
     return "hpcsim-" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", study).strip("_") or "study")[:48]
 
 
-_BODY = r"""
-set -uo pipefail
-
-STUDY=@STUDY@
-JOB_DIR=${HPCSIM_JOB_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
-PYTHON=${HPCSIM_PYTHON:-python3}
-RUN=$JOB_DIR/run
-RANKS=@RANKS@
-RANKS_PER_NODE=(@RANKS_PER_NODE@)
-
-cd "$JOB_DIR" || exit 2
-if [ ! -f plan.json ]; then
-  echo "hpcsim: no plan.json in $JOB_DIR: submit from the job folder (hpcsim jobs submit DIR)" >&2
-  exit 2
-fi
-if [ -e "$RUN" ]; then
-  echo "hpcsim: $RUN exists: this job folder has run already; render a new one" >&2
-  exit 2
-fi
-mkdir -p "$RUN/configs" "$RUN/logs" && cp study.toml boundary_map.txt "$RUN/" || exit 2
-mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-if [ "${#NODES[@]}" -ne "${#RANKS_PER_NODE[@]}" ]; then
-  echo "hpcsim: the job has ${#NODES[@]} node(s), the plan ${#RANKS_PER_NODE[@]}" >&2
-  exit 2
-fi
-export HPCSIM_NODES="${NODES[*]}"
-echo "hpcsim: study $STUDY on ${#NODES[@]} node(s) (${NODES[0]} …), $RANKS feeder ranks, run folder $RUN"
-
-# Every process gets its role (node, broker address, feeders) from hpcsim.hpc.rank at run time.
-ROLE=("$PYTHON" -m hpcsim.hpc.rank --plan "$JOB_DIR/plan.json" --configs "$JOB_DIR/configs" --run-dir "$RUN")
-HOSTFILE=$RUN/configs/hostfile
-for i in "${!NODES[@]}"; do
-  for ((k = 0; k < RANKS_PER_NODE[i]; k++)); do echo "${NODES[i]}"; done
-done > "$HOSTFILE"
-
-PIDS=()
-stop_steps() {
-  kill -TERM "${PIDS[@]}" 2>/dev/null
-  for ((t = 0; t < 40; t++)); do
-    alive=0
-    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" -eq 0 ] && return
-    sleep 0.25
-  done
-  kill -KILL "${PIDS[@]}" 2>/dev/null
-}
-trap 'stop_steps; exit 143' TERM INT
-START=$SECONDS
-
-# Brokers wait on sockets: they share their node's cores (--overlap); the plan keeps one core per node for them.
-srun --nodes=1 --ntasks=1 --exact --overlap -w "${NODES[0]}" -o "$RUN/logs/root_broker.log" \
-  "${ROLE[@]}" root-broker &
-PIDS+=("$!")
-for i in "${!NODES[@]}"; do
-  srun --nodes=1 --ntasks=1 --exact --overlap -w "${NODES[i]}" -o "$RUN/logs/sub${i}_broker.log" \
-    "${ROLE[@]}" sub-broker &
-  PIDS+=("$!")
-done
-srun --nodes=1 --ntasks=1 --exact -w "${NODES[0]}" -o "$RUN/logs/transmission.log" \
-  "${ROLE[@]}" transmission &
-PIDS+=("$!")
-# Feeder ranks: one MPI step; rank r runs on the node the plan gives it (line r of the hostfile).
-SLURM_HOSTFILE=$HOSTFILE srun --mpi=pmi2 --exact --kill-on-bad-exit=1 --distribution=arbitrary \
-  -n "$RANKS" -o "$RUN/logs/feeders_%3t.log" "${ROLE[@]}" feeders &
-PIDS+=("$!")
-
-# Fail fast: the first step to end non-zero stops the others.
-status=0
-for _ in "${PIDS[@]}"; do
-  wait -n
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    status=$rc
-    break
-  fi
-done
-WALL=$((SECONDS - START))
-FINISH=("$PYTHON" -m hpcsim.hpc.finish "$RUN" --plan "$JOB_DIR/plan.json" --wall-s "$WALL")
-if [ "$status" -ne 0 ]; then
-  echo "hpcsim: a job step failed (exit $status) after ${WALL} s; stopping the others (logs in $RUN/logs)" >&2
-  stop_steps
-  "${FINISH[@]}" --failed "$status"  # exits with the first federate error's code (3, 4) or this status
-  exit $?
-fi
-"${FINISH[@]}" || exit $?
-echo "hpcsim: done in ${WALL} s: $RUN/summary.json"
-"""
+def mem_request_mb(plan: Plan, margin: float = MEM_MARGIN) -> tuple[int, str]:
+    """(``--mem`` in MB, the line that explains it): the plan's largest predicted node peak + ``margin``, at most
+    the node's memory."""
+    peak = max(n.mem_mb for n in plan.nodes)
+    node_mb = int(plan.cluster.mem_per_node_gb * 1024)
+    want = int(math.ceil(peak * (1 + margin)))
+    note = f"# memory: predicted peak {peak / 1024:.1f} GB per node + {margin:.0%} margin"
+    if want > node_mb:
+        return node_mb, note + f", capped at the node's {plan.cluster.mem_per_node_gb:g} GB"
+    return want, note
 
 
-def render_script(plan: Plan) -> str:
-    """The batch script of a plan (pure; deterministic text)."""
-    c = plan.cluster
-    s = plan.study
+def check_directives(directives: Sequence[str]) -> list[str]:
+    """Extra ``#SBATCH`` options as given (``--qos=high``): one option each, no line breaks."""
+    out = []
+    for d in directives:
+        d = d.strip()
+        if not d.startswith("-") or any(c in d for c in "\n\r\0"):
+            raise StudyError(f"--sbatch {d!r}: give one sbatch option such as --qos=high (starting with -)")
+        out.append(d)
+    return out
+
+
+def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", prologue_name: str = "",
+                  directives: Sequence[str] = (), mem_margin: float = MEM_MARGIN,
+                  template: Path = TEMPLATE) -> str:
+    """The batch script of a plan (pure; deterministic text). ``python`` is the default ``$HPCSIM_PYTHON``;
+    ``prologue`` (site setup: module loads, a venv, environment) runs before hpcsim; ``directives`` are extra
+    ``#SBATCH`` options, after hpcsim's (sbatch lets a later option win)."""
+    c, s = plan.cluster, plan.study
+    mem_mb, mem_note = mem_request_mb(plan, mem_margin)
     header = [
-        "#!/bin/bash",
         f"# hpcsim job: study {job_name(s.name)[7:]}, case {s.case}, {s.n_feeders} {s.model} feeders on "
         f"{s.n_buses} boundary buses",
         f"# plan: {len(plan.nodes)} node(s) x {c.cores_per_node} cores, {plan.ranks} feeder ranks "
         f"(≤ {plan.estimate.feeders_per_rank} feeders each), network {plan.network}; "
         f"predicted {plan.estimate.step_s:.3g} s per step",
-        "# Rendered by `hpcsim jobs render`; submit with `hpcsim jobs submit DIR` (or `cd DIR && sbatch job.sbatch`",
-        "# with hpcsim's Python as HPCSIM_PYTHON or first on PATH).",
+        "# Rendered by `hpcsim jobs render` from jobs/templates/slurm.sbatch. Edit it as you need: a re-render",
+        "# refuses to overwrite an edited job folder unless --force. Submit with `hpcsim jobs submit DIR`",
+        "# (or `cd DIR && sbatch job.sbatch`).",
         f"#SBATCH --job-name={job_name(s.name)}",
         f"#SBATCH --nodes={len(plan.nodes)}",
         f"#SBATCH --ntasks-per-node={plan.max_cores}",
         "#SBATCH --cpus-per-task=1",
-        f"#SBATCH --mem={plan.mem_request_mb}M",
+        mem_note,
+        f"#SBATCH --mem={mem_mb}M",
         f"#SBATCH --time={c.walltime}",
     ]
     if c.partition:
@@ -160,9 +106,32 @@ def render_script(plan: Plan) -> str:
     if c.account:
         header.append(f"#SBATCH --account={c.account}")
     header.append("#SBATCH --output=slurm-%j.out")
-    body = (_BODY.replace("@STUDY@", shlex.quote(s.name)).replace("@RANKS@", str(plan.ranks))
-            .replace("@RANKS_PER_NODE@", " ".join(str(n.ranks) for n in plan.nodes)))
-    return "\n".join(header) + "\n" + body
+    extra = check_directives(directives)
+    if extra:
+        header.append("# site directives (--sbatch)")
+        header += [f"#SBATCH {d}" for d in extra]
+    site = ""
+    if prologue:
+        body = prologue if prologue.endswith("\n") else prologue + "\n"
+        site = (f"# --- site prologue (--prologue {prologue_name}) ---\n{body}# --- end of the site prologue ---\n")
+    root = next(b for b in plan.brokers if b["parent"] is None)
+    subs = [b["federates"] for b in plan.brokers if b["parent"] is not None]
+    fill = {
+        "HEADER": "\n".join(header), "PROLOGUE": site, "STUDY": shlex.quote(s.name), "PYTHON": shlex.quote(python),
+        "NETWORK": plan.network, "RANKS": str(plan.ranks),
+        "RANKS_PER_NODE": " ".join(str(n.ranks) for n in plan.nodes), "ROOT_FEDERATES": str(root["federates"]),
+        "SUB_FEDERATES": " ".join(map(str, subs)), "PORT_BASE": str(plan.ports["base"]),
+        "PORT_STRIDE": str(plan.ports["stride"]), "PORT_SLOTS": str(plan.ports["slots"]),
+    }
+    try:
+        text = template.read_text()
+    except OSError as exc:
+        raise StudyError(f"job template {template}: {exc}") from None
+    unknown = sorted(set(re.findall(r"@([A-Z_]+)@", text)) - set(fill))
+    if unknown:
+        raise StudyError(f"job template {template}: unknown placeholder(s) {', '.join(unknown)}")
+    # one pass over the template: a value that happens to hold @NAME@ (a prologue) is never filled again
+    return re.sub(r"@([A-Z_]+)@", lambda m: fill[m.group(1)], text)
 
 
 # --- scheduler commands ---------------------------------------------------------------------------------------

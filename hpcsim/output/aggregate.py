@@ -13,8 +13,8 @@ Aggregates (schema in docs/outputs.md):
   power, what the transmission model carried), clones (K), and the feeders table's own Σ p/q at the bus;
 - ``feeder_voltages``: per feeder and time: min/mean/max/std node voltage and nodes outside 0.95–1.05 pu (from
   ``node_voltages`` when written; otherwise min/mean/max of the feeders table and std/counts null);
-- ``steps``: per time step: iterations and final mismatch; ``iterations``: the transmission voltage mismatch of
-  every iteration; ``federates``: compute and exchange time each;
+- ``steps``: per time step: iterations and the final mismatches ``dv_pu`` and ``ds_pu``; ``iterations``: both
+  mismatches of every iteration; ``federates``: compute and exchange time each;
 - ``system``: per time step, distribution load at the boundary buses vs the case's original PD/QD there
   (× the load-profile multiplier of the step).
 
@@ -187,7 +187,7 @@ def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, flo
     t_split = max(1, math.ceil(rows["transmission"] / ROWS_PER_PARTITION))
     trans_all = table_frame(run_dir, "transmission")
     trans = final_iteration(trans_all, ["time_s", "bus"], t_split)
-    iterations = grouped(trans_all, ["time_s", "iteration"], {"v_mismatch": ("mismatch", "max"),
+    iterations = grouped(trans_all, ["time_s", "iteration"], {"dv_pu": ("dv_pu", "max"), "ds_pu": ("ds_pu", "max"),
                                                               "solve_s": ("solve_s", "max")}, t_split)
     iterations = apply(iterations, _sorted, ["time_s", "iteration"])
     feeders = final_iteration(table_frame(run_dir, "feeders"), ["time_s", "feeder"], split)
@@ -207,8 +207,8 @@ def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, flo
     volts = apply(volts, merge_voltage_sources)
 
     per_step = grouped(apply(steps, _split_roles), "time_s", {
-        "iterations": ("t_iterations", "max"), "transmission_mismatch": ("t_mismatch", "max"),
-        "feeders_mismatch": ("d_mismatch", "max"), "federates": ("federate", "count"),
+        "iterations": ("t_iterations", "max"), "dv_pu": ("t_dv_pu", "max"),
+        "ds_pu": ("any_ds_pu", "max"), "federates": ("federate", "count"),
         "feeders_compute_s": ("d_compute_s", "max")})
     per_step = apply(per_step, _step_columns)
 
@@ -231,7 +231,7 @@ def _split_roles(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "time_s": df["time_s"], "federate": df["federate"],
         "t_iterations": df["iterations"].where(is_t).astype("float64"),
-        "t_mismatch": df["mismatch"].where(is_t), "d_mismatch": df["mismatch"].where(~is_t),
+        "t_dv_pu": df["dv_pu"].where(is_t), "any_ds_pu": df["ds_pu"],
         "d_compute_s": df["compute_s"].where(~is_t),
     })
 
@@ -239,9 +239,7 @@ def _split_roles(df: pd.DataFrame) -> pd.DataFrame:
 def _step_columns(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["iterations"] = df["iterations"].round().astype("Int64")
-    df["mismatch"] = df[["transmission_mismatch", "feeders_mismatch"]].max(axis=1)
-    cols = ["time_s", "iterations", "mismatch", "transmission_mismatch", "feeders_mismatch", "federates",
-            "feeders_compute_s"]
+    cols = ["time_s", "iterations", "dv_pu", "ds_pu", "federates", "feeders_compute_s"]
     return df[cols].sort_values("time_s")
 
 

@@ -11,13 +11,19 @@ read a table folder directly (``federate`` becomes a column).
 Tables and columns (units in the names):
 
 - ``transmission``: one row per boundary bus and iteration — time_s, iteration, bus, clones, v_pu, angle_deg,
-  p_mw, q_mvar (total load the bus received from its feeders), solve_s, mismatch.
+  p_mw, q_mvar (total load the bus received from its feeders), solve_s, dv_pu (voltage mismatch of this solve
+  against the voltages last published), ds_pu (the feeders' power mismatch of the powers this solve used).
 - ``feeders``: one row per feeder and iteration — time_s, iteration, feeder, bus, model, load_mult,
   v_source_pu, angle_deg, p_mw, q_mvar (positive sequence, one feeder, unscaled), p_total_mw, q_total_mvar
   (sum over phases), min_v_pu, mean_v_pu, max_v_pu, solve_s, reg_taps and cap_states (the feeder's discrete
   control state after the solve: regulator tap numbers and capacitor steps, in OpenDSS element order).
-- ``steps``: one row per federate and time step — time_s, iterations, mismatch (the federate's last),
-  compute_s, exchange_s (time inside HELICS calls), peak_rss_mb.
+- ``steps``: one row per federate and time step — time_s, iterations, dv_pu and ds_pu (the federate's last:
+  the transmission federate both, a feeder group ds_pu only), compute_s, exchange_s (time inside HELICS calls),
+  peak_rss_mb.
+
+The two coupling mismatches have one name everywhere (Parquet, aggregates, ``summary.json``): ``dv_pu`` =
+sqrt(Σ ΔVm² + ΔVa²) over the boundary buses (pu, angles in rad) and ``ds_pu`` = max over feeders of
+|ΔS| / 100 MVA (ANL conventions, :mod:`hpcsim.interface`).
 - ``node_voltages`` (optional): time_s, feeder, node, v_pu — final iteration of each step only.
 """
 
@@ -33,7 +39,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "transmission": pa.schema([
         ("time_s", pa.float64()), ("iteration", pa.int32()), ("bus", pa.int64()), ("clones", pa.int32()),
         ("v_pu", pa.float64()), ("angle_deg", pa.float64()), ("p_mw", pa.float64()), ("q_mvar", pa.float64()),
-        ("solve_s", pa.float64()), ("mismatch", pa.float64()),
+        ("solve_s", pa.float64()), ("dv_pu", pa.float64()), ("ds_pu", pa.float64()),
     ]),
     "feeders": pa.schema([
         ("time_s", pa.float64()), ("iteration", pa.int32()), ("feeder", pa.string()), ("bus", pa.int64()),
@@ -44,7 +50,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("reg_taps", pa.list_(pa.int16())), ("cap_states", pa.list_(pa.int8())),
     ]),
     "steps": pa.schema([
-        ("time_s", pa.float64()), ("iterations", pa.int32()), ("mismatch", pa.float64()),
+        ("time_s", pa.float64()), ("iterations", pa.int32()), ("dv_pu", pa.float64()), ("ds_pu", pa.float64()),
         ("compute_s", pa.float64()), ("exchange_s", pa.float64()), ("peak_rss_mb", pa.float64()),
     ]),
     "node_voltages": pa.schema([

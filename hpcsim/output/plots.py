@@ -35,8 +35,8 @@ def _time_axis(times_s: pd.Series) -> tuple[pd.Series, str]:
     return (times_s / 3600.0, "time (h)") if span >= 7200 else (times_s, "time (s)")
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
+def _save(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    fig.savefig(path, dpi=dpi)
     log.info("wrote %s", path)
     return path
 
@@ -199,9 +199,9 @@ def convergence(steps: pd.DataFrame, path: Path, study: str, tolerance: float | 
     ax1.set_title("transmission iterations per step", fontsize=10)
     finite_max = 1.0
     for col, color, label, style in (
-            ("transmission_mismatch", "tab:blue", "transmission federate (max of ΔV pu and ΔS)",
+            ("dv_pu", "tab:blue", "transmission ΔV (pu)",
              {"marker": "o", "mfc": "none", "ms": 7, "lw": 1.5}),
-            ("feeders_mismatch", "tab:orange", "feeder groups (max |ΔS| / 100 MVA)",
+            ("ds_pu", "tab:orange", "feeders, worst |ΔS| (pu of 100 MVA)",
              {"marker": "x", "ms": 5, "lw": 1})):
         y = s[col].astype("float64")
         ok = np.isfinite(y) & (y > 0)
@@ -227,7 +227,7 @@ def convergence(steps: pd.DataFrame, path: Path, study: str, tolerance: float | 
 
 def _iteration_convergence(it: pd.DataFrame, path: Path, study: str, tolerance: float | None) -> Path:
     it = it.sort_values("iteration")
-    y = it["v_mismatch"].astype("float64")
+    y = it["dv_pu"].astype("float64")
     ok = np.isfinite(y) & (y > 0)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -270,20 +270,20 @@ def time_breakdown(fed: pd.DataFrame, path: Path, study: str) -> Path:
     return _save(fig, path)
 
 
-def plot_run(agg_dir: Path, manifest: dict) -> dict[str, Path]:
-    """Every figure of an aggregated run; returns name -> PNG path."""
+def plot_run(agg_dir: Path, manifest: dict, fmt: str = "png", dpi: int = 110) -> dict[str, Path]:
+    """Every figure of an aggregated run; returns name -> path (``<agg_dir>/<name>.<fmt>``)."""
     read = lambda name: pd.read_parquet(agg_dir / f"{name}.parquet")  # noqa: E731
     study, band = manifest["study"], tuple(manifest["band_pu"])
     out = {}
     fv, b, s, f = read("feeder_voltages"), read("boundary"), read("steps"), read("federates")
     if len(fv):
-        out["voltage_envelope"] = voltage_envelope(fv, agg_dir / "voltage_envelope.png", band, study)
+        out["voltage_envelope"] = voltage_envelope(fv, agg_dir / f"voltage_envelope.{fmt}", band, study)
     if len(b):
-        out["boundary_power"] = boundary_power(b, agg_dir / "boundary_power.png", study)
+        out["boundary_power"] = boundary_power(b, agg_dir / f"boundary_power.{fmt}", study)
     if len(s):
         it = read("iterations") if (agg_dir / "iterations.parquet").exists() else None
-        out["convergence"] = convergence(s, agg_dir / "convergence.png", study, manifest.get("tolerance"),
+        out["convergence"] = convergence(s, agg_dir / f"convergence.{fmt}", study, manifest.get("tolerance"),
                                          manifest.get("coupling"), it)
     if len(f):
-        out["time_breakdown"] = time_breakdown(f, agg_dir / "time_breakdown.png", study)
+        out["time_breakdown"] = time_breakdown(f, agg_dir / f"time_breakdown.{fmt}", study)
     return out

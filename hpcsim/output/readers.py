@@ -20,10 +20,10 @@ LIVE_PU = 0.01  # nodes at or below this are de-energized and left out (the rule
 # columns read from each table (the rest, e.g. the feeders' control state, is not aggregated)
 COLUMNS = {
     "transmission": ["time_s", "iteration", "bus", "clones", "v_pu", "angle_deg", "p_mw", "q_mvar", "solve_s",
-                     "mismatch"],
+                     "dv_pu", "ds_pu"],
     "feeders": ["time_s", "iteration", "feeder", "bus", "v_source_pu", "p_mw", "q_mvar", "min_v_pu", "mean_v_pu",
                 "max_v_pu"],
-    "steps": ["time_s", "iterations", "mismatch", "compute_s", "exchange_s", "peak_rss_mb"],
+    "steps": ["time_s", "iterations", "dv_pu", "ds_pu", "compute_s", "exchange_s", "peak_rss_mb"],
 }
 NODE_PARTIAL = pa.schema([("feeder", pa.string()), ("time_s", pa.float64()), ("n", pa.int64()),
                           ("s1", pa.float64()), ("s2", pa.float64()), ("v_min", pa.float64()),

@@ -1,20 +1,20 @@
-"""Run report: a few key tables from the aggregates, printed with rich and written as ``<run>/report.md``
-with the PNG figures embedded (relative links, so the run folder can be moved or copied as a whole).
+"""Run report: a few key tables from the aggregates, printed (:mod:`hpcsim.console`) and written as
+``<run>/report.md`` with the figures embedded (relative links, so the run folder can be moved or copied whole).
 
-Each section is plain data (title, columns, rows) rendered twice, to the console and to markdown.
+Each section is plain data (a :class:`hpcsim.console.Table`) rendered three ways: to the terminal or batch log,
+to markdown, and to ``--json``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
+
+from hpcsim.console import Table, emit_table
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,7 @@ FIGURES = {
 }
 
 
-@dataclass
-class Section:
-    """One table of the report; ``note`` is a line printed under it."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    note: str = ""
+Section = Table  # one table of the report; ``note`` is a line printed under it
 
 
 def _f(x: float | None, fmt: str = ".3f") -> str:
@@ -59,14 +52,18 @@ def run_section(m: dict) -> Section:
 
 def convergence_section(steps: pd.DataFrame, m: dict) -> Section:
     it = steps["iterations"].dropna()
-    mm = steps["mismatch"].astype("float64")
-    finite = mm[np.isfinite(mm)]
+    dv = steps["dv_pu"].astype("float64")
+    ds = steps["ds_pu"].astype("float64")
+    worst = lambda x: _f(float(x[np.isfinite(x)].max()) if np.isfinite(x).any() else None, ".2e")  # noqa: E731
     rows = [["iterations per step", f"{int(it.min()) if len(it) else '–'} – {int(it.max()) if len(it) else '–'}"
              f" (total {int(it.sum())})"],
-            ["worst final mismatch (finite)", _f(float(finite.max()) if len(finite) else None, ".2e")],
-            ["steps with no previous value (∞)", str(int(np.isinf(mm).sum()))]]
+            ["worst final dV (finite), pu", worst(dv)],
+            ["worst final dS (finite), pu of 100 MVA", worst(ds)],
+            ["steps with no previous value (∞)", str(int((np.isinf(dv) | np.isinf(ds)).sum()))]]
     if m.get("coupling") == "iterative" and m.get("tolerance"):
-        rows.append(["steps above tolerance", str(int((finite > m["tolerance"]).sum()))])
+        above = (dv[np.isfinite(dv)] > m["tolerance"]).reindex(dv.index, fill_value=False) | \
+            (ds[np.isfinite(ds)] > m["tolerance"]).reindex(ds.index, fill_value=False)
+        rows.append(["steps above tolerance", str(int(above.sum()))])
     return Section("Convergence", ["", ""], rows)
 
 
@@ -135,18 +132,11 @@ def build_sections(agg_dir: Path, m: dict) -> list[Section]:
     return sections
 
 
-def print_sections(sections: list[Section], console: Console | None = None) -> None:
-    console = console or Console()
+def print_sections(sections: list[Section]) -> None:
     for sec in sections:
         key_value = not any(sec.columns)
-        table = Table(title=sec.title, show_header=not key_value, title_justify="left")
-        for i, col in enumerate(sec.columns):
-            table.add_column(col, justify="left" if i == 0 or key_value else "right")
-        for row in sec.rows:
-            table.add_row(*row)
-        console.print(table)
-        if sec.note:
-            console.print(f"  {sec.note}")
+        emit_table(Table(sec.title, sec.columns, sec.rows, f"  {sec.note}" if sec.note else "",
+                         align=["l"] * len(sec.columns) if key_value else None))
 
 
 def _md_table(sec: Section) -> list[str]:

@@ -1,10 +1,11 @@
 """What a run folder says about itself: case, planned time steps, load profile, status.
 
 Works on complete runs, runs killed mid-way (no ``summary.json``) and runs from SLURM jobs (same layout).
-Sources, first found wins: ``summary.json`` (written by the local runner, also on failure),
-``configs/transmission.json`` (written before any federate starts: case, times, profile, tolerance, clones)
-and ``study.toml`` (the copy of the study; only its ``[transmission] case`` is read, because relative paths
-in it point next to the original file, not into the run folder).
+Sources, first found wins: ``summary.json`` (written by the local runner, also on failure), ``run.json`` and
+``configs/transmission.json`` (written before any federate starts: case, times, tolerance; the load profile and
+the clones from the transmission federate's settings) and ``study.toml`` (the copy of the study; only its
+``[transmission] case`` is read, because relative paths in it point next to the original file, not into the run
+folder).
 """
 
 from __future__ import annotations
@@ -86,14 +87,16 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         raise OutputError(f"{run_dir}: no co-simulation outputs (expected "
                           f"{run_dir / 'outputs'}/transmission|feeders/federate=*/part-*.parquet)")
     summary = _read_json(run_dir / "summary.json")
-    config = _read_json(run_dir / "configs" / "transmission.json")
-    case = summary.get("case") or config.get("case") or _study_case(run_dir / "study.toml")
+    desc = _read_json(run_dir / "run.json")
+    doc = _read_json(run_dir / "configs" / "transmission.json")
+    config = doc.get("hpcsim", doc)
+    case = summary.get("case") or desc.get("case") or config.get("case") or _study_case(run_dir / "study.toml")
     return RunInfo(
         run_dir=run_dir,
-        study=summary.get("study") or config.get("study") or run_dir.name,
+        study=summary.get("study") or desc.get("study") or config.get("study") or run_dir.name,
         case=case,
-        coupling=summary.get("coupling") or config.get("coupling"),
-        tolerance=config.get("tolerance"),
+        coupling=summary.get("coupling") or desc.get("coupling") or config.get("coupling"),
+        tolerance=desc.get("tolerance", config.get("tolerance")),
         times_s=tuple(float(t) for t in config.get("times_s", ())),
         profile=tuple(float(p) for p in config.get("profile", ())),
         clones={int(b): int(k) for b, k in config.get("clones", {}).items()},

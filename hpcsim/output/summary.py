@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hpcsim.console import to_json
+from hpcsim.errors import OutputError
 from hpcsim.output.parquet import read_table
 
 TRANSMISSION = "transmission"
@@ -31,6 +33,13 @@ def _final_rows(table: pa.Table, key: str) -> pa.Table:
     return at.filter(pa.array(mask))
 
 
+def _finite_or_inf(x: float | None) -> float | None:
+    """A mismatch as a float: ``inf`` when there was no previous value (strict JSON writes it as null)."""
+    if x is None or np.isnan(x):
+        return None
+    return float(x) if np.isfinite(x) else float("inf")
+
+
 def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: bool, wall_s: float,
                   peak_rss_mb: float, feeder_bus_names: dict[int, list[str]], model: str,
                   extra: dict | None = None) -> dict:
@@ -43,11 +52,13 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
     if steps.num_rows:
         s = steps.to_pydict()
         by_time: dict[float, dict] = {}
-        for fed, t, it, mm in zip(s["federate"], s["time_s"], s["iterations"], s["mismatch"]):
-            rec = by_time.setdefault(t, {"time_s": t, "iterations": 0, "max_mismatch": 0.0})
+        for fed, t, it, dv, ds in zip(s["federate"], s["time_s"], s["iterations"], s["dv_pu"], s["ds_pu"]):
+            rec = by_time.setdefault(t, {"time_s": t, "iterations": 0, "dv_pu": None, "ds_pu": None})
             if fed == TRANSMISSION:
                 rec["iterations"] = int(it)
-            rec["max_mismatch"] = max(rec["max_mismatch"], float(mm) if np.isfinite(mm) else float("inf"))
+                rec["dv_pu"] = _finite_or_inf(dv)
+            if ds is not None and not np.isnan(ds):
+                rec["ds_pu"] = max(rec["ds_pu"] or 0.0, _finite_or_inf(ds))
         step_rows = [by_time[t] for t in sorted(by_time)]
 
     boundary = []
@@ -111,24 +122,99 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
     return summary
 
 
-def build_run_summary(run_dir: str | Path, *, study: str, coupling: str, case: str, model: str, scale_mode: bool,
-                      boundary, converged: bool, wall_s: float, peak_rss_mb: float, workers: int,
-                      sub_brokers: int, extra: dict | None = None) -> dict:
-    """:func:`build_summary` plus the run's description; one call for ``hpcsim run`` and SLURM jobs alike.
+DESCRIPTION = "run.json"  # a run's static description, written before any federate starts
 
-    ``boundary`` is the run's :class:`hpcsim.metadata.BoundaryMap`.
+
+def verify_outputs(run_dir: Path, desc: dict, steps: pa.Table) -> list[str]:
+    """What keeps a finished run from counting as converged, from its own outputs: errors recorded by a
+    federate, planned steps without a transmission record, or (iterative coupling) a final mismatch above the
+    tolerance. An empty list means the outputs show a converged run."""
+    problems = [f"federate {p.stem} recorded an error" for p in sorted((run_dir / "errors").glob("*.json"))]
+    rows = steps.filter(pc.equal(steps["federate"], TRANSMISSION)) if steps.num_rows else steps
+    done = {t: (dv, ds) for t, dv, ds in zip(rows["time_s"].to_pylist(), rows["dv_pu"].to_pylist(),
+                                             rows["ds_pu"].to_pylist())} if rows.num_rows else {}
+    planned = [float(t) for t in desc.get("times_s", [])]
+    missing = [t for t in planned if t not in done]
+    if missing:
+        problems.append(f"{len(missing)} of {len(planned)} steps have no transmission record (first t = "
+                        f"{missing[0]:g} s)")
+    if desc.get("coupling") == "iterative":
+        tol = float(desc["tolerance"])
+        above = [t for t, (dv, ds) in done.items() if not max(_or_inf(dv), _or_inf(ds)) <= tol]
+        if above:
+            problems.append(f"{len(above)} step(s) end above the tolerance {tol:g} (first t = {above[0]:g} s)")
+    return problems
+
+
+def _or_inf(x: float | None) -> float:
+    return float("inf") if x is None or np.isnan(x) else float(x)
+
+
+def build_run_summary(run_dir: str | Path, desc: dict, boundary, *, ran_ok: bool = True,
+                      wall_s: float | None = None, peak_rss_mb: float | None = None, extra: dict | None = None) -> dict:
+    """``summary.json`` of a steady-state run from its description (``run.json``), its boundary map and its
+    Parquet outputs; one call for ``hpcsim run``, SLURM jobs and ``hpcsim summarize`` alike.
+
+    ``converged`` holds when the federates ended well (``ran_ok``) *and* the outputs show it
+    (:func:`verify_outputs`; the reasons otherwise are in ``problems``). Without ``wall_s`` (a re-run by
+    ``helics run``) the wall time is the transmission federate's own loop time (compute + exchange);
+    without ``peak_rss_mb`` it is the sum of every federate's peak.
     """
-    return build_summary(
-        run_dir, study=study, coupling=coupling, converged=converged, wall_s=wall_s, peak_rss_mb=peak_rss_mb,
-        feeder_bus_names={b: list(n) for b, n in boundary.feeders_by_bus}, model=model,
-        extra={"case": case, "scale_mode": scale_mode, "workers": workers, "sub_brokers": sub_brokers,
-               "n_feeders": boundary.n_feeders, "n_buses": boundary.n_buses, **(extra or {})},
-    )
+    run_dir = Path(run_dir)
+    summary = build_summary(
+        run_dir, study=desc["study"], coupling=desc["coupling"], converged=False, wall_s=0.0, peak_rss_mb=0.0,
+        feeder_bus_names={b: list(n) for b, n in boundary.feeders_by_bus}, model=desc["model"],
+        extra={k: v for k, v in desc.items() if k not in ("study", "coupling", "times_s")} | (extra or {}))
+    problems = verify_outputs(run_dir, desc, read_table(run_dir / "outputs", "steps"))
+    if not ran_ok:
+        problems.insert(0, "a federate failed or the run was stopped")
+    summary["converged"] = not problems
+    summary["problems"] = problems
+    fed = summary["timing"]["federates"]
+    if wall_s is None:
+        t = fed.get(TRANSMISSION, {})
+        wall_s = t.get("compute_s", 0.0) + t.get("exchange_s", 0.0)
+        summary["wall_s_source"] = "transmission federate loop (no runner measured this run)"
+    summary["wall_s"] = float(wall_s)
+    summary["peak_rss_mb"] = float(peak_rss_mb if peak_rss_mb is not None
+                                   else sum(f["peak_rss_mb"] for f in fed.values()))
+    return summary
+
+
+def read_description(run_dir: Path) -> dict:
+    """``<run>/run.json``; :class:`OutputError` if the folder has none (not an hpcsim run folder)."""
+    path = Path(run_dir) / DESCRIPTION
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OutputError(f"{run_dir}: no {DESCRIPTION} (not an hpcsim run folder, or one from before it was "
+                          "written)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OutputError(f"{path}: unreadable: {exc}") from None
+
+
+def summarize_run(run_dir: str | Path) -> dict:
+    """Rebuild and write ``<run>/summary.json`` from the run folder alone (``hpcsim summarize``)."""
+    from hpcsim import metadata  # noqa: PLC0415
+
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise OutputError(f"{run_dir}: no such run folder")
+    desc = read_description(run_dir)
+    if desc.get("kind") == "dynamic":
+        from hpcsim.dynamics.summary import build_summary as build_dynamic  # noqa: PLC0415
+
+        summary = build_dynamic(run_dir, desc, completed=not any((run_dir / "errors").glob("*.json")))
+    else:
+        summary = build_run_summary(run_dir, desc, metadata.read(run_dir / "boundary_map.txt"))
+    write_summary(run_dir, summary)
+    return summary
 
 
 def write_summary(run_dir: str | Path, summary: dict) -> Path:
+    """``<run>/summary.json``, strict JSON (a mismatch with no previous value, ``inf`` in memory, is null)."""
     path = Path(run_dir) / "summary.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=1, allow_nan=True))
+    tmp.write_text(to_json(summary))
     os.replace(tmp, path)
     return path

@@ -42,6 +42,7 @@ def test_two_mpi_ranks_run_the_two_feeder_groups(job):
     for sub in ("logs", "configs"):
         (run / sub).mkdir(parents=True)
     shutil.copy(job / "boundary_map.txt", run)
+    shutil.copy(job / "run.json", run)
     root = BrokerSpec(name=f"mpitest_{time.time_ns() % 10**9}", federates=3, port=free_port_block(2))
     args = ["--plan", str(job / "plan.json"), "--run-dir", str(run), "--broker-address", root.address]
     with ProcessGroup(run / "logs") as group:
@@ -58,8 +59,9 @@ def test_two_mpi_ranks_run_the_two_feeder_groups(job):
     assert summary["converged"] and summary["workers"] == 2 and summary["steps"][0]["iterations"] >= 2
     assert sorted(summary["timing"]["federates"]) == ["feeders_000", "feeders_001", "transmission"]
     c0, c1 = (json.loads((run / "configs" / f"feeders_00{i}.json").read_text()) for i in (0, 1))
-    assert [len(c0["feeders"]), len(c1["feeders"])] == [1, 2]
-    assert c0["broker_address"] == root.address and c0["run_dir"] == str(run.resolve())
+    assert [len(c0["hpcsim"]["feeders"]), len(c1["hpcsim"]["feeders"])] == [1, 2]
+    assert c0["broker_address"] == root.address and c0["hpcsim"]["run_dir"] == ".."
+    assert [p["key"] for p in c0["publications"]] == [f"hpcsim/{f['name']}/s_mva" for f in c0["hpcsim"]["feeders"]]
     (b,) = summary["boundary"]
     assert b["p_mw"] == pytest.approx(sum(f["p_mw"] for f in summary["feeders"]), abs=3e-4)
 

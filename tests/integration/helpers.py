@@ -18,21 +18,27 @@ HPCSIM = [sys.executable, "-m", "hpcsim.cli"]
 
 
 def run_processes(run_dir: Path) -> list[psutil.Process]:
-    """Live processes that belong to a run: federates (config under run_dir) and its brokers (by name)."""
+    """Live processes that belong to a run: any started in the run folder (the local runner starts every broker
+    and federate there), naming the run folder on their command line, or carrying one of its brokers' names
+    (from runner.json)."""
     marks = [str(run_dir)]
-    brokers = run_dir / "configs" / "brokers.json"
-    if brokers.exists():
-        marks += [f"--name={b['name']}" for b in json.loads(brokers.read_text())]
-    return processes_matching(marks)
+    runner = run_dir / "runner.json"
+    if runner.exists():
+        marks += [tok for f in json.loads(runner.read_text())["federates"] for tok in f["exec"].split()
+                  if tok.startswith("--name=")]
+    return processes_matching(marks, cwd=run_dir)
 
 
-def processes_matching(marks: list[str]) -> list[psutil.Process]:
-    """Live processes (not zombies, not this one) whose command line contains one of ``marks``."""
+def processes_matching(marks: list[str], cwd: Path | None = None) -> list[psutil.Process]:
+    """Live processes (not zombies, not this one) whose command line contains one of ``marks`` or whose working
+    folder is ``cwd``."""
     found = []
-    for p in psutil.process_iter(["cmdline", "status"]):
+    for p in psutil.process_iter(["cmdline", "status", "cwd"]):
         try:
             cmd = " ".join(p.info["cmdline"] or [])
-            if p.info["status"] != psutil.STATUS_ZOMBIE and any(m in cmd for m in marks) and p.pid != os.getpid():
+            here = cwd is not None and p.info["cwd"] is not None and Path(p.info["cwd"]) == Path(cwd).resolve()
+            if p.info["status"] != psutil.STATUS_ZOMBIE and (here or any(m in cmd for m in marks)) \
+                    and p.pid != os.getpid():
                 found.append(p)
         except psutil.Error:
             continue
@@ -125,8 +131,9 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout_s: f
 
 
 def federate_process(run_dir: Path, name: str) -> psutil.Process:
-    """The one live process running federate ``name`` of a run."""
-    found = [p for p in psutil.process_iter(["cmdline"])
-             if str(run_dir / "configs" / f"{name}.json") in " ".join(p.info["cmdline"] or [])]
+    """The one live process running federate ``name`` of a run (started in the run folder with its config)."""
+    found = [p for p in psutil.process_iter(["cmdline", "cwd"])
+             if p.info["cwd"] and Path(p.info["cwd"]) == Path(run_dir).resolve()
+             and f"configs/{name}.json" in (p.info["cmdline"] or [])]
     assert len(found) == 1, found
     return found[0]

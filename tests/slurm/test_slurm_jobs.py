@@ -1,5 +1,6 @@
-"""Rendered jobs on a real SLURM: the bus-8 study gives the same answer as ``hpcsim run``; a failing feeder step
-ends the job promptly as FAILED with nothing left running."""
+"""Rendered jobs on a real SLURM: the bus-8 study (with a site prologue and two extra directives) gives the
+same answer as ``hpcsim run`` and leaves a runner.json of what ran; a failing feeder step ends the job promptly
+as FAILED with nothing left running."""
 
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ def hpcsim(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*HPCSIM, *args], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
 
 
-def render(slurm, out: Path) -> Path:
+def render(slurm, out: Path, *site: str) -> Path:
     r = hpcsim("jobs", "render", str(BUS8), "--nodes", "1", "--cores-per-node", str(slurm.cpus), "--mem-per-node-gb",
-               f"{slurm.mem_gb:.1f}", "--ranks", "2", "--walltime", "00:05:00", "-o", str(out))
+               f"{slurm.mem_gb:.1f}", "--ranks", "2", "--walltime", "00:05:00", *site, "-o", str(out))
     assert r.returncode == 0, r.stderr
     return out
 
@@ -69,7 +70,11 @@ def reference(tmp_path_factory):
 
 
 def test_bus8_job_equals_the_local_run(slurm, reference, tmp_path):
-    job = render(slurm, tmp_path / "job dir")  # a space in every path of the job
+    prologue = tmp_path / "site prologue.sh"
+    prologue.write_text('echo "site prologue ran on $(hostname) in $SLURM_JOB_ID"\nexport HPCSIM_SITE_MARK=1\n')
+    job = render(slurm, tmp_path / "job dir", "--prologue", str(prologue), "--sbatch", "--comment=hpcsim-site-test",
+                 "--sbatch", "--open-mode=append")  # a space in every path of the job
+    subprocess.run(["bash", "-n", str(job / "job.sbatch")], check=True)
     job_id = submit(job)
     assert (job / "job_id").read_text().strip() == job_id
     status = sl.wait_for(job_id, timeout_s=120)
@@ -89,7 +94,18 @@ def test_bus8_job_equals_the_local_run(slurm, reference, tmp_path):
                  "outputs/feeders", "outputs/transmission", "outputs/steps", "boundary_map.txt", "study.toml"):
         assert (run / path).exists(), path
     cfg = json.loads((run / "configs" / "feeders_001.json").read_text())
-    assert cfg["run_dir"] == str(run.resolve()) and cfg["broker_address"].startswith("tcp://127.0.0.1:")
+    assert cfg["hpcsim"]["run_dir"] == ".." and cfg["broker_address"].startswith("tcp://127.0.0.1:")
+    # the site's additions took effect: the prologue ran first, sbatch took the extra directives
+    assert "site prologue ran on" in out and f"in {job_id}" in out
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    assert "Comment=hpcsim-site-test" in shown  # ended jobs stay known for MinJobAge (300 s)
+    # runner.json: every broker and federate step as the script ran it, in HELICS's runner format
+    runner = json.loads((run / "runner.json").read_text())
+    steps = {f["name"]: f for f in runner["federates"]}
+    assert runner["broker"] is False and list(steps) == ["root_broker", "sub0_broker", "transmission", "feeders"]
+    assert f"--name=root_{job_id}" in steps["root_broker"]["exec"] and "--subbrokers=1" in steps["root_broker"]["exec"]
+    assert "hpcsim.hpc.rank" in steps["transmission"]["exec"] and steps["feeders"]["exec"].startswith("srun --mpi=")
+    assert steps["transmission"]["env"]["HPCSIM_SUB_PORT"] == cfg["broker_address"].rsplit(":", 1)[1]
     r = hpcsim("jobs", "status", str(job))
     assert r.returncode == 0 and r.stdout.startswith(f"job {job_id}: COMPLETED") and "converged" in r.stdout
     assert gone(run, job_id) == []

@@ -151,7 +151,8 @@ def _synthetic_run(run_dir, steps: int = 3, node_steps: int = 2, summary: bool =
         for it in range(2):
             for bus, clones in ((1, 1), (2, 2)):
                 tw.add(time_s=t, iteration=it, bus=bus, clones=clones, v_pu=1.0 + 0.01 * it, angle_deg=-1.0,
-                       p_mw=10.0 * clones + it, q_mvar=1.0 * clones, solve_s=0.01, mismatch=10.0 ** -(it + 3))
+                       p_mw=10.0 * clones + it, q_mvar=1.0 * clones, solve_s=0.01, dv_pu=10.0 ** -(it + 3),
+                       ds_pu=float("nan") if it == 0 else 10.0 ** -(it + 4))
             for fed, members in feeders.items():
                 for name, bus in members:
                     writers["feeders", fed].add(
@@ -160,7 +161,7 @@ def _synthetic_run(run_dir, steps: int = 3, node_steps: int = 2, summary: bool =
                         min_v_pu=0.9 + it, mean_v_pu=1.0, max_v_pu=1.1, solve_s=0.02, reg_taps=[], cap_states=[])
         for fed, members in feeders.items():
             writers["feeders", fed].flush(k)
-            writers["steps", fed].add(time_s=t, iterations=2, mismatch=1e-7, compute_s=1.0, exchange_s=0.5,
+            writers["steps", fed].add(time_s=t, iterations=2, dv_pu=float("nan"), ds_pu=2e-7, compute_s=1.0, exchange_s=0.5,
                                       peak_rss_mb=100.0)
             writers["steps", fed].flush(k)
             if k < node_steps:
@@ -169,7 +170,7 @@ def _synthetic_run(run_dir, steps: int = 3, node_steps: int = 2, summary: bool =
                                                           "node": ["a", "b", "c", "d"], "v_pu": [0.0, 0.94, 1.0, 1.02]})
                 writers["node_voltages", fed].flush(k)
         tw.flush(k)
-        ts.add(time_s=t, iterations=2, mismatch=1e-7, compute_s=0.1, exchange_s=2.0, peak_rss_mb=50.0)
+        ts.add(time_s=t, iterations=2, dv_pu=1e-7, ds_pu=1e-7, compute_s=0.1, exchange_s=2.0, peak_rss_mb=50.0)
         ts.flush(k)
     (run_dir / "configs").mkdir()
     (run_dir / "configs" / "transmission.json").write_text(json.dumps(
@@ -205,7 +206,8 @@ def test_synthetic_run_aggregates_with_leftovers_and_a_missing_summary(tmp_path)
     steps = _read(result, "steps")
     assert steps["federates"].tolist() == [3] * 3 and steps["iterations"].tolist() == [2] * 3
     its = _read(result, "iterations")
-    assert its["iteration"].tolist() == [0, 1] * 3 and its["v_mismatch"].tolist() == [1e-3, 1e-4] * 3
+    assert its["iteration"].tolist() == [0, 1] * 3 and its["dv_pu"].tolist() == [1e-3, 1e-4] * 3
+    assert its["ds_pu"].isna().tolist() == [True, False] * 3 and its["ds_pu"].dropna().tolist() == [1e-5] * 3
     fed = pd.read_parquet(result.path("federates")).set_index("federate")
     assert fed.loc["g0", "compute_s"] == 3.0 and fed.loc["transmission", "exchange_s"] == 6.0
     assert fed.loc["transmission", "role"] == "transmission"

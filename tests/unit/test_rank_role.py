@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from hpcsim.errors import PlanError
-from hpcsim.hpc.plan import Cluster, StudyShape, broker_ports, make_plan, rank_slice
+from hpcsim.hpc.plan import Cluster, StudyShape, make_plan, rank_slice
 from hpcsim.hpc.rank import PlacementError, WorldSizeError, cut_bundle, feeder_config, role_of
 
 pytestmark = pytest.mark.unit
@@ -15,31 +15,33 @@ pytestmark = pytest.mark.unit
 SG200 = StudyShape(name="sg200", case="ACTIVSg200", case_buses=200, model="ieee8500", coupling="iterative", steps=1,
                    n_buses=37, n_feeders=126)
 PLAN = make_plan(SG200, Cluster(nodes=4, cores_per_node=16, mem_per_node_gb=64))  # ranks per node 14 15 15 15
-ROOT, SUB = broker_ports(PLAN.ports, 77)
+SUB = 23411
 
 
 def env(node: str, **kw) -> dict:
-    return {"HPCSIM_NODES": "cn01 cn02 cn03 cn04", "SLURMD_NODENAME": node, "SLURM_JOB_ID": "77", **kw}
+    """What the job script exports (names, SLURM's node addresses, the sub-broker port) and SLURM adds."""
+    return {"HPCSIM_NODES": "cn01 cn02 cn03 cn04", "HPCSIM_NODE_ADDRS": "10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4",
+            "HPCSIM_SUB_PORT": str(SUB), "SLURMD_NODENAME": node, "SLURM_JOB_ID": "77", **kw}
 
 
-def test_brokers_listen_on_their_node_and_sub_brokers_connect_to_node_0():
-    root = role_of("root-broker", PLAN, env("cn01"))
-    assert (root.name, root.node, root.listen, root.connect_to) == ("root_77", 0, f"tcp://cn01:{ROOT}", None)
-    sub = role_of("sub-broker", PLAN, env("cn03"))
-    assert (sub.name, sub.node, sub.listen, sub.connect_to) == ("sub2_77", 2, f"tcp://cn03:{SUB}", f"tcp://cn01:{ROOT}")
-
-
-def test_transmission_connects_to_node_0_sub_broker():
+def test_transmission_connects_to_node_0_sub_broker_at_node_0_address_and_binds_it():
     t = role_of("transmission", PLAN, env("cn01"))
-    assert (t.name, t.node, t.connect_to) == ("transmission", 0, f"tcp://cn01:{SUB}")
+    assert (t.name, t.node, t.connect_to, t.interface) == ("transmission", 0, f"tcp://10.0.0.1:{SUB}",
+                                                           "tcp://10.0.0.1")
 
 
-def test_feeder_rank_gets_its_node_broker_and_feeders_from_the_mpi_rank():
+def test_feeder_rank_gets_its_node_broker_address_and_feeders_from_the_mpi_rank():
     r = role_of("feeders", PLAN, env("cn03"), mpi=(30, 59))
-    assert (r.name, r.node, r.rank, r.connect_to) == ("feeders_030", 2, 30, f"tcp://cn03:{SUB}")
+    assert (r.name, r.node, r.rank, r.connect_to, r.interface) == ("feeders_030", 2, 30, f"tcp://10.0.0.3:{SUB}",
+                                                                   "tcp://10.0.0.3")
     assert r.feeders == rank_slice(30, 126, 59)
     from_slurm = role_of("feeders", PLAN, env("cn03", SLURM_PROCID="30", SLURM_NTASKS="59"))
     assert from_slurm == r
+
+
+def test_node_names_stand_in_for_addresses_when_slurm_gave_none():
+    r = role_of("feeders", PLAN, {k: v for k, v in env("cn02").items() if k != "HPCSIM_NODE_ADDRS"}, mpi=(14, 59))
+    assert r.connect_to == f"tcp://cn02:{SUB}"
 
 
 def test_world_of_the_wrong_size_names_ranks_and_plan():
@@ -47,8 +49,7 @@ def test_world_of_the_wrong_size_names_ranks_and_plan():
         role_of("feeders", PLAN, env("cn01"), mpi=(0, 58))
 
 
-@pytest.mark.parametrize("kind, node, mpi", [("root-broker", "cn02", None), ("transmission", "cn04", None),
-                                             ("feeders", "cn03", (3, 59))])
+@pytest.mark.parametrize("kind, node, mpi", [("transmission", "cn04", None), ("feeders", "cn03", (3, 59))])
 def test_a_process_on_the_wrong_node_is_refused(kind, node, mpi):
     with pytest.raises(PlacementError, match="belongs on node"):
         role_of(kind, PLAN, env(node), mpi=mpi)
@@ -56,17 +57,24 @@ def test_a_process_on_the_wrong_node_is_refused(kind, node, mpi):
 
 def test_environment_that_disagrees_with_the_plan_is_refused():
     with pytest.raises(PlacementError, match="lists 2 node"):
-        role_of("sub-broker", PLAN, {"HPCSIM_NODES": "a b", "SLURMD_NODENAME": "a"})
+        role_of("transmission", PLAN, {"HPCSIM_NODES": "a b", "SLURMD_NODENAME": "a"})
+    with pytest.raises(PlacementError, match="lists 3 address"):
+        role_of("transmission", PLAN, env("cn01", HPCSIM_NODE_ADDRS="1 2 3"))
     with pytest.raises(PlacementError, match="not in HPCSIM_NODES"):
-        role_of("sub-broker", PLAN, env("elsewhere"))
+        role_of("transmission", PLAN, env("elsewhere"))
+    with pytest.raises(PlanError, match="HPCSIM_SUB_PORT"):
+        role_of("transmission", PLAN, env("cn01", HPCSIM_SUB_PORT=""))
+    with pytest.raises(PlanError, match="not inside a job"):
+        role_of("transmission", PLAN, {})
     with pytest.raises(PlanError, match="unknown role"):
-        role_of("worker", PLAN, env("cn01"))
+        role_of("root-broker", PLAN, env("cn01"))
 
 
 def test_one_node_local_plan_uses_loopback_and_an_explicit_broker_wins():
     plan = make_plan(replace(SG200, n_buses=1, n_feeders=3), Cluster(1, 4, 16))
-    r = role_of("feeders", plan, env("cn01") | {"HPCSIM_NODES": "cn01"}, mpi=(1, 2))
-    assert r.connect_to == f"tcp://127.0.0.1:{SUB}" and r.feeders == (1, 3)
+    one = env("cn01") | {"HPCSIM_NODES": "cn01", "HPCSIM_NODE_ADDRS": "10.0.0.1"}
+    r = role_of("feeders", plan, one, mpi=(1, 2))
+    assert (r.connect_to, r.interface, r.feeders) == (f"tcp://127.0.0.1:{SUB}", None, (1, 3))
     mine = role_of("feeders", plan, {}, mpi=(0, 2), broker_address="tcp://127.0.0.1:9999")
     assert mine.connect_to == "tcp://127.0.0.1:9999" and mine.feeders == (0, 1)
 

@@ -1,13 +1,11 @@
-"""The rendered job folder: golden files, determinism, shell quoting, configs.
-
-Regenerate the golden files after an intended change with ``HPCSIM_UPDATE_GOLDEN=1 pytest tests/unit/test_slurm_render.py``
-and review the diff.
-"""
+"""The rendered job folder: no machine paths, the plan in the script, the site's prologue and directives,
+the memory request, visible broker command lines, shell quoting, configs, and re-rendering over an edited
+folder. (Byte-for-byte golden files: ``jobs/examples/``, tests/unit/test_job_examples.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import re
 import subprocess
 import sys
@@ -17,47 +15,47 @@ from pathlib import Path
 import pytest
 
 from hpcsim.cases import CASES_DIR, PROJECT_ROOT
+from hpcsim.cli import main
 from hpcsim.errors import StudyError
-from hpcsim.federation.layout import TRANSMISSION, build_layout, federate_configs, group_name
-from hpcsim.hpc.jobdir import RUN_PLACEHOLDER, node_configs, render_job
-from hpcsim.hpc.plan import Cluster, make_plan, study_shape
+from hpcsim.federation.layout import TRANSMISSION, build_layout, group_name, role_configs
+from hpcsim.hpc.jobdir import MANIFEST, Site, node_configs, render_job
+from hpcsim.hpc.plan import Cluster, broker_ports, make_plan, study_shape
 from hpcsim.study import load_study
 
 pytestmark = pytest.mark.unit
 
-GOLDEN = PROJECT_ROOT / "tests" / "golden" / "activsg200_ieee8500_4nodes"
-UPDATE = os.environ.get("HPCSIM_UPDATE_GOLDEN") == "1"
 CLUSTER = Cluster(nodes=4, cores_per_node=16, mem_per_node_gb=64, walltime="00:30:00", partition="compute",
                   account="hpcsim")
 STUDY = CASES_DIR / "activsg200_ieee8500.toml"
+PROLOGUE = PROJECT_ROOT / "jobs" / "examples" / "site-prologue.sh"
+SITE = Site(prologue=PROLOGUE, directives=("--qos=high", "--mail-type=FAIL"))
 ODD_NAME = "it's \"odd\" $(touch pwned) `id` name;\n& *"  # study names cannot hold / or \\
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("job")
-    return out, render_job(load_study(STUDY), CLUSTER, out)
+    return out, render_job(load_study(STUDY), CLUSTER, out, site=SITE)
 
 
-@pytest.mark.parametrize("name", ["job.sbatch", "plan.json"])
-def test_rendering_matches_the_golden_file(rendered, name):
-    out, _ = rendered
-    text = (out / name).read_text()
-    if UPDATE:
-        GOLDEN.mkdir(parents=True, exist_ok=True)
-        (GOLDEN / name).write_text(text)
-    assert text == (GOLDEN / name).read_text(), f"{name} changed: HPCSIM_UPDATE_GOLDEN=1 regenerates, review the diff"
-
-
-def test_rendering_is_deterministic_and_holds_no_machine_paths(rendered, tmp_path):
+def test_rendering_is_deterministic_and_the_only_machine_path_is_the_default_python(rendered, tmp_path):
     out, _ = rendered
     again = tmp_path / "again"
-    render_job(load_study(STUDY), CLUSTER, again)
-    for name in ("job.sbatch", "plan.json"):
-        text = (out / name).read_text()
-        assert text == (again / name).read_text()
+    render_job(load_study(STUDY), CLUSTER, again, site=SITE)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert [str(f) for f in files] == sorted(["boundary_map.txt", "configs/node_000.json", "configs/node_001.json",
+                                              "configs/node_002.json", "configs/node_003.json",
+                                              "configs/transmission.json", "job.sbatch", "plan.json",
+                                              MANIFEST, "run.json", "study.toml"])
+    script = (out / "job.sbatch").read_text()
+    assert f"PYTHON=${{HPCSIM_PYTHON:-{sys.executable}}}\n" in script  # the Python that rendered it
+    for rel in files:
+        text = (out / rel).read_text()
+        assert text == (again / rel).read_text(), rel
+        if rel.name == "job.sbatch":
+            text = text.replace(sys.executable, "")
         for machine_path in (str(out), str(again), str(PROJECT_ROOT), sys.prefix, str(Path.home())):
-            assert not re.search(re.escape(machine_path) + r"(?![\w-])", text), (name, machine_path)
+            assert not re.search(re.escape(machine_path) + r"(?![\w-])", text), (rel, machine_path)
 
 
 def test_rendered_script_passes_bash_n_and_follows_the_plan(rendered):
@@ -67,36 +65,142 @@ def test_rendered_script_passes_bash_n_and_follows_the_plan(rendered):
     assert "#SBATCH --nodes=4\n" in text and "#SBATCH --ntasks-per-node=16\n" in text
     assert "#SBATCH --partition=compute\n" in text and "#SBATCH --account=hpcsim\n" in text
     assert "RANKS_PER_NODE=(14 15 15 15)" in text and "RANKS=59\n" in text
-    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in text
+    assert "ROOT_FEDERATES=60\n" in text and "SUB_FEDERATES=(15 15 15 15)\n" in text
+    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST"' in text and "NodeAddr=" in text
     assert text.count("srun --mpi=pmi2") == 1 and "wait -n" in text
-    assert "tcp://" not in text, "broker addresses are computed at run time"
+    assert "tcp://127" not in text, "addresses come from SLURM at run time"
 
 
-def test_configs_are_federate_configs_per_node(rendered):
+def test_broker_command_lines_are_spelled_out_in_the_script(rendered):
+    text = (rendered[0] / "job.sbatch").read_text()
+    root = text[text.index("ROOT_BROKER=("):text.index("record root_broker")]
+    assert '"$HELICS_BROKER" -t zmq -f "$ROOT_FEDERATES" --subbrokers="${#NODES[@]}"' in root
+    assert '--port="$ROOT_PORT"' in root and '"$(bind 0)"' in root
+    sub = text[text.index("SUB_BROKER=("):text.index('record "sub${i}_broker"')]
+    assert '--broker_address="tcp://${ADDRS[0]}:$ROOT_PORT"' in sub and '--localport="$SUB_PORT"' in sub
+    assert 'echo "--local_interface=tcp://${ADDRS[$1]}"' in text  # every broker binds its own node's address
+    assert "hpcsim.hpc.rank" in text and "root-broker" not in text
+
+
+def test_the_script_computes_the_ports_the_plan_documents(rendered):
     out, plan = rendered
-    t = json.loads((out / "configs" / "transmission.json").read_text())
-    assert t["role"] == TRANSMISSION and len(t["feeders"]) == 126 and t["run_dir"] == "run"
+    text = (out / "job.sbatch").read_text()
+    lines = [line for line in text.splitlines() if line.startswith(("ROOT_PORT=", "SUB_PORT="))]
+    for job_id in (1, 1999, 2000, 123457):
+        got = subprocess.run(["bash", "-c", f"SLURM_JOB_ID={job_id}\n" + "\n".join(lines) +
+                              '\necho "$ROOT_PORT $SUB_PORT"'], capture_output=True, text=True, check=True).stdout
+        assert tuple(map(int, got.split())) == broker_ports(plan.ports, job_id)
+
+
+def test_site_prologue_and_directives_are_in_the_script_in_order(rendered):
+    text = (rendered[0] / "job.sbatch").read_text()
+    lines = text.splitlines()
+    directives = [line for line in lines if line.startswith("#SBATCH ")]
+    assert directives[-2:] == ["#SBATCH --qos=high", "#SBATCH --mail-type=FAIL"]  # after hpcsim's: they win
+    start = text.index("# --- site prologue (--prologue site-prologue.sh) ---\n")
+    end = text.index("# --- end of the site prologue ---\n")
+    assert text[start:end].endswith(PROLOGUE.read_text())
+    assert text.index("set -uo pipefail") < start < text.index("STUDY=")
+
+
+@pytest.mark.parametrize("bad", ["qos=high", "--qos=high\n#SBATCH --x", ""])
+def test_a_directive_that_is_not_one_option_is_refused(tmp_path, bad):
+    with pytest.raises(StudyError, match="--sbatch"):
+        render_job(load_study(STUDY), CLUSTER, tmp_path / "j", site=Site(directives=(bad,)))
+    assert not (tmp_path / "j").exists()
+
+
+def test_an_unreadable_prologue_is_refused_naming_it(tmp_path):
+    for path, data in ((tmp_path / "missing.sh", None), (tmp_path / "binary.sh", b"\x00\xff\xfe")):
+        if data is not None:
+            path.write_bytes(data)
+        with pytest.raises(StudyError, match=re.escape(str(path))):
+            render_job(load_study(STUDY), CLUSTER, tmp_path / "j", site=Site(prologue=path))
+    assert not (tmp_path / "j").exists()
+
+
+def test_memory_request_is_the_predicted_peak_plus_the_stated_margin(rendered, tmp_path):
+    out, plan = rendered
+    text = (out / "job.sbatch").read_text()
+    peak = max(n.mem_mb for n in plan.nodes)
+    assert f"#SBATCH --mem={math.ceil(peak * 1.25)}M\n" in text
+    assert f"# memory: predicted peak {peak / 1024:.1f} GB per node + 25% margin\n" in text
+    tight = replace(CLUSTER, mem_per_node_gb=5)  # the plan fits (4.1 GB < 90 %), +25 % would not
+    render_job(load_study(STUDY), tight, tmp_path / "tight", site=Site(mem_margin=0.25))
+    text = (tmp_path / "tight" / "job.sbatch").read_text()
+    assert "#SBATCH --mem=5120M\n" in text and "capped at the node's 5 GB" in text
+
+
+def test_configs_are_role_settings_per_node_pretty_printed_with_names_not_paths(rendered):
+    out, plan = rendered
+    raw = (out / "configs" / "transmission.json").read_text()
+    assert raw.startswith("{\n") and '"case": "ACTIVSg200"' in raw
+    t = json.loads(raw)
+    assert t["role"] == TRANSMISSION and len(t["feeders"]) == 126 and t["run_dir"] == ".."
     names = []
     for node in plan.nodes:
         bundle = json.loads((out / "configs" / f"node_{node.index:03d}.json").read_text())
         assert bundle["role"] == "feeders" and len(bundle["feeders"]) == node.feeders
+        assert bundle["feeder_model"] == "ieee8500"
         assert {str(f["bus"]) for f in bundle["feeders"]} == set(bundle["v0"])
         names += [f["name"] for f in bundle["feeders"]]
     assert names == [f["name"] for f in t["feeders"]]
     assert (out / "boundary_map.txt").read_text().startswith("37,126\n")
     assert (out / "study.toml").read_text() == STUDY.read_text()
+    assert json.loads((out / "run.json").read_text())["workers"] == plan.ranks
 
 
-def test_node_bundles_equal_a_direct_federate_configs_call():
+def test_node_bundles_equal_the_role_configs_of_the_nodes_as_groups():
     study = load_study(STUDY)
     layout = build_layout(study)
     plan = make_plan(study_shape(study, layout.boundary), CLUSTER)
     transmission, bundles = node_configs(layout, plan)
     groups = tuple(layout.feeders[n.first_feeder:n.first_feeder + n.feeders] for n in plan.nodes)
     names = [TRANSMISSION] + [group_name(i) for i in range(len(groups))]
-    direct = federate_configs(replace(layout, groups=groups), RUN_PLACEHOLDER, dict.fromkeys(names, ""), plan.network)
+    direct = role_configs(replace(layout, groups=groups))
+    assert list(direct) == names
     assert transmission == direct[TRANSMISSION]
-    assert bundles == [direct[group_name(i)] for i in range(len(groups))]
+    assert bundles == [{**direct[group_name(i)], "name": group_name(i)} for i in range(len(groups))]
+
+
+def test_rerendering_over_an_edited_folder_is_refused_naming_the_file_unless_forced(tmp_path, capsys):
+    out = tmp_path / "job"
+    args = ["jobs", "render", str(STUDY), "--nodes", "4", "--cores-per-node", "16", "--mem-per-node-gb", "64",
+            "-o", str(out)]
+    assert main(["-q", *args]) == 0
+    assert main(["-q", *args]) == 0, "re-rendering an unedited folder is allowed"
+    script = out / "job.sbatch"
+    script.write_text(script.read_text().replace("--time=01:00:00", "--time=02:00:00"))
+    capsys.readouterr()
+    assert main(["-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{script} was edited since it was rendered" in err and "--force" in err
+    assert "--time=02:00:00" in script.read_text(), "the edit is kept"
+    assert main(["-q", *args, "--force"]) == 0
+    assert "--time=01:00:00" in script.read_text()
+    (out / "configs" / "node_002.json").unlink()
+    assert main(["-q", *args]) == 2
+    assert "node_002.json was deleted since it was rendered" in capsys.readouterr().err
+
+
+def test_a_rerender_with_fewer_nodes_removes_the_stale_bundles(tmp_path):
+    out = tmp_path / "job"
+    render_job(load_study(STUDY), CLUSTER, out)
+    render_job(load_study(STUDY), replace(CLUSTER, nodes=2), out)
+    assert sorted(p.name for p in (out / "configs").iterdir()) == ["node_000.json", "node_001.json",
+                                                                   "transmission.json"]
+
+
+def test_a_folder_that_hpcsim_did_not_render_is_not_written_over(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not a job folder hpcsim rendered"):
+        render_job(load_study(STUDY), CLUSTER, out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StudyError, match="exists and is not a folder"):
+        render_job(load_study(STUDY), CLUSTER, tmp_path / "file")
 
 
 def _odd_study(tmp_path: Path) -> Path:
