@@ -101,7 +101,10 @@ class Table:
     align: list[str] | None = None
 
     def alignment(self) -> list[str]:
-        return self.align or ["l"] + ["r"] * (len(self.columns) - 1)
+        """Per column: as given; else key-value tables (no header) left, others first left and the rest right."""
+        if self.align:
+            return self.align
+        return ["l"] * len(self.columns) if not any(self.columns) else ["l"] + ["r"] * (len(self.columns) - 1)
 
     def as_dict(self) -> dict:
         """``{"title", "columns", "rows", "note"}`` — a table in ``--json`` output."""

@@ -1,44 +1,87 @@
-"""PNG figures of an aggregated run (``<run>/aggregate/*.png``), drawn with matplotlib's Agg canvas.
+"""Figures of an aggregated run (``<run>/aggregate/<name>.<fmt>``), drawn on matplotlib ``Figure`` objects (Agg;
+no pyplot state). Inputs are the aggregate tables (one row per feeder or bus and time step), read with pandas.
+Every figure summarises rather than draws each feeder, so it stays cheap and readable at 10^4–10^5 feeders, and
+identical clones (same min/mean/max node voltage to ``CLONE_TOL_PU``) are one entry labelled ×count.
 
-Inputs are the aggregate tables (small: one row per feeder or bus and time step), read with pandas.
-A run with a single time step (snapshot) gets per-feeder / per-bus bar charts instead of time series.
-
-- ``voltage_envelope.png``: node-voltage envelope over time — mean, ±1σ band, min/max dashed (the style of the
-  T&D dynamic co-simulation paper's Fig. 11) — for all feeders pooled and the feeders with the lowest minimum;
-- ``boundary_power.png``: total P and Q at the boundary buses, then one small panel per bus (P and Q);
-- ``convergence.png``: iterations and final mismatch (log axis) per step;
-- ``time_breakdown.png``: compute vs exchange time per federate (stacked bars).
+- ``voltage_envelope``: snapshot — distribution of the feeders' min/mean/max node voltage against the band, and
+  the lowest distinct feeders as min–max bars; several steps — the pooled envelope over time, the lowest distinct
+  feeders' minimum over time and the number of feeders outside the band per step;
+- ``boundary_power``: what the feeders draw (P, Q) against the case's load (PD, QD × load profile) per bus: a
+  scatter with the 1:1 line and the median ratio, bars for the largest buses; several steps add the totals and
+  the P/PD ratio over time (the bus panels are then at the step of the largest load);
+- ``convergence``: transmission ΔV (pu) and worst feeder |ΔS| (pu of 100 MVA) against the tolerance, per
+  iteration (snapshot) or per step with the iterations per step (several steps); ∞ and missing values are marked;
+- ``time_breakdown``: compute vs exchange time per federate (stacked bars).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
 log = logging.getLogger(__name__)
 
-MAX_BUS_PANELS = 40
+CLONE_TOL_PU = 1e-6  # feeders whose min, mean and max node voltage agree to this are drawn as one
+LOWEST_GROUPS = 20  # distinct feeders drawn as min–max bars in a snapshot
+WORST_GROUPS = 5  # distinct feeders drawn over time
+BAR_BUSES = 15  # buses with P/PD and Q/QD bars
 MAX_FEDERATE_BARS = 40
-WORST_FEEDERS = 3
-BAND_COLOR, MEAN_COLOR = "tab:red", "tab:blue"
+WIDTH_IN = 11.0
+VOLTS = ["min_v_pu", "mean_v_pu", "max_v_pu"]
+BAND_COLOR, BAND_FILL, MEAN_COLOR = "tab:red", "tab:green", "tab:blue"
+P_COLOR, Q_COLOR = "tab:blue", "tab:orange"
+DV_COLOR, DS_COLOR = "tab:blue", "tab:orange"
+OUTSIDE_RIGHT = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, "fontsize": 9}
 
 
-def _time_axis(times_s: pd.Series) -> tuple[pd.Series, str]:
-    """Times in hours when the run spans two hours or more, else seconds, with the axis label."""
-    span = float(times_s.max() - times_s.min()) if len(times_s) else 0.0
-    return (times_s / 3600.0, "time (h)") if span >= 7200 else (times_s, "time (s)")
+# --- pure helpers -------------------------------------------------------------------------------------------
 
 
-def _save(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    fig.savefig(path, dpi=dpi)
-    log.info("wrote %s", path)
-    return path
+def wrap_title(text: str, width_in: float, fontsize: float = 12.0) -> str:
+    """``text`` wrapped to lines that fit ``width_in`` inches at ``fontsize`` points (long names are broken)."""
+    chars = max(20, int(width_in * 72 / (0.62 * fontsize)))
+    return "\n".join(line for para in text.split("\n") for line in textwrap.wrap(para, chars) or [""])
+
+
+def clone_groups(fv: pd.DataFrame, tol: float = CLONE_TOL_PU) -> pd.Series:
+    """Feeder -> group number: feeders whose (min, mean, max) node voltage agree to ``tol`` pu at every time
+    step share a group (values are compared on a grid of ``tol``; one hash per row, XOR-combined per feeder)."""
+    q = pd.DataFrame(np.round(fv[VOLTS].to_numpy("float64") / tol), columns=VOLTS)
+    q["time_s"] = fv["time_s"].to_numpy("float64")
+    h = pd.util.hash_pandas_object(q, index=False).to_numpy()
+    codes, names = pd.factorize(fv["feeder"].to_numpy(), sort=True)
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    signature = np.bitwise_xor.reduceat(h[order], starts) if len(h) else h
+    return pd.Series(pd.factorize(signature)[0], index=pd.Index(names, name="feeder"), name="group")
+
+
+def collapse_identical(fv: pd.DataFrame, tol: float = CLONE_TOL_PU) -> pd.DataFrame:
+    """One entry per set of identical feeders (:func:`clone_groups`): the rows of its first feeder (by name) with
+    ``group``, ``count`` (feeders it stands for) and ``n_buses`` (buses they hang from); sorted by time, then
+    minimum voltage."""
+    df = fv.assign(group=fv["feeder"].map(clone_groups(fv, tol)).to_numpy())
+    info = df.groupby("group").agg(first=("feeder", "min"), count=("feeder", "nunique"), n_buses=("bus", "nunique"))
+    rows = df[df["feeder"].isin(set(info["first"]))]
+    out = rows.merge(info[["count", "n_buses"]], left_on="group", right_index=True)
+    return out.sort_values(["time_s", "min_v_pu", "feeder"], ignore_index=True)
+
+
+def group_label(feeder: str, bus: int, count: int, n_buses: int = 1) -> str:
+    """A feeder's name, or for identical clones the bus and how many feeders the entry stands for."""
+    if count <= 1:
+        return str(feeder)
+    where = f"bus {bus}" if n_buses <= 1 else f"bus {bus} + {n_buses - 1} more"
+    return f"{where} (×{count})"
 
 
 def pooled_envelope(fv: pd.DataFrame) -> pd.DataFrame:
@@ -58,194 +101,377 @@ def pooled_envelope(fv: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _envelope_panel(ax, env: pd.DataFrame, title: str, band: tuple[float, float]) -> None:
-    x, xlabel = _time_axis(env["time_s"])
-    ax.plot(x, env["mean_v_pu"], color=MEAN_COLOR, lw=1.8, label="mean", marker="." if len(env) < 30 else None)
-    if env["std_v_pu"].notna().any():
-        ax.fill_between(x, env["mean_v_pu"] - env["std_v_pu"], env["mean_v_pu"] + env["std_v_pu"], color=MEAN_COLOR,
-                        alpha=0.25, lw=0, label="±1σ")
-    ax.plot(x, env["min_v_pu"], "k--", lw=1, label="min / max")
-    ax.plot(x, env["max_v_pu"], "k--", lw=1)
+def case_load_at(b: pd.DataFrame, system: pd.DataFrame | None) -> tuple[pd.DataFrame, bool]:
+    """Boundary rows with ``pd_mw``/``qd_mvar`` = the case's PD/QD × the step's load-profile multiplier; the flag
+    says whether the multiplier was known (else nominal PD/QD)."""
+    mult = pd.Series(dtype="float64")
+    if system is not None and "load_mult" in system:
+        mult = system.set_index("time_s")["load_mult"].astype("float64")
+    m = b["time_s"].map(mult).astype("float64")
+    known = bool(m.notna().all())
+    m = m.fillna(1.0)
+    return b.assign(pd_mw=b["pd_case_mw"].astype("float64") * m, qd_mvar=b["qd_case_mvar"].astype("float64") * m), known
+
+
+def _time_axis(times_s: pd.Series) -> tuple[pd.Series, str]:
+    """Times in hours when the run spans two hours or more, else seconds, with the axis label."""
+    span = float(times_s.max() - times_s.min()) if len(times_s) else 0.0
+    return (times_s / 3600.0, "time (h)") if span >= 7200 else (times_s, "time (s)")
+
+
+# --- drawing helpers ----------------------------------------------------------------------------------------
+
+
+def _figure(height_in: float, width_in: float = WIDTH_IN) -> Figure:
+    return Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float = 12.0) -> None:
+    fig.suptitle(wrap_title(text, fig.get_figwidth(), fontsize), fontsize=fontsize)
+
+
+def _legend_below(fig: Figure, axes: list[Axes], ncols: int = 4) -> None:
+    """One legend for ``axes`` under the figure (labels deduplicated), outside every axes."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(ncols, len(seen)), fontsize=9)
+
+
+def _band(ax: Axes, band: tuple[float, float], vertical: bool = False) -> None:
+    (ax.axvspan if vertical else ax.axhspan)(*band, color=BAND_FILL, alpha=0.08, lw=0)
+    line = ax.axvline if vertical else ax.axhline
     for v in band:
-        ax.axhline(v, color=BAND_COLOR, ls=":", lw=1, label=f"band {band[0]}–{band[1]} pu" if v == band[0] else None)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("node voltage (pu)")
-    ax.grid(alpha=0.3)
+        line(v, color=BAND_COLOR, ls=":", lw=1.3, label=f"band {band[0]:g}–{band[1]:g} pu" if v == band[0] else None)
 
 
-def voltage_envelope(fv: pd.DataFrame, path: Path, band: tuple[float, float], study: str) -> Path:
-    """Envelope over time (several steps) or per feeder (one step)."""
-    source = "node voltages" if (fv["source"] == "node_voltages").any() else \
-        "feeders table (no node voltages written: no ±1σ band)"
+def _marked(ax: Axes, x: np.ndarray, y: np.ndarray, color: str, label: str, **style) -> None:
+    """Positive finite values as a line; ∞ as ▲ at the top edge and missing or zero values as ▽ at the bottom
+    edge of a log axis (marked, never dropped silently)."""
+    x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
+    ok = np.isfinite(y) & (y > 0)
+    ax.plot(x[ok], y[ok], color=color, label=label, **style)
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for mask, yy, marker, what in ((np.isposinf(y), 0.97, "^", "∞, no previous value"),
+                                   (~np.isfinite(y) & ~np.isposinf(y) | (y <= 0), 0.03, "v", "no value yet")):
+        if mask.any():
+            ax.plot(x[mask], np.full(int(mask.sum()), yy), marker, color=color, ms=8, mfc="none", mew=1.5,
+                    transform=edge, clip_on=False, ls="none", label=f"{label.split(' (')[0]}: {what}")
+
+
+def _log_limits(ax: Axes, values: list[np.ndarray], tolerance: float | None) -> None:
+    """Room above and below the finite values, so the ∞ / missing markers on the edges sit clear of the data."""
+    v = np.concatenate([np.asarray(a, dtype="float64") for a in values] + [np.array([tolerance or np.nan])])
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v):
+        ax.set_ylim(v.min() / 8, v.max() * 8)
+
+
+def _save(fig: Figure, path: Path, dpi: int) -> Path:
+    fig.savefig(path, dpi=dpi)
+    log.info("wrote %s", path)
+    return path
+
+
+# --- voltage envelope ---------------------------------------------------------------------------------------
+
+
+def _source_note(fv: pd.DataFrame) -> str:
+    if (fv["source"] == "node_voltages").any():
+        return "statistics over every energized node (node voltages written)"
+    return "min/mean/max of each feeder's energized nodes from the feeders table (no node voltages written: no σ)"
+
+
+def voltage_envelope_figure(fv: pd.DataFrame, band: tuple[float, float], study: str) -> Figure:
+    """Snapshot: distribution + lowest distinct feeders; several steps: envelope and worst feeders over time."""
     if fv["time_s"].nunique() == 1:
-        return _snapshot_envelope(fv, path, band, study, source)
-    worst = fv.groupby("feeder")["min_v_pu"].min().nsmallest(WORST_FEEDERS).index.tolist()
-    panels = [(f"all {fv['feeder'].nunique()} feeders pooled", pooled_envelope(fv))]
-    for name in worst:
-        g = fv[fv["feeder"] == name].sort_values("time_s")
-        panels.append((f"{name} (lowest min {g['min_v_pu'].min():.3f} pu)", g))
-    ncols = 2 if len(panels) > 1 else 1
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(6.5 * ncols, 3.6 * nrows + 0.6), layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
-    for i, (ax, (title, env)) in enumerate(zip(axes, panels)):
-        _envelope_panel(ax, env, title, band)
-        if i % ncols:
-            ax.set_ylabel("")
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=9)
-    fig.suptitle(f"{study}: feeder node-voltage envelope (from {source})")
-    return _save(fig, path)
+        return _snapshot_envelope(fv, band, study)
+    return _series_envelope(fv, band, study)
 
 
-def _snapshot_envelope(fv: pd.DataFrame, path: Path, band: tuple[float, float], study: str, source: str) -> Path:
-    g = fv.sort_values("min_v_pu").reset_index(drop=True)
-    x = np.arange(len(g))
-    fig = Figure(figsize=(max(7.0, min(16.0, 0.12 * len(g) + 4)), 4.5), layout="constrained")
-    ax = fig.subplots()
-    ax.vlines(x, g["min_v_pu"], g["max_v_pu"], color="k", lw=0.8, label="min – max")
-    if g["std_v_pu"].notna().any():
-        ax.vlines(x, g["mean_v_pu"] - g["std_v_pu"], g["mean_v_pu"] + g["std_v_pu"], color=MEAN_COLOR, lw=4, alpha=0.4,
-                  label="±1σ")
-    ax.plot(x, g["mean_v_pu"], "o", color=MEAN_COLOR, ms=3, label="mean")
-    for v in band:
-        ax.axhline(v, color=BAND_COLOR, ls=":", lw=1)
-    if len(g) <= 30:
-        ax.set_xticks(x, g["feeder"], rotation=60, ha="right", fontsize=7)
-    ax.set_xlabel("feeder (sorted by minimum voltage)")
-    ax.set_ylabel("node voltage (pu)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{study}: node voltages per feeder at t = {g['time_s'].iloc[0]:g} s (from {source})", fontsize=10)
-    return _save(fig, path)
+def _snapshot_envelope(fv: pd.DataFrame, band: tuple[float, float], study: str) -> Figure:
+    groups = collapse_identical(fv)
+    low = groups.head(LOWEST_GROUPS)
+    n = len(fv)
+    fig = _figure(max(5.0, 2.4 + 0.27 * len(low)))
+    ax_h, ax_b = fig.subplots(1, 2, sharex=True)
+    lo = min(float(np.nanmin(fv["min_v_pu"])), band[0])
+    hi = max(float(np.nanmax(fv["max_v_pu"])), band[1])
+    bins = np.linspace(lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo), int(np.clip(2 * math.sqrt(n), 24, 90)) + 1)
+    n_low, n_high = int((fv["min_v_pu"] < band[0]).sum()), int((fv["max_v_pu"] > band[1]).sum())
+    for col, color, label in (("min_v_pu", "tab:purple", f"feeder minimum ({n_low:,} of {n:,} below {band[0]:g} pu)"),
+                              ("max_v_pu", "tab:orange", f"feeder maximum ({n_high:,} of {n:,} above {band[1]:g} pu)")):
+        ax_h.hist(fv[col].dropna(), bins, histtype="stepfilled", facecolor=(color, 0.35), edgecolor=color, lw=1.2,
+                  label=label)
+    ax_h.hist(fv["mean_v_pu"].dropna(), bins, histtype="step", color="0.3", lw=1.2, label="feeder mean")
+    _band(ax_h, band, vertical=True)
+    ax_h.set_xlabel("node voltage (pu)")
+    ax_h.set_ylabel("feeders")
+    ax_h.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_h.set_title(f"all {n:,} feeders", fontsize=10)
+    ax_h.grid(alpha=0.3)
+
+    y = np.arange(len(low))
+    ax_b.barh(y, low["max_v_pu"] - low["min_v_pu"], left=low["min_v_pu"], height=0.6, color="0.8", edgecolor="0.4",
+              label="feeder min – max")
+    if low["std_v_pu"].notna().any():
+        ax_b.barh(y, 2 * low["std_v_pu"], left=low["mean_v_pu"] - low["std_v_pu"], height=0.6,
+                  color=(MEAN_COLOR, 0.45), label="mean ± 1σ")
+    ax_b.plot(low["mean_v_pu"], y, "|", color=MEAN_COLOR, ms=11, mew=2, label="feeder mean")
+    ax_b.plot(low["min_v_pu"], y, "o", color="tab:purple", ms=4)
+    _band(ax_b, band, vertical=True)
+    labels = [group_label(r.feeder, r.bus, r.count, r.n_buses) for r in low.itertuples()]
+    ax_b.set_yticks(y, labels, fontsize=8)
+    ax_b.set_ylim(len(low) - 0.4, -0.6)  # lowest on top
+    ax_b.set_xlabel("node voltage (pu)")
+    ax_b.tick_params(axis="x", labelbottom=True)
+    ax_b.grid(alpha=0.3, axis="x")
+    shown = f"the {len(low)} lowest of {len(groups):,}" if len(groups) > len(low) else f"all {len(groups):,}"
+    ax_b.set_title(f"{shown} distinct feeders (identical clones as one, ×count)", fontsize=10)
+    _legend_below(fig, [ax_h, ax_b], ncols=3)
+    _suptitle(fig, f"{study}: feeder node voltages at t = {fv['time_s'].iloc[0]:g} s ({n:,} feeders, "
+                   f"{len(groups):,} distinct)\n{_source_note(fv)}")
+    return fig
 
 
-def boundary_power(b: pd.DataFrame, path: Path, study: str) -> Path:
-    """System totals on top, then one small panel per bus (the largest MAX_BUS_PANELS by mean P)."""
-    if b["time_s"].nunique() == 1:
-        return _snapshot_power(b, path, study)
-    order = b.groupby("bus")["p_mw"].mean().sort_values(ascending=False)
-    shown = order.index[:MAX_BUS_PANELS].tolist() if len(order) > 1 else []  # one bus: the total says it all
-    ncols = 6 if len(shown) > 12 else max(1, min(4, len(shown)))
-    nrows = math.ceil(len(shown) / ncols)
-    fig = Figure(figsize=(max(9.0, 2.6 * ncols + 1), 3.4 + 1.9 * nrows), layout="constrained")
-    if shown:
-        top, grid = fig.subfigures(2, 1, height_ratios=[3.2, 1.9 * nrows])
+def _series_envelope(fv: pd.DataFrame, band: tuple[float, float], study: str) -> Figure:
+    env = pooled_envelope(fv)
+    groups = collapse_identical(fv)
+    worst = groups.groupby("group")["min_v_pu"].min().nsmallest(WORST_GROUPS).index
+    fig = _figure(10.0)
+    ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True, height_ratios=[3.0, 2.6, 1.7])
+    x, xlabel = _time_axis(env["time_s"])
+    scale = 3600.0 if xlabel == "time (h)" else 1.0
+    marker = "." if len(env) < 40 else None
+    ax1.plot(x, env["mean_v_pu"], color=MEAN_COLOR, lw=1.8, marker=marker, label="mean")
+    if env["std_v_pu"].notna().any():
+        ax1.fill_between(x, env["mean_v_pu"] - env["std_v_pu"], env["mean_v_pu"] + env["std_v_pu"], color=MEAN_COLOR,
+                         alpha=0.25, lw=0, label="mean ± 1σ")
+    ax1.plot(x, env["min_v_pu"], "k--", lw=1, label="min / max")
+    ax1.plot(x, env["max_v_pu"], "k--", lw=1)
+    ax1.set_title(f"all {fv['feeder'].nunique():,} feeders pooled", fontsize=10)
+    for g, color in zip(worst, ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")):
+        r = groups[groups["group"] == g].sort_values("time_s")
+        ax2.plot(r["time_s"] / scale, r["min_v_pu"], color=color, lw=1.4, marker=marker,
+                 label=f"{group_label(r['feeder'].iloc[0], r['bus'].iloc[0], r['count'].iloc[0], r['n_buses'].iloc[0])}"
+                       f": lowest {r['min_v_pu'].min():.3f} pu")
+    ax2.set_title(f"minimum node voltage of the {len(worst)} lowest distinct feeders (identical clones as one, ×count)",
+                  fontsize=10)
+    for ax in (ax1, ax2):
+        _band(ax, band)
+        ax.set_ylabel("node voltage (pu)")
+    out = fv.assign(low=fv["min_v_pu"] < band[0], high=fv["max_v_pu"] > band[1]).groupby("time_s")[["low", "high"]].sum()
+    xo = out.index.to_numpy() / scale
+    ax3.plot(xo, out["low"], "v-", color="tab:purple", ms=4, label=f"a node below {band[0]:g} pu")
+    ax3.plot(xo, out["high"], "^-", color="tab:orange", ms=4, label=f"a node above {band[1]:g} pu")
+    ax3.set_ylabel("feeders")
+    ax3.set_ylim(bottom=0)
+    ax3.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax3.set_title("feeders with a node outside the band", fontsize=10)
+    ax3.set_xlabel(xlabel)
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+        ax.legend(**OUTSIDE_RIGHT)
+    _suptitle(fig, f"{study}: feeder node-voltage envelope over {len(env)} steps\n{_source_note(fv)}")
+    return fig
+
+
+# --- boundary power -----------------------------------------------------------------------------------------
+
+
+def boundary_power_figure(b: pd.DataFrame, system: pd.DataFrame | None, study: str) -> Figure:
+    """Feeders' P/Q against the case's PD/QD per bus (at the step of the largest load); over time when several."""
+    b, known = case_load_at(b, system)
+    totals = b.groupby("time_s")[["p_mw", "q_mvar", "pd_mw", "qd_mvar"]].sum(min_count=1)
+    t_peak = float(totals["p_mw"].idxmax())
+    step = b[b["time_s"] == t_peak]
+    case = "case PD/QD" + ("" if known or len(totals) == 1 else " (nominal: load profile unknown)")
+    n_bars = min(BAR_BUSES, len(step))
+    if len(totals) == 1:
+        fig = _figure(max(5.5, 2.6 + 0.42 * n_bars))
+        ax_s, ax_b = fig.subplots(1, 2)
+        axes = [ax_s, ax_b]
     else:
-        top, grid = fig, None
-    ax = top.subplots()
-    tot = b.groupby("time_s")[["p_mw", "q_mvar"]].sum().reset_index()
-    x, xlabel = _time_axis(tot["time_s"])
-    ax.plot(x, tot["p_mw"], color="tab:blue", lw=2, label="P (MW)")
-    ax.plot(x, tot["q_mvar"], color="tab:orange", lw=2, label="Q (Mvar)")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("MW / Mvar")
+        fig = _figure(max(9.5, 6.2 + 0.42 * n_bars))
+        mosaic = fig.subplot_mosaic([["tot", "tot"], ["ratio", "ratio"], ["scatter", "bars"]],
+                                    height_ratios=[2.2, 1.1, max(3.6, 0.42 * n_bars + 0.9)])
+        ax_s, ax_b = mosaic["scatter"], mosaic["bars"]
+        axes = [ax_s, ax_b]
+        _power_over_time(mosaic["tot"], mosaic["ratio"], totals, system, known)
+    _power_scatter(ax_s, step)
+    _power_bars(ax_b, step, n_bars)
+    _legend_below(fig, axes, ncols=4)
+    tot = totals.loc[t_peak]
+    ratio = tot["p_mw"] / tot["pd_mw"] if tot["pd_mw"] else float("nan")
+    at = f"t = {t_peak:g} s" if len(totals) == 1 else f"the step of the largest load (t = {t_peak:g} s)"
+    _suptitle(fig, f"{study}: boundary load at {at}: the feeders draw {tot['p_mw']:,.1f} MW / "
+                   f"{tot['q_mvar']:,.1f} Mvar, the {case} there is {tot['pd_mw']:,.1f} MW / {tot['qd_mvar']:,.1f} Mvar "
+                   f"(P × {ratio:.2f})\n{len(step)} boundary buses, {int(step['clones'].sum()):,} feeders")
+    return fig
+
+
+def _power_scatter(ax: Axes, g: pd.DataFrame) -> None:
+    ok = g["pd_mw"].notna()
+    if not ok.any():
+        ax.set_title("case PD/QD unknown (case not readable)", fontsize=10)
+        return
+    for x, y, color, marker, what in ((g["pd_mw"], g["p_mw"], P_COLOR, "o", "P vs PD (MW)"),
+                                      (g["qd_mvar"], g["q_mvar"], Q_COLOR, "^", "Q vs QD (Mvar)")):
+        pos = x > 0
+        r = float((y[pos] / x[pos]).median()) if pos.any() else float("nan")
+        ax.scatter(x, y, s=14 if len(g) > 100 else 28, color=color, marker=marker, alpha=0.6, lw=0,
+                   label=f"{what}: median ratio {r:.2f}")
+        if math.isfinite(r):
+            top = float(np.nanmax(np.r_[x.to_numpy(), y.to_numpy() / r]))
+            ax.plot([0, top], [0, top * r], color=color, ls="--", lw=1)
+    vals = pd.concat([g["pd_mw"], g["p_mw"], g["qd_mvar"], g["q_mvar"]]).astype("float64")
+    lo, hi = min(0.0, float(np.nanmin(vals))), float(np.nanmax(vals)) * 1.05
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.9, label="1 : 1 (feeders draw the case load)")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("case load per bus: PD (MW), QD (Mvar)")
+    ax.set_ylabel("feeders' load per bus: P (MW), Q (Mvar)")
+    ax.set_title(f"per bus, all {len(g):,} buses (dashed: median ratio)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"{study}: total load of the {b['bus'].nunique()} boundary buses (final iteration of each step)",
-                 fontsize=10)
-    if grid is None:
-        return _save(fig, path)
-    axes = grid.subplots(nrows, ncols, squeeze=False).ravel()  # not sharex: every panel keeps its time labels
-    for a, bus in zip(axes, shown):
-        g = b[b["bus"] == bus].sort_values("time_s")
-        xb, _ = _time_axis(g["time_s"])
-        a.plot(xb, g["p_mw"], color="tab:blue", lw=1.2)
-        a.plot(xb, g["q_mvar"], color="tab:orange", lw=1.0, ls="--")
-        a.set_title(f"bus {bus} (K={int(g['clones'].iloc[0])})", fontsize=8, pad=2)
-        a.tick_params(labelsize=7)
-        a.grid(alpha=0.3)
-    for a in axes[len(shown):]:
-        a.set_visible(False)
-    more = f", largest {len(shown)} of {len(order)} by mean P" if len(order) > len(shown) else ""
-    grid.suptitle(f"per bus: P (MW, solid) and Q (Mvar, dashed) vs {xlabel}{more}", fontsize=9)
-    return _save(fig, path)
 
 
-def _snapshot_power(b: pd.DataFrame, path: Path, study: str) -> Path:
-    g = b.sort_values("p_mw", ascending=False).reset_index(drop=True)
-    x = np.arange(len(g))
-    fig = Figure(figsize=(max(7.0, min(16.0, 0.3 * len(g) + 3)), 4.5), layout="constrained")
-    ax = fig.subplots()
-    ax.bar(x - 0.2, g["p_mw"], 0.4, label="P (MW)", color="tab:blue")
-    ax.bar(x + 0.2, g["q_mvar"], 0.4, label="Q (Mvar)", color="tab:orange")
-    ax.set_xticks(x, [f"{bus}\nK={k}" for bus, k in zip(g["bus"], g["clones"])], fontsize=7)
-    ax.set_xlabel("boundary bus")
+def _power_bars(ax: Axes, g: pd.DataFrame, n: int) -> None:
+    top = g.nlargest(n, "p_mw").reset_index(drop=True)
+    y, h = np.arange(len(top)), 0.2
+    for off, col, color, label in ((-1.5, "p_mw", P_COLOR, "P feeders (MW)"), (-0.5, "pd_mw", (P_COLOR, 0.3), "PD case"),
+                                   (0.5, "q_mvar", Q_COLOR, "Q feeders (Mvar)"), (1.5, "qd_mvar", (Q_COLOR, 0.3), "QD case")):
+        ax.barh(y + off * h, top[col].fillna(0.0), h, color=color, edgecolor="none" if "case" not in label else color[0],
+                label=label)
+    right = float(np.nanmax(top[["p_mw", "pd_mw"]].to_numpy(dtype="float64")))
+    for yi, p, pd_ in zip(y, top["p_mw"], top["pd_mw"]):
+        if pd_ and math.isfinite(pd_):
+            ax.text(max(p, pd_) + 0.01 * right, yi - h, f"×{p / pd_:.2f}", va="center", fontsize=8)
+    ax.set_xlim(min(0.0, float(np.nanmin(top[["q_mvar", "qd_mvar"]].to_numpy(dtype="float64")))), right * 1.16)
+    ax.set_yticks(y, [f"bus {bus} (K={k})" for bus, k in zip(top["bus"], top["clones"])], fontsize=8)
+    ax.set_ylim(len(top) - 0.5, -0.5)
+    ax.set_xlabel("MW / Mvar")
+    ax.grid(alpha=0.3, axis="x")
+    more = f"the {len(top)} largest of {len(g):,} buses" if len(g) > len(top) else f"all {len(top)} buses"
+    ax.set_title(f"{more} by P (×: P / PD)", fontsize=10)
+
+
+def _power_over_time(ax: Axes, ax_r: Axes, totals: pd.DataFrame, system: pd.DataFrame | None, known: bool) -> None:
+    x, xlabel = _time_axis(totals.index.to_series())
+    marker = "." if len(totals) < 40 else None
+    case = "case × load profile" if known else "case (nominal)"
+    ax.plot(x, totals["p_mw"], color=P_COLOR, lw=2, marker=marker, label="P feeders (MW)")
+    ax.plot(x, totals["pd_mw"], color=P_COLOR, lw=1.3, ls="--", label=f"PD {case} (MW)")
+    ax.plot(x, totals["q_mvar"], color=Q_COLOR, lw=2, marker=marker, label="Q feeders (Mvar)")
+    ax.plot(x, totals["qd_mvar"], color=Q_COLOR, lw=1.3, ls="--", label=f"QD {case} (Mvar)")
     ax.set_ylabel("MW / Mvar")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    ax.set_title(f"{study}: boundary load per bus at t = {g['time_s'].iloc[0]:g} s "
-                 f"(total {g['p_mw'].sum():.1f} MW, {g['q_mvar'].sum():.1f} Mvar)", fontsize=10)
-    return _save(fig, path)
+    ax.set_title("total over the boundary buses", fontsize=10)
+    ratio = totals["p_mw"] / totals["pd_mw"]
+    ax_r.plot(x, ratio, color="k", lw=1.4, marker=marker, label="P / PD")
+    ax_r.axhline(1.0, color="0.5", lw=0.8)
+    ax_r.set_ylabel("P / PD")
+    ax_r.set_xlabel(xlabel)
+    for a in (ax, ax_r):
+        a.grid(alpha=0.3)
+        a.legend(**OUTSIDE_RIGHT)
 
 
-def convergence(steps: pd.DataFrame, path: Path, study: str, tolerance: float | None, coupling: str | None,
-                iterations: pd.DataFrame | None = None) -> Path:
-    """Iterations per step (bars) and final mismatch (log axis); infinite mismatches are marked, not dropped.
-    A single-step run shows the mismatch of every iteration instead."""
+# --- convergence --------------------------------------------------------------------------------------------
+
+DV_LABEL = "transmission ΔV = √Σ(ΔVm² + ΔVa²) (pu)"
+DS_LABEL = "worst feeder |ΔS| (pu of 100 MVA)"
+
+
+def convergence_figure(steps: pd.DataFrame, iterations: pd.DataFrame | None, study: str,
+                       tolerance: float | None, coupling: str | None) -> Figure:
+    """Snapshot: ΔV and ΔS of every iteration; several steps: iterations and final ΔV / ΔS per step (and, when
+    iterative, every step's per-iteration ΔV)."""
+    tol = tolerance if coupling == "iterative" else None
     if len(steps) == 1 and iterations is not None and len(iterations) > 1:
-        return _iteration_convergence(iterations, path, study, tolerance)
+        return _iteration_convergence(iterations, study, tol)
     s = steps.sort_values("time_s")
     x, xlabel = _time_axis(s["time_s"])
+    traces = tol is not None and iterations is not None and iterations.groupby("time_s").size().max() > 2
+    fig = _figure(7.0)
+    if traces:
+        m = fig.subplot_mosaic([["it", "trace"], ["final", "trace"]], width_ratios=[1.6, 1.0], height_ratios=[1, 1.6])
+        ax1, ax2 = m["it"], m["final"]
+        ax1.sharex(ax2)
+    else:
+        ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1.6])
     width = float(np.min(np.diff(x))) * 0.8 if len(x) > 1 else 0.8
-    fig = Figure(figsize=(9, 6), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1, sharex=True)
-    ax1.bar(x, s["iterations"].astype("float64").fillna(0), width=width, color="tab:gray")
+    it = s["iterations"].astype("float64")
+    ax1.bar(x, it.fillna(0), width=width, color="tab:gray", label="iterations (exchanges)")
+    if it.isna().any():
+        ax1.plot(x[it.isna()], np.zeros(int(it.isna().sum())), "x", color=BAND_COLOR, ms=8, clip_on=False,
+                 label="step not finished")
     ax1.set_ylabel("iterations")
     ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.tick_params(labelbottom=False)
     ax1.grid(alpha=0.3, axis="y")
     ax1.set_title("transmission iterations per step", fontsize=10)
-    finite_max = 1.0
-    for col, color, label, style in (
-            ("dv_pu", "tab:blue", "transmission ΔV (pu)",
-             {"marker": "o", "mfc": "none", "ms": 7, "lw": 1.5}),
-            ("ds_pu", "tab:orange", "feeders, worst |ΔS| (pu of 100 MVA)",
-             {"marker": "x", "ms": 5, "lw": 1})):
-        y = s[col].astype("float64")
-        ok = np.isfinite(y) & (y > 0)
-        if ok.any():
-            ax2.plot(x[ok], y[ok], color=color, label=label, **style)
-            finite_max = max(finite_max, float(y[ok].max()))
-        inf = np.isinf(y)
-        if inf.any():
-            ax2.plot(x[inf], [finite_max * 3] * int(inf.sum()), "^", color=color, ms=8,
-                     label=f"{label}: no previous value (∞)")
-    if tolerance and coupling == "iterative":
-        ax2.axhline(tolerance, color=BAND_COLOR, ls=":", label=f"tolerance {tolerance:g}")
+    _marked(ax2, x, s["dv_pu"], DV_COLOR, DV_LABEL, marker="o", mfc="none", ms=6, lw=1.4)
+    _marked(ax2, x, s["ds_pu"], DS_COLOR, DS_LABEL, marker="x", ms=6, lw=1.0)
+    if tol:
+        ax2.axhline(tol, color=BAND_COLOR, ls=":", lw=1.3, label=f"tolerance {tol:g}")
     ax2.set_yscale("log")
+    _log_limits(ax2, [s["dv_pu"], s["ds_pu"]], tol)
     ax2.set_xlabel(xlabel)
-    ax2.set_ylabel("final mismatch")
+    ax2.set_ylabel("final mismatch (pu; ΔS pu of 100 MVA)")
     ax2.grid(alpha=0.3, which="both")
-    ax2.legend(fontsize=8)
     what = "change from the previous step" if coupling == "loose" else "at the last iteration"
     ax2.set_title(f"final mismatch per step ({coupling or '?'} coupling: {what})", fontsize=10)
-    fig.suptitle(f"{study}: convergence")
-    return _save(fig, path)
+    axes = [ax1, ax2]
+    if traces:
+        _iteration_traces(m["trace"], iterations, tol)
+        axes.append(m["trace"])
+    _legend_below(fig, axes, ncols=3)
+    _suptitle(fig, f"{study}: convergence over {len(s)} steps")
+    return fig
 
 
-def _iteration_convergence(it: pd.DataFrame, path: Path, study: str, tolerance: float | None) -> Path:
-    it = it.sort_values("iteration")
-    y = it["dv_pu"].astype("float64")
-    ok = np.isfinite(y) & (y > 0)
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(it["iteration"][ok], y[ok], "o-", color="tab:blue", label="transmission voltage mismatch (pu)")
-    if tolerance:
-        ax.axhline(tolerance, color=BAND_COLOR, ls=":", label=f"tolerance {tolerance:g}")
+def _iteration_traces(ax: Axes, it: pd.DataFrame, tol: float) -> None:
+    for _, g in it.sort_values(["time_s", "iteration"]).groupby("time_s"):
+        for col, color in (("dv_pu", DV_COLOR), ("ds_pu", DS_COLOR)):
+            y = g[col].astype("float64")
+            ok = np.isfinite(y) & (y > 0)
+            ax.plot(g["iteration"][ok], y[ok], color=color, lw=0.8, alpha=0.35)
+    ax.axhline(tol, color=BAND_COLOR, ls=":", lw=1.3)
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
-    ax.set_ylabel("√Σ(ΔVm² + ΔVa²) (pu)")
+    ax.set_ylabel("mismatch (pu; ΔS pu of 100 MVA)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title(f"{study}: convergence at t = {it['time_s'].iloc[0]:g} s ({int(it['iteration'].max())} exchanges; "
-                 "iteration 0 has no previous value)", fontsize=10)
-    return _save(fig, path)
+    ax.set_title("every step, per iteration (∞ / missing omitted)", fontsize=10)
 
 
-def time_breakdown(fed: pd.DataFrame, path: Path, study: str) -> Path:
+def _iteration_convergence(it: pd.DataFrame, study: str, tol: float | None) -> Figure:
+    it = it.sort_values("iteration")
+    fig = _figure(5.2)
+    ax = fig.subplots()
+    _marked(ax, it["iteration"], it["dv_pu"], DV_COLOR, DV_LABEL, marker="o", mfc="none", ms=7, lw=1.6)
+    _marked(ax, it["iteration"], it["ds_pu"], DS_COLOR, DS_LABEL, marker="x", ms=7, lw=1.2)
+    if tol:
+        ax.axhline(tol, color=BAND_COLOR, ls=":", lw=1.3, label=f"tolerance {tol:g}")
+    ax.set_yscale("log")
+    _log_limits(ax, [it["dv_pu"], it["ds_pu"]], tol)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("iteration (transmission solve; 0 = first, before any feeder power is received)")
+    ax.set_ylabel("mismatch (pu; ΔS in pu of 100 MVA)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(**OUTSIDE_RIGHT)
+    last = it.iloc[-1]
+    _suptitle(fig, f"{study}: convergence at t = {it['time_s'].iloc[0]:g} s: {int(it['iteration'].max())} exchanges, "
+                   f"final ΔV {last['dv_pu']:.2g} pu, ΔS {last['ds_pu']:.2g} pu of 100 MVA"
+                   + (f" (tolerance {tol:g})" if tol else ""))
+    return fig
+
+
+# --- time per federate --------------------------------------------------------------------------------------
+
+
+def time_breakdown_figure(fed: pd.DataFrame, study: str) -> Figure:
     """Horizontal stacked bars: compute (solve + I/O) and exchange (inside HELICS calls) per federate."""
     f = fed.assign(total=fed["compute_s"] + fed["exchange_s"])
     more = ""
@@ -255,35 +481,39 @@ def time_breakdown(fed: pd.DataFrame, path: Path, study: str) -> Path:
         f = f.loc[keep]
     f = f.iloc[::-1]  # first federate on top
     y = np.arange(len(f))
-    fig = Figure(figsize=(9, 1.6 + 0.35 * len(f)), layout="constrained")
+    fig = _figure(2.2 + 0.34 * len(f), width_in=9.0)
     ax = fig.subplots()
     ax.barh(y, f["compute_s"], color="tab:blue", label="compute (solve + output)")
-    ax.barh(y, f["exchange_s"], left=f["compute_s"], color="tab:orange", label="exchange (waiting in HELICS)")
+    ax.barh(y, f["exchange_s"], left=f["compute_s"], color="tab:orange", label="exchange (inside HELICS, waiting)")
     for yi, total in zip(y, f["total"]):
         ax.text(total, yi, f" {total:.1f} s", va="center", fontsize=8)
-    ax.set_yticks(y, f["federate"], fontsize=8)
-    ax.set_xlabel("time summed over all steps (s)")
-    ax.set_xlim(0, float(f["total"].max()) * 1.15 or 1.0)
+    ax.set_yticks(y, f["federate"], fontsize=8 if len(f) > 12 else 9)
+    ax.set_xlabel("wall time summed over all steps (s)")
+    ax.set_xlim(0, float(f["total"].max()) * 1.18 or 1.0)
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"{study}: time per federate{more}", fontsize=10)
-    return _save(fig, path)
+    _legend_below(fig, [ax], ncols=2)
+    _suptitle(fig, f"{study}: time per federate{more}")
+    return fig
+
+
+# --- entry point --------------------------------------------------------------------------------------------
 
 
 def plot_run(agg_dir: Path, manifest: dict, fmt: str = "png", dpi: int = 110) -> dict[str, Path]:
     """Every figure of an aggregated run; returns name -> path (``<agg_dir>/<name>.<fmt>``)."""
-    read = lambda name: pd.read_parquet(agg_dir / f"{name}.parquet")  # noqa: E731
+    def read(name: str) -> pd.DataFrame | None:
+        return pd.read_parquet(agg_dir / f"{name}.parquet") if (agg_dir / f"{name}.parquet").exists() else None
+
     study, band = manifest["study"], tuple(manifest["band_pu"])
-    out = {}
     fv, b, s, f = read("feeder_voltages"), read("boundary"), read("steps"), read("federates")
-    if len(fv):
-        out["voltage_envelope"] = voltage_envelope(fv, agg_dir / f"voltage_envelope.{fmt}", band, study)
-    if len(b):
-        out["boundary_power"] = boundary_power(b, agg_dir / f"boundary_power.{fmt}", study)
-    if len(s):
-        it = read("iterations") if (agg_dir / "iterations.parquet").exists() else None
-        out["convergence"] = convergence(s, agg_dir / f"convergence.{fmt}", study, manifest.get("tolerance"),
-                                         manifest.get("coupling"), it)
-    if len(f):
-        out["time_breakdown"] = time_breakdown(f, agg_dir / f"time_breakdown.{fmt}", study)
-    return out
+    figures = {}
+    if fv is not None and len(fv):
+        figures["voltage_envelope"] = lambda: voltage_envelope_figure(fv, band, study)
+    if b is not None and len(b):
+        figures["boundary_power"] = lambda: boundary_power_figure(b, read("system"), study)
+    if s is not None and len(s):
+        figures["convergence"] = lambda: convergence_figure(s, read("iterations"), study, manifest.get("tolerance"),
+                                                            manifest.get("coupling"))
+    if f is not None and len(f):
+        figures["time_breakdown"] = lambda: time_breakdown_figure(f, study)
+    return {name: _save(draw(), agg_dir / f"{name}.{fmt}", dpi) for name, draw in figures.items()}

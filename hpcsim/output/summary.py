@@ -194,7 +194,8 @@ def read_description(run_dir: Path) -> dict:
 
 
 def summarize_run(run_dir: str | Path) -> dict:
-    """Rebuild and write ``<run>/summary.json`` from the run folder alone (``hpcsim summarize``)."""
+    """Rebuild and write ``<run>/summary.json`` from the run folder alone (``hpcsim summarize``); the returned
+    copy also names the ``run_dir``."""
     from hpcsim import metadata  # noqa: PLC0415
 
     run_dir = Path(run_dir).resolve()
@@ -208,7 +209,7 @@ def summarize_run(run_dir: str | Path) -> dict:
     else:
         summary = build_run_summary(run_dir, desc, metadata.read(run_dir / "boundary_map.txt"))
     write_summary(run_dir, summary)
-    return summary
+    return summary | {"run_dir": str(run_dir)}
 
 
 def write_summary(run_dir: str | Path, summary: dict) -> Path:

@@ -322,3 +322,19 @@ def test_a_dying_feeder_federate_ends_the_dynamic_run_promptly_and_cleanly(tmp_p
     # what was written before the failure (the first 10 s) is whole and readable
     freq = read_table(run_dir / "outputs", "frequency").to_pandas()
     assert freq.time_s.max() >= 10.0 - 1e-9 and len(freq) >= 10 * 30
+
+
+def test_summarize_rebuilds_a_dynamic_summary_from_the_run_folder_alone(load_variation, tmp_path):
+    """run.json + the outputs give back every physics block of the summary the runner wrote."""
+    import shutil  # noqa: PLC0415
+
+    run_dir, summary = load_variation
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("summary.json"))
+    r = hpcsim("summarize", str(copy), "--json")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(r.stdout)
+    for block in ("frequency", "ace", "der", "feeders", "settings", "trip", "n_der", "study", "kind"):
+        assert again[block] == summary[block], block
+    assert again["completed"] is True
+    assert json.loads((copy / "runner.json").read_text())["federates"][0]["name"] == "root_broker"
