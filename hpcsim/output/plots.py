@@ -146,18 +146,17 @@ def _band(ax: Axes, band: tuple[float, float], vertical: bool = False) -> None:
         line(v, color=BAND_COLOR, ls=":", lw=1.3, label=f"band {band[0]:g}–{band[1]:g} pu" if v == band[0] else None)
 
 
-def _marked(ax: Axes, x: np.ndarray, y: np.ndarray, color: str, label: str, **style) -> None:
-    """Positive finite values as a line; ∞ as ▲ at the top edge and missing or zero values as ▽ at the bottom
-    edge of a log axis (marked, never dropped silently)."""
+def _marked(ax: Axes, x, y, color: str, label: str, inf_label: str, nan_label: str, **style) -> None:
+    """Positive finite values as a line; ∞ as ▲ on the top edge and missing (or zero) values as ▽ on the bottom
+    edge of a log axis: marked with their own legend entry, never dropped silently."""
     x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
     ok = np.isfinite(y) & (y > 0)
     ax.plot(x[ok], y[ok], color=color, label=label, **style)
     edge = blended_transform_factory(ax.transData, ax.transAxes)
-    for mask, yy, marker, what in ((np.isposinf(y), 0.97, "^", "∞, no previous value"),
-                                   (~np.isfinite(y) & ~np.isposinf(y) | (y <= 0), 0.03, "v", "no value yet")):
+    for mask, y_axes, marker, what in ((np.isposinf(y), 0.97, "^", inf_label), (~ok & ~np.isposinf(y), 0.03, "v", nan_label)):
         if mask.any():
-            ax.plot(x[mask], np.full(int(mask.sum()), yy), marker, color=color, ms=8, mfc="none", mew=1.5,
-                    transform=edge, clip_on=False, ls="none", label=f"{label.split(' (')[0]}: {what}")
+            ax.plot(x[mask], np.full(int(mask.sum()), y_axes), marker, color=color, ms=8, mfc="none", mew=1.5,
+                    transform=edge, clip_on=False, ls="none", label=what)
 
 
 def _log_limits(ax: Axes, values: list[np.ndarray], tolerance: float | None) -> None:
@@ -198,7 +197,7 @@ def _snapshot_envelope(fv: pd.DataFrame, band: tuple[float, float], study: str) 
     ax_h, ax_b = fig.subplots(1, 2, sharex=True)
     lo = min(float(np.nanmin(fv["min_v_pu"])), band[0])
     hi = max(float(np.nanmax(fv["max_v_pu"])), band[1])
-    bins = np.linspace(lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo), int(np.clip(2 * math.sqrt(n), 24, 90)) + 1)
+    bins = np.linspace(lo - 0.04 * (hi - lo), hi + 0.04 * (hi - lo), int(np.clip(3 * math.sqrt(n), 40, 100)) + 1)
     n_low, n_high = int((fv["min_v_pu"] < band[0]).sum()), int((fv["max_v_pu"] > band[1]).sum())
     for col, color, label in (("min_v_pu", "tab:purple", f"feeder minimum ({n_low:,} of {n:,} below {band[0]:g} pu)"),
                               ("max_v_pu", "tab:orange", f"feeder maximum ({n_high:,} of {n:,} above {band[1]:g} pu)")):
@@ -214,11 +213,11 @@ def _snapshot_envelope(fv: pd.DataFrame, band: tuple[float, float], study: str) 
 
     y = np.arange(len(low))
     ax_b.barh(y, low["max_v_pu"] - low["min_v_pu"], left=low["min_v_pu"], height=0.6, color="0.8", edgecolor="0.4",
-              label="feeder min – max")
+              label="one entry: min – max")
     if low["std_v_pu"].notna().any():
         ax_b.barh(y, 2 * low["std_v_pu"], left=low["mean_v_pu"] - low["std_v_pu"], height=0.6,
-                  color=(MEAN_COLOR, 0.45), label="mean ± 1σ")
-    ax_b.plot(low["mean_v_pu"], y, "|", color=MEAN_COLOR, ms=11, mew=2, label="feeder mean")
+                  color=(MEAN_COLOR, 0.45), label="one entry: mean ± 1σ")
+    ax_b.plot(low["mean_v_pu"], y, "|", color=MEAN_COLOR, ms=11, mew=2, label="one entry: mean")
     ax_b.plot(low["min_v_pu"], y, "o", color="tab:purple", ms=4)
     _band(ax_b, band, vertical=True)
     labels = [group_label(r.feeder, r.bus, r.count, r.n_buses) for r in low.itertuples()]
@@ -305,9 +304,9 @@ def boundary_power_figure(b: pd.DataFrame, system: pd.DataFrame | None, study: s
     tot = totals.loc[t_peak]
     ratio = tot["p_mw"] / tot["pd_mw"] if tot["pd_mw"] else float("nan")
     at = f"t = {t_peak:g} s" if len(totals) == 1 else f"the step of the largest load (t = {t_peak:g} s)"
-    _suptitle(fig, f"{study}: boundary load at {at}: the feeders draw {tot['p_mw']:,.1f} MW / "
-                   f"{tot['q_mvar']:,.1f} Mvar, the {case} there is {tot['pd_mw']:,.1f} MW / {tot['qd_mvar']:,.1f} Mvar "
-                   f"(P × {ratio:.2f})\n{len(step)} boundary buses, {int(step['clones'].sum()):,} feeders")
+    _suptitle(fig, f"{study}: boundary load at {at}, {len(step)} buses, {int(step['clones'].sum()):,} feeders\n"
+                   f"feeders P {tot['p_mw']:,.1f} MW, Q {tot['q_mvar']:,.1f} Mvar; {case} {tot['pd_mw']:,.1f} MW, "
+                   f"{tot['qd_mvar']:,.1f} Mvar: P = {ratio:.2f} × PD")
     return fig
 
 
@@ -411,8 +410,10 @@ def convergence_figure(steps: pd.DataFrame, iterations: pd.DataFrame | None, stu
     ax1.tick_params(labelbottom=False)
     ax1.grid(alpha=0.3, axis="y")
     ax1.set_title("transmission iterations per step", fontsize=10)
-    _marked(ax2, x, s["dv_pu"], DV_COLOR, DV_LABEL, marker="o", mfc="none", ms=6, lw=1.4)
-    _marked(ax2, x, s["ds_pu"], DS_COLOR, DS_LABEL, marker="x", ms=6, lw=1.0)
+    _marked(ax2, x, s["dv_pu"], DV_COLOR, DV_LABEL, "ΔV = ∞ (no previous voltages)", "ΔV missing (step not finished)",
+            marker="o", mfc="none", ms=6, lw=1.4)
+    _marked(ax2, x, s["ds_pu"], DS_COLOR, DS_LABEL, "ΔS = ∞ (no previous powers)", "ΔS missing (no feeder powers)",
+            marker="x", ms=6, lw=1.0)
     if tol:
         ax2.axhline(tol, color=BAND_COLOR, ls=":", lw=1.3, label=f"tolerance {tol:g}")
     ax2.set_yscale("log")
@@ -450,8 +451,10 @@ def _iteration_convergence(it: pd.DataFrame, study: str, tol: float | None) -> F
     it = it.sort_values("iteration")
     fig = _figure(5.2)
     ax = fig.subplots()
-    _marked(ax, it["iteration"], it["dv_pu"], DV_COLOR, DV_LABEL, marker="o", mfc="none", ms=7, lw=1.6)
-    _marked(ax, it["iteration"], it["ds_pu"], DS_COLOR, DS_LABEL, marker="x", ms=7, lw=1.2)
+    _marked(ax, it["iteration"], it["dv_pu"], DV_COLOR, DV_LABEL, "ΔV = ∞ at the first solve (no previous voltages)",
+            "ΔV missing", marker="o", mfc="none", ms=7, lw=1.6)
+    _marked(ax, it["iteration"], it["ds_pu"], DS_COLOR, DS_LABEL, "ΔS = ∞ (no previous powers)",
+            "ΔS missing (no feeder powers received yet)", marker="x", ms=7, lw=1.2)
     if tol:
         ax.axhline(tol, color=BAND_COLOR, ls=":", lw=1.3, label=f"tolerance {tol:g}")
     ax.set_yscale("log")
@@ -460,7 +463,7 @@ def _iteration_convergence(it: pd.DataFrame, study: str, tol: float | None) -> F
     ax.set_xlabel("iteration (transmission solve; 0 = first, before any feeder power is received)")
     ax.set_ylabel("mismatch (pu; ΔS in pu of 100 MVA)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(**OUTSIDE_RIGHT)
+    _legend_below(fig, [ax], ncols=2)
     last = it.iloc[-1]
     _suptitle(fig, f"{study}: convergence at t = {it['time_s'].iloc[0]:g} s: {int(it['iteration'].max())} exchanges, "
                    f"final ΔV {last['dv_pu']:.2g} pu, ΔS {last['ds_pu']:.2g} pu of 100 MVA"
