@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-PROGRESS_EVERY_S = 10.0  # plain progress: a line when a step/iteration finishes, else at most this often
+PROGRESS_EVERY_S = 30.0  # plain progress: a heartbeat line this often while nothing changes
+PROGRESS_MIN_S = 2.0  # and at most one line this often when things change fast (not the last one)
 WIDE = 10_000  # rich's width when it must not wrap (terminal tables are not wrapped by hpcsim either)
 
 
@@ -240,15 +241,15 @@ def _write(stream: IO, text: str) -> None:
 
 class Progress:
     """Progress of a long task on standard error: a rich bar on a terminal; otherwise an ISO-timestamped log
-    line whenever ``completed`` or the first word of ``info`` changes (a finished step or iteration), and at
-    least every :data:`PROGRESS_EVERY_S` seconds while nothing changes. Disabled entirely when ``show`` is
-    False (``-q``)."""
+    line whenever ``completed`` or the first word of ``info`` changes (a finished step or iteration) — at most
+    one per ``min_s`` unless the task is complete — and a heartbeat every ``every_s`` seconds while nothing
+    changes. Disabled entirely when ``show`` is False (``-q``)."""
 
     def __init__(self, description: str, total: int, show: bool = True, stream: IO | None = None,
-                 every_s: float = PROGRESS_EVERY_S):
+                 every_s: float = PROGRESS_EVERY_S, min_s: float = PROGRESS_MIN_S):
         self.description, self.total, self.show = description, total, show
         self.stream = stream or sys.stderr
-        self.every_s = every_s
+        self.every_s, self.min_s = every_s, min_s
         self._bar = None
         self._task = None
         self._last: tuple[int, str] | None = None
@@ -278,7 +279,9 @@ class Progress:
             return
         now = time.monotonic()
         key = (completed, info.split(" ", 1)[0])
-        if key != self._last or now - self._last_t >= self.every_s:
+        changed = key != self._last and (self._last is None or now - self._last_t >= self.min_s
+                                         or completed >= self.total)
+        if changed or now - self._last_t >= self.every_s:
             self._last, self._last_t = key, now
             self.log.info("%s: %d/%d%s (%.0f s)", self.description, completed, self.total,
                           f", {info}" if info else "", now - self._t0)

@@ -180,9 +180,12 @@ def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show
                 break
             try:
                 completed, info = progress(json.loads(progress_file.read_text()))
-                bar.update(completed, info)
+            except FileNotFoundError:
+                completed, info = 0, "starting"  # a heartbeat while the first step's first solves run
             except (OSError, json.JSONDecodeError, KeyError, TypeError):
-                pass
+                completed, info = None, ""
+            if completed is not None:
+                bar.update(completed, info)
             time.sleep(POLL_S)
         bar.update(total, "done")
     if names[0] not in group.procs:

@@ -61,7 +61,7 @@ def test_log_records_are_iso_8601_lines(capsys):
 
 def test_plain_progress_is_a_line_per_change_and_a_heartbeat_not_a_line_per_poll(capsys):
     setup_logging(logging.INFO)
-    with Progress("co-simulation", 3, stream=io.StringIO(), every_s=3600) as bar:
+    with Progress("co-simulation", 3, stream=io.StringIO(), every_s=3600, min_s=0) as bar:
         for _ in range(50):
             bar.update(0, "1 it, dV 1e-2")  # the same state polled again and again
         bar.update(0, "2 it, dV 1e-3")
@@ -69,6 +69,11 @@ def test_plain_progress_is_a_line_per_change_and_a_heartbeat_not_a_line_per_poll
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3 and all("hpcsim.progress: co-simulation: " in line for line in lines)
     assert lines[0].endswith("0/3, 1 it, dV 1e-2 (0 s)") and "1/3, 2 it" in lines[2]
+    with Progress("fast", 100, stream=io.StringIO(), every_s=3600, min_s=3600) as bar:
+        for k in range(101):  # a dynamic run's ticks: far more changes than lines
+            bar.update(k, f"t = {k / 2} s")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "0/100" in lines[0] and "100/100" in lines[1]
     with Progress("quiet", 3, show=False) as bar:
         bar.update(1, "x")
     assert capsys.readouterr().err == ""
