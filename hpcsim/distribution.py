@@ -67,6 +67,10 @@ class FeederResult:
     solve_s: float = field(compare=False)
     control: ControlState = field(default_factory=ControlState)
     node_v_pu: np.ndarray | None = field(default=None, repr=False, compare=False)
+    ds_dv_mva: complex | None = None  # dS/d|V| at the source, MVA per pu, controls held (see power_slope)
+
+
+SLOPE_DV_PU = 1e-3  # source-voltage step of the sensitivity solve (forward difference)
 
 
 def _new_context():
@@ -109,8 +113,9 @@ class FeederEngine:
             i = loads.Next()
         return total
 
-    def solve(self, clone: CloneState, node_voltages: bool = False) -> FeederResult:
-        """Set the source to the clone's boundary voltage and load multiplier, solve, read the substation power."""
+    def solve(self, clone: CloneState, node_voltages: bool = False, slope: bool = False) -> FeederResult:
+        """Set the source to the clone's boundary voltage and load multiplier, solve, read the substation power;
+        with ``slope`` also its voltage sensitivity (:meth:`power_slope`)."""
         d = self.dss
         d.Vsources.Name(self._source)
         d.Vsources.PU(float(clone.v_pu))
@@ -146,7 +151,37 @@ class FeederEngine:
             solve_s=solve_s,
             control=self.control_state(),
             node_v_pu=vmag if node_voltages else None,
+            ds_dv_mva=self.power_slope(clone, s_pos_mva) if slope else None,
         )
+
+    def voltages(self) -> np.ndarray:
+        """A writable view of the engine's node-voltage vector (``YMatrix.VVector``; index 0 is ground)."""
+        d = self.dss
+        n = d.Circuit.NumNodes() + 1
+        ffi = d.YMatrix._api_util.ffi
+        return np.frombuffer(ffi.buffer(d.YMatrix.VVector(), 16 * n), dtype=np.complex128)
+
+    def power_slope(self, clone: CloneState, s_mva: complex, dv_pu: float = SLOPE_DV_PU) -> complex:
+        """dS/d|V| of the positive-sequence power the feeder draws, MVA per pu, at the solution just found:
+        one solve at |V| + ``dv_pu`` with every regulator tap and capacitor step held (``SolveNoControl``), a
+        forward difference. The solution is put back afterwards, so the next solve starts where it would have.
+
+        Controls held is the feeder's local response: near a converged coupling the voltage moves by far less
+        than a regulator band, so no tap moves (IEEE 8500 at 1.02 pu: dP/dV ≈ −3.6 MW/pu, the series losses;
+        dQ/dV ≈ −20 Mvar/pu, its capacitor banks, Q ∝ V²)."""
+        d = self.dss
+        saved = self.voltages().copy()
+        d.Vsources.Name(self._source)
+        d.Vsources.PU(float(clone.v_pu) + dv_pu)
+        d.Solution.SolveNoControl()
+        converged = d.Solution.Converged()
+        s_plus, _ = self.substation_power_mva()
+        d.Vsources.PU(float(clone.v_pu))
+        self.voltages()[:] = saved
+        if not converged:
+            raise SolverError(f"feeder {clone.name} ({self.model.name}): sensitivity solve at "
+                              f"V={clone.v_pu + dv_pu:.4f} pu did not converge")
+        return (s_plus - s_mva) / dv_pu
 
     def control_state(self) -> ControlState:
         d = self.dss
@@ -223,24 +258,17 @@ class SharedEngine:
     def __init__(self, model: FeederModel):
         self.engine = FeederEngine(model)
         self.model = model
-        self._ffi = self.engine.dss.YMatrix._api_util.ffi
-        self._initial = (self._voltages().copy(), self.engine.control_state(),
+        self._initial = (self.engine.voltages().copy(), self.engine.control_state(),
                          bool(self.engine.dss.YMatrix.SolutionInitialized()))
         self._slots: dict[str, tuple[np.ndarray, ControlState, bool]] = {}
 
-    def _voltages(self) -> np.ndarray:
-        """A writable view of the engine's node-voltage vector (index 0 is ground)."""
-        d = self.engine.dss
-        n = d.Circuit.NumNodes() + 1
-        return np.frombuffer(self._ffi.buffer(d.YMatrix.VVector(), 16 * n), dtype=np.complex128)
-
-    def solve(self, clone: CloneState, node_voltages: bool = False) -> FeederResult:
+    def solve(self, clone: CloneState, node_voltages: bool = False, slope: bool = False) -> FeederResult:
         v, control, initialized = self._slots.get(clone.name, self._initial)
-        self._voltages()[:] = v
+        self.engine.voltages()[:] = v
         self.engine.apply_control_state(control)
         self.engine.dss.YMatrix.SolutionInitialized(initialized)
-        result = self.engine.solve(clone, node_voltages=node_voltages)
-        self._slots[clone.name] = (self._voltages().copy(), result.control, True)
+        result = self.engine.solve(clone, node_voltages=node_voltages, slope=slope)
+        self._slots[clone.name] = (self.engine.voltages().copy(), result.control, True)
         return result
 
     def node_names(self) -> list[str]:
@@ -248,16 +276,63 @@ class SharedEngine:
 
 
 LOADING_MULTIPLIERS = (0.25, 0.5, 1.0)
+SLOPE_VOLTAGES_PU = (0.97, 1.03)  # the draw's voltage slope, controls acting, at m = 1
+CURVE_VERSION = 1  # bump when the solves below change what a cached curve means
+
+
+@dataclass(frozen=True)
+class FeederCurve:
+    """What a feeder model draws at its substation: P_total(m) ≈ c0 + c1·m + c2·m² (MW, sum over phases) at
+    1 pu and load multiplier m, fitted exactly through m = 0.25, 0.5 and 1 (c0 ≈ the service transformers'
+    no-load losses, c1 ≈ Σ Load kW, c2 ≈ series losses ∝ current²); the positive-sequence S(m) the same way
+    (complex coefficients); and its slope dS/dV between 0.97 and 1.03 pu at m = 1 with regulators and
+    capacitors acting. :meth:`draw` is the informed first guess of the coupling."""
+
+    p_total: tuple[float, float, float]
+    s_pos: tuple[complex, complex, complex]
+    ds_dv_mva: complex
+
+    def draw(self, load_mult: float, v_pu: float = 1.0) -> complex:
+        """Predicted positive-sequence power (MW + j Mvar) of one clone at ``load_mult`` and source ``v_pu``."""
+        c0, c1, c2 = self.s_pos
+        return c0 + c1 * load_mult + c2 * load_mult ** 2 + self.ds_dv_mva * (v_pu - 1.0)
+
+
+def _measure_curve(model: FeederModel) -> FeederCurve:
+    engine = FeederEngine(model)
+    res = [engine.solve(CloneState("loading", 0, load_mult=m)) for m in LOADING_MULTIPLIERS]
+    c2, c1, c0 = np.polyfit(LOADING_MULTIPLIERS, [r.p_total_mw for r in res], 2)
+    sp = np.polyfit(LOADING_MULTIPLIERS, [complex(r.p_mw, r.q_mvar) for r in res], 2)
+    lo, hi = (engine.solve(CloneState("loading", 0, load_mult=1.0, v_pu=v)) for v in SLOPE_VOLTAGES_PU)
+    slope = (complex(hi.p_mw, hi.q_mvar) - complex(lo.p_mw, lo.q_mvar)) / (SLOPE_VOLTAGES_PU[1] - SLOPE_VOLTAGES_PU[0])
+    return FeederCurve((float(c0), float(c1), float(c2)), (complex(sp[2]), complex(sp[1]), complex(sp[0])),
+                       complex(slope))
+
+
+def feeder_curve(model: FeederModel) -> FeederCurve:
+    """:class:`FeederCurve` of a model: computed once (five OpenDSS solves, ~1 s for the IEEE 8500) and cached
+    (:mod:`hpcsim.cache`) under a key of the model's files, its solve settings, opendssdirect's version and
+    :data:`CURVE_VERSION`."""
+    from hpcsim import cache  # noqa: PLC0415
+
+    entry = cache.key(files=cache.files_digest(p for p in model.folder.rglob("*") if p.is_file()),
+                      entry=model.entry.name, settings=model.solve_settings, source=model.source,
+                      versions=cache.package_versions("opendssdirect.py", "dss-python"),
+                      multipliers=LOADING_MULTIPLIERS, voltages=SLOPE_VOLTAGES_PU, version=CURVE_VERSION)
+    hit = cache.load("feeder-curves", entry)
+    if hit is not None:
+        return FeederCurve(tuple(hit["p_total"]), tuple(complex(*c) for c in hit["s_pos"]), complex(*hit["ds_dv"]))
+    curve = _measure_curve(model)
+    cache.store("feeder-curves", entry, {"model": model.name, "p_total": list(curve.p_total),
+                                         "s_pos": [[c.real, c.imag] for c in curve.s_pos],
+                                         "ds_dv": [curve.ds_dv_mva.real, curve.ds_dv_mva.imag]})
+    return curve
 
 
 def loading_curve(model: FeederModel) -> tuple[float, float, float]:
-    """(c0, c1, c2) of the feeder's substation power P(m) ≈ c0 + c1·m + c2·m² (MW) at 1 pu source voltage and
-    load multiplier m, fitted exactly through solves at m = 0.25, 0.5 and 1: c0 ≈ no-load losses of the
-    service transformers, c1 ≈ Σ Load kW, c2 ≈ series losses (∝ current²)."""
-    engine = FeederEngine(model)
-    p = [engine.solve(CloneState("loading", 0, load_mult=m)).p_total_mw for m in LOADING_MULTIPLIERS]
-    c2, c1, c0 = np.polyfit(LOADING_MULTIPLIERS, p, 2)
-    return float(c0), float(c1), float(c2)
+    """(c0, c1, c2) of the feeder's substation power P_total(m) ≈ c0 + c1·m + c2·m² (MW) at 1 pu
+    (:class:`FeederCurve`)."""
+    return feeder_curve(model).p_total
 
 
 def nominal_load_mw(model: FeederModel) -> float:

@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from hpcsim.coupling import METHODS
 from hpcsim.dynamics import spec as dynamics_spec
 from hpcsim.errors import StudyError
+
+DEFAULT_METHOD = "gauss-seidel"
+# The boundary loads of the first transmission solve: "predicted" — each clone's predicted draw at its load
+# multiplier and bus voltage (hpcsim.distribution.FeederCurve); "case" — the case's PD/QD shared over the K
+# clones (the ANL scheme: the first exchange then corrects a 1.3-1.5 x load difference).
+STARTS = ("predicted", "case")
 
 # IEEE Reliability Test System (1979), Table 4: hourly load in % of the daily peak, winter weekday
 # (hours 0-1 ... 23-24). Published data used as a representative daily load shape.
@@ -37,7 +44,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "transmission": {"case": str},
     "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int,
                      "clone_load": str},
-    "coupling": {"mode": str, "tolerance": (int, float), "max_iterations": int},
+    "coupling": {"mode": str, "method": str, "start": str, "tolerance": (int, float), "max_iterations": int},
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
              "load_profile": (str, list)},
     "diversity": {"load_mult_std": (int, float), "seed": int},
@@ -59,6 +66,8 @@ class Study:
     max_buses: int | None = None
     clone_load: str = "nominal"  # see CLONE_LOADS
     coupling: str = "iterative"
+    method: str = DEFAULT_METHOD  # see hpcsim.coupling.METHODS
+    start: str = "predicted"  # first boundary loads: the feeders' predicted draw, or the case's PD/QD (ANL)
     tolerance: float = 1e-6
     max_iterations: int = 30
     time_mode: str = "snapshot"
@@ -147,6 +156,10 @@ def _profile(value: str | list, base: Path, where: str) -> tuple[float, ...]:
 def _validate(s: Study, where: str) -> None:
     if s.coupling not in ("loose", "iterative"):
         raise StudyError(f"{where}: [coupling] mode {s.coupling!r} must be 'loose' or 'iterative'")
+    if s.method not in METHODS:
+        raise StudyError(f"{where}: [coupling] method {s.method!r} must be one of {', '.join(METHODS)}")
+    if s.start not in STARTS:
+        raise StudyError(f"{where}: [coupling] start {s.start!r} must be one of {', '.join(STARTS)}")
     if not 0 < s.tolerance < 1:
         raise StudyError(f"{where}: [coupling] tolerance {s.tolerance} must be in (0, 1)")
     if s.max_iterations < 1:
@@ -206,6 +219,8 @@ def load_study(path: str | Path) -> Study:
         max_buses=di.get("max_buses"),
         clone_load=di.get("clone_load", "nominal"),
         coupling=co.get("mode", "iterative"),
+        method=co.get("method", DEFAULT_METHOD),
+        start=co.get("start", "predicted"),
         tolerance=float(co.get("tolerance", 1e-6)),
         max_iterations=co.get("max_iterations", 30),
         time_mode=ti.get("mode", "snapshot"),

@@ -68,12 +68,31 @@ def load_system(case: str | Path, setup: bool = True, constant_power: bool = Tru
     return ss
 
 
-class TransmissionNetwork:
-    """A MATPOWER case in ANDES, with a set of boundary buses whose loads come from feeders."""
+EQUIVALENT_PREFIX = "hpcsim_eq_"  # the Shunt that carries a boundary bus's voltage-dependent part
 
-    def __init__(self, case_path: str | Path, boundary_buses: Sequence[int]):
+
+class TransmissionNetwork:
+    """A MATPOWER case in ANDES, with a set of boundary buses whose loads come from feeders.
+
+    With ``equivalents`` every boundary bus also gets a Shunt (zero until set): :meth:`set_boundary_equivalents`
+    then models the bus's load as constant power plus constant impedance, matched to the feeders' power and
+    slope at the voltage they were solved at (the Newton-type coupling, :mod:`hpcsim.coupling`).
+    A Shunt added before ``setup`` and changed through ``Shunt.set`` is picked up by the next power flow
+    (measured: a Shunt g and the same g·V² added to the PQ load give the same voltage to 3e-11 pu).
+    """
+
+    def __init__(self, case_path: str | Path, boundary_buses: Sequence[int], equivalents: bool = False):
         t0 = time.perf_counter()
-        self.ss = load_system(case_path)
+        self.ss = load_system(case_path, setup=not equivalents)
+        if equivalents:
+            vn = dict(zip(self.ss.Bus.idx.v, self.ss.Bus.Vn.v))
+            for b in boundary_buses:
+                if b not in vn:
+                    raise CaseError(f"boundary bus {b} is not a bus of {case_path}")
+                self.ss.add("Shunt", {"idx": f"{EQUIVALENT_PREFIX}{b}", "name": f"{EQUIVALENT_PREFIX}{b}", "bus": b,
+                                      "Sn": float(self.ss.config.mva), "Vn": float(vn[b]), "g": 0.0, "b": 0.0})
+            self.ss.setup()
+        self.equivalents = equivalents
         self.load_s = time.perf_counter() - t0
         self.s_base_mva = float(self.ss.config.mva)
         self.boundary_buses = [int(b) for b in boundary_buses]
@@ -106,6 +125,19 @@ class TransmissionNetwork:
             for other in rest:
                 self.ss.PQ.set(src="p0", idx=other, attr="v", value=0.0)
                 self.ss.PQ.set(src="q0", idx=other, attr="v", value=0.0)
+
+    def set_boundary_equivalents(self, a_mva: Sequence[complex], b_mva: Sequence[complex]) -> None:
+        """Each boundary bus's load as S(V) = A + B·V² (constant power + constant impedance; MW + j Mvar, B per
+        pu², in ``boundary_buses`` order; :func:`hpcsim.coupling.zip_split`). The PQ load carries A, the Shunt
+        B: g = B_P / S_base consumes g·V², b = −B_Q / S_base (ANDES's b injects reactive power)."""
+        if not self.equivalents:
+            raise SolverError("this network was loaded without boundary equivalents")
+        for bus, b in zip(self.boundary_buses, b_mva):
+            idx = f"{EQUIVALENT_PREFIX}{bus}"
+            self.ss.Shunt.set(src="g", idx=idx, attr="v", value=float(b.real) / self.s_base_mva)
+            self.ss.Shunt.set(src="b", idx=idx, attr="v", value=-float(b.imag) / self.s_base_mva)
+        self.set_boundary_loads({bus: float(a.real) for bus, a in zip(self.boundary_buses, a_mva)},
+                                {bus: float(a.imag) for bus, a in zip(self.boundary_buses, a_mva)})
 
     def scale_other_loads(self, mult: float) -> None:
         """Multiply every non-boundary load by ``mult`` (relative to the case) — the QSTS load profile."""

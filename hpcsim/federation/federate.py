@@ -82,7 +82,7 @@ def drive_transmission(fed, role, cfg: dict) -> None:
             h.helicsFederateRequestTime(fed, clock.time(step, it + 1))
             exchange_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            ds_pu = role.receive()
+            ds_pu = role.receive(first=it == 0)
             dv_pu = role.solve(step, it + 1, ds_pu)
             compute_s += time.perf_counter() - t0
             log.debug("step %d iteration %d: dV %.3g pu, dS %.3g pu", step, it, dv_pu, ds_pu)

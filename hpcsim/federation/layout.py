@@ -44,6 +44,11 @@ def power_key(feeder: str) -> str:
     return f"hpcsim/{feeder}/s_mva"
 
 
+def slope_key(feeder: str) -> str:
+    """HELICS publication of one feeder's power sensitivity dS/d|V| (Newton coupling): complex, MVA per pu."""
+    return f"hpcsim/{feeder}/ds_dv_mva_per_pu"
+
+
 def group_name(i: int) -> str:
     return f"feeders_{i:03d}"
 
@@ -54,7 +59,7 @@ class FeederSpec:
     bus: int
     load_mult: float
     weight: int  # how many clones this feeder stands for (K in scale mode, else 1)
-    p0_mw: float  # initial guess the transmission side uses before the feeder reports
+    p0_mw: float  # initial guess the transmission side uses before the feeder reports: its predicted draw
     q0_mvar: float
 
 
@@ -68,6 +73,7 @@ class Layout:
     groups: tuple[tuple[FeederSpec, ...], ...]
     v0: dict[int, tuple[float, float]]  # bus -> (v_pu, angle_deg) from the case's stored solution
     engine_mode: str = "separate"
+    pd_mw: float = 0.0  # the case's PD at the boundary buses (what the feeders replace)
 
     @property
     def federate_names(self) -> list[str]:
@@ -138,20 +144,22 @@ def clone_multiplier(pd_mw: float, k: int, curve: tuple[float, float, float]) ->
     return (-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * target)) / (2.0 * c2)
 
 
-def _base_multipliers(study: Study, bmap: BoundaryMap, pd: dict[int, float]) -> dict[int, float]:
+def _base_multipliers(study: Study, bmap: BoundaryMap, pd: dict[int, float], curve) -> dict[int, float]:
     """Per-bus load multiplier of the clones before diversity: 1 (nominal) or :func:`clone_multiplier`."""
     if study.clone_load == "nominal":
         return {bus: 1.0 for bus in bmap.buses}
-    from hpcsim.distribution import loading_curve  # noqa: PLC0415 - three OpenDSS solves, only when asked
-
-    curve = loading_curve(resolve_feeder(study.feeder))
-    mult = {bus: clone_multiplier(pd[bus], len(names), curve) for bus, names in bmap.feeders_by_bus}
+    mult = {bus: clone_multiplier(pd[bus], len(names), curve.p_total) for bus, names in bmap.feeders_by_bus}
     log.info("clone_load = bus: feeder P(m) = %.3f + %.3f m + %.3f m² MW at 1 pu; clone multipliers %.3f to %.3f",
-             *curve, min(mult.values()), max(mult.values()))
+             *curve.p_total, min(mult.values()), max(mult.values()))
     return mult
 
 
 def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
+    """The federation of a study: its clones (load multipliers, the informed first guess of each clone's power:
+    the feeder's predicted draw at its multiplier and its bus's case voltage, :class:`hpcsim.distribution.
+    FeederCurve`), the feeder groups and the engine mode."""
+    from hpcsim.distribution import feeder_curve  # noqa: PLC0415 - solves the feeder once, then cached
+
     bmap = bmap or boundary_map_of(study)
     model = resolve_feeder(study.feeder)
     case = read_matpower(study.case)
@@ -159,19 +167,22 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     vm = dict(zip(case.bus_ids.tolist(), case.bus[:, 7].tolist()))
     va = dict(zip(case.bus_ids.tolist(), case.bus[:, 8].tolist()))
     rng = np.random.default_rng(study.seed)
-    base = _base_multipliers(study, bmap, {bus: pq[0] for bus, pq in loads.items()})
+    curve = feeder_curve(model)
+    base = _base_multipliers(study, bmap, {bus: pq[0] for bus, pq in loads.items()}, curve)
     specs: list[FeederSpec] = []
     for bus, names in bmap.feeders_by_bus:
-        k = len(names)
-        pd, qd = loads[bus]
         chosen = names[:1] if study.scale_mode else names
-        weight = k if study.scale_mode else 1
+        weight = len(names) if study.scale_mode else 1
         for name in chosen:
             mult = base[bus]
             if study.load_mult_std > 0:
                 mult *= float(np.clip(1.0 + study.load_mult_std * rng.standard_normal(), MIN_LOAD_MULT,
                                       MAX_LOAD_MULT))
-            specs.append(FeederSpec(name, bus, mult, weight, pd / k, qd / k))
+            if study.start == "case":
+                s0 = complex(*loads[bus]) / len(names)
+            else:
+                s0 = curve.draw(mult * study.profile_at(study.times_s[0]), vm[bus])
+            specs.append(FeederSpec(name, bus, mult, weight, float(s0.real), float(s0.imag)))
     workers = study.workers or default_workers()
     return Layout(
         study=study,
@@ -182,6 +193,7 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
         groups=split_groups(specs, workers),
         v0={b: (vm[b], va[b]) for b in bmap.buses},
         engine_mode=engine_mode_for(study, len(specs)),
+        pd_mw=sum(loads[b][0] for b in bmap.buses),
     )
 
 
@@ -194,6 +206,7 @@ def role_configs(layout: Layout) -> dict[str, dict]:
         "study": s.name,
         "run_dir": RUN_DIR_FROM_CONFIG,
         "coupling": s.coupling,
+        "method": s.method,
         "tolerance": s.tolerance,
         "max_iterations": s.max_iterations,
         "times_s": s.times_s,
@@ -227,16 +240,18 @@ def interfaces(role: Mapping) -> tuple[list[Interface], list[Interface], bool]:
     """(publications, subscriptions, uninterruptible) of a steady-state federate, from its role settings.
 
     The transmission federate publishes every boundary voltage (complex, pu) and subscribes to every feeder's
-    power (complex, MVA); it is uninterruptible (granted exactly the time it asks for: the barrier). A feeder
-    group does the opposite for its feeders and their buses.
+    power (complex, MVA) and, with the Newton method, its slope dS/d|V| (complex, MVA/pu); it is
+    uninterruptible (granted exactly the time it asks for: the barrier). A feeder group does the opposite for
+    its feeders and their buses.
     """
     feeders = role["feeders"]
+    powers = [Interface(power_key(f["name"]), "complex", "MVA") for f in feeders]
+    if role.get("method") == "newton":  # and each feeder's slope, once per step
+        powers += [Interface(slope_key(f["name"]), "complex", "MVA/pu") for f in feeders]
     if role["role"] == TRANSMISSION:
-        return ([Interface(voltage_key(int(b)), "complex", "pu") for b in role["buses"]],
-                [Interface(power_key(f["name"]), "complex", "MVA") for f in feeders], True)
+        return [Interface(voltage_key(int(b)), "complex", "pu") for b in role["buses"]], powers, True
     buses = sorted({int(f["bus"]) for f in feeders})
-    return ([Interface(power_key(f["name"]), "complex", "MVA") for f in feeders],
-            [Interface(voltage_key(b), "complex", "pu") for b in buses], False)
+    return powers, [Interface(voltage_key(b), "complex", "pu") for b in buses], False
 
 
 def federate_document(name: str, role: Mapping, broker_address: str, network: str = "local",
@@ -266,10 +281,11 @@ def run_description(layout: Layout, *, workers: int | None = None, sub_brokers: 
     s = layout.study
     return {
         "schema": 2, "kind": "steady", "study": s.name, "case": s.case, "model": resolve_feeder(s.feeder).name,
-        "coupling": s.coupling, "tolerance": s.tolerance, "max_iterations": s.max_iterations,
+        "coupling": s.coupling, "method": s.method, "start": s.start, "tolerance": s.tolerance,
+        "max_iterations": s.max_iterations,
         "times_s": s.times_s, "scale_mode": s.scale_mode,
         "workers": len(layout.groups) if workers is None else workers, "sub_brokers": sub_brokers,
         "engine_mode": layout.engine_mode, "clone_load": s.clone_load,
         "n_feeders": layout.boundary.n_feeders, "n_buses": layout.boundary.n_buses,
-        "boundary_pd_mw": sum(f.p0_mw * f.weight for f in layout.feeders), **extra,
+        "boundary_pd_mw": layout.pd_mw, **extra,
     }

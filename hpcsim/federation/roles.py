@@ -1,7 +1,7 @@
 """The two federate roles: the transmission network (ANDES) and a group of feeders (OpenDSS).
 
-Each role reads its inputs, solves, publishes what changed by more than the tolerance (everything in loose
-coupling) and buffers its output rows; :func:`hpcsim.federation.federate.drive` owns time and iterations.
+Each role reads its inputs, solves, publishes and buffers its output rows;
+:mod:`hpcsim.federation.federate` owns time and iterations, :mod:`hpcsim.coupling` the coupling methods.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 from hpcsim.cases import resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
 from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine
-from hpcsim.federation.layout import power_key, voltage_key
+from hpcsim.coupling import bus_sums, carried, zip_split
+from hpcsim.federation.layout import power_key, slope_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
 from hpcsim.output.parquet import StepWriter
 from hpcsim.transmission import TransmissionNetwork
@@ -36,20 +37,24 @@ def _steps_row(cfg: dict, step: int, iterations: int, dv_pu: float, ds_pu: float
 
 
 class TransmissionRole:
-    """ANDES power flow; boundary loads = Σ (weight × feeder power); publishes boundary voltages."""
+    """ANDES power flow; boundary loads from Σ (weight × feeder power) (and, Newton, Σ weight × slope); publishes
+    boundary voltages."""
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.name = cfg["name"]
-        self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"])
+        self.newton = cfg.get("method") == "newton"
+        self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"], equivalents=self.newton)
         self.buses = [int(b) for b in cfg["buses"]]
         self.clones = {int(b): int(k) for b, k in cfg["clones"].items()}
         self.feeders = cfg["feeders"]
         self.bus_pos = np.array([self.buses.index(int(f["bus"])) for f in self.feeders], dtype=int)
         self.weight = np.array([f["weight"] for f in self.feeders], dtype=float)
         self.s_mva = np.array([complex(f["p0_mw"], f["q0_mvar"]) for f in self.feeders])
+        self.ds_dv = np.zeros(len(self.feeders), dtype=complex)  # MVA per pu; none known before the first answer
         self.pubs: list = []
         self.subs: list = []
+        self.slope_subs: list = []
         self.v: np.ndarray | None = None
         self.v_published: np.ndarray | None = None
         self.profile_applied: float | None = None
@@ -63,11 +68,12 @@ class TransmissionRole:
         :func:`hpcsim.federation.layout.interfaces`)."""
         self.pubs = [pubs[voltage_key(b)] for b in self.buses]
         self.subs = [subs[power_key(f["name"])] for f in self.feeders]
+        if self.newton:
+            self.slope_subs = [subs[slope_key(f["name"])] for f in self.feeders]
 
-    def bus_totals(self) -> np.ndarray:
-        """Σ weight × S over the feeders of each boundary bus (MW + j Mvar)."""
-        return np.bincount(self.bus_pos, weights=(self.weight * self.s_mva).real, minlength=len(self.buses)) + \
-            1j * np.bincount(self.bus_pos, weights=(self.weight * self.s_mva).imag, minlength=len(self.buses))
+    def bus_totals(self, values: np.ndarray | None = None) -> np.ndarray:
+        """Σ weight × S over the feeders of each boundary bus (MW + j Mvar), or of ``values``."""
+        return bus_sums(self.bus_pos, self.weight, self.s_mva if values is None else values, len(self.buses))
 
     def solve(self, step: int, iteration: int, ds_pu: float = math.nan) -> float:
         """Power flow with the current feeder powers; returns the ANL voltage mismatch against what the feeders
@@ -78,9 +84,16 @@ class TransmissionRole:
             self.net.scale_other_loads(mult)
             self.profile_applied = mult
         s_bus = self.bus_totals()
-        self.net.set_boundary_loads(dict(zip(self.buses, s_bus.real)), dict(zip(self.buses, s_bus.imag)))
+        if self.newton and self.v_published is not None:  # the feeders answered at |v_published|
+            a, b = zip_split(s_bus, self.bus_totals(self.ds_dv), np.abs(self.v_published))
+            self.net.set_boundary_equivalents(a, b)
+        else:
+            a = b = None
+            self.net.set_boundary_loads(dict(zip(self.buses, s_bus.real)), dict(zip(self.buses, s_bus.imag)))
         solve_s = self.net.solve()
         v_pu, angle_deg = self.net.boundary_voltages()
+        if a is not None:
+            s_bus = carried(a, b, v_pu)  # what the buses drew in this solve (= the feeders' at convergence)
         self.v = polar_to_complex(v_pu, angle_deg)
         dv_pu = math.inf if self.v_published is None else voltage_mismatch(self.v, self.v_published)
         t = self.cfg["times_s"][step]
@@ -97,10 +110,13 @@ class TransmissionRole:
             h.helicsPublicationPublishComplex(pub, complex(vb))
         self.v_published = self.v
 
-    def receive(self) -> float:
-        """Read every feeder's power; returns the ANL distribution mismatch max |ΔS| / 100 MVA (``ds_pu``)."""
+    def receive(self, first: bool = False) -> float:
+        """Read every feeder's power (and, Newton, at the ``first`` exchange of a step, the slope the feeders
+        send then); returns the ANL distribution mismatch max |ΔS| / 100 MVA (``ds_pu``)."""
         import helics as h  # noqa: PLC0415
 
+        if self.newton and first:
+            self.ds_dv = np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.slope_subs])
         new = np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.subs])
         mismatch = float(np.max(power_mismatch(new, self.s_mva))) if len(new) else 0.0
         self.s_mva = new
@@ -152,13 +168,18 @@ class FeederGroupRole:
         self.rows = StepWriter(out, "feeders", self.name)
         self.steps = StepWriter(out, "steps", self.name)
         self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.get("node_voltages") else None
+        self.newton = cfg.get("method") == "newton"
+        self.slope_pubs: dict[str, object] = {}
 
     def register(self, pubs: dict, subs: dict) -> None:
         self.subs = {b: subs[voltage_key(b)] for b in self.buses}
         self.pubs = {c.name: pubs[power_key(c.name)] for c in self.clones}
+        if self.newton:
+            self.slope_pubs = {c.name: pubs[slope_key(c.name)] for c in self.clones}
 
     def respond(self, step: int, iteration: int) -> None:
-        """Solve every feeder at the boundary voltages received and publish its positive-sequence power."""
+        """Solve every feeder at the boundary voltages received and publish its positive-sequence power (Newton:
+        at the first exchange of each step also its slope dS/d|V|, one solve with the controls held)."""
         import helics as h  # noqa: PLC0415
 
         volts = {}
@@ -169,12 +190,15 @@ class FeederGroupRole:
         t = self.cfg["times_s"][step]
         changes = []
         want_nodes = self.nodes is not None
+        slope = self.newton and iteration == 0
         for c, base in zip(self.clones, self.base_mult):
             c.v_pu, c.angle_deg = volts[c.bus]
             c.load_mult = base * mult
-            res = self.engines[c.name].solve(c, node_voltages=want_nodes)
+            res = self.engines[c.name].solve(c, node_voltages=want_nodes, slope=slope)
             self.last_results[c.name] = res
             s = complex(res.p_mw, res.q_mvar)
+            if slope:
+                h.helicsPublicationPublishComplex(self.slope_pubs[c.name], complex(res.ds_dv_mva))
             h.helicsPublicationPublishComplex(self.pubs[c.name], s)
             last = self.last_s.get(c.name)
             changes.append(math.inf if last is None else float(power_mismatch(s, last)))

@@ -1,0 +1,43 @@
+"""The coupling methods: how the transmission side turns the feeders' answers into its boundary loads.
+
+Pure functions on numpy arrays (no HELICS, no solver), used by the transmission federate
+(:mod:`hpcsim.federation.roles`) and tested alone.
+
+- ``gauss-seidel`` (the ANL scheme, the reference): each boundary bus carries the feeders' last power as a
+  constant-power load; the transmission solves, publishes voltages, the feeders answer, repeat. A linear fixed
+  point: each iteration cuts the mismatch by the product of the network's and the feeders' voltage
+  sensitivities (≈ 0.15 per iteration on ACTIVSg200 + 126 IEEE 8500 feeders).
+- ``newton``: the feeders also report dS/d|V| (controls held, :meth:`hpcsim.distribution.FeederEngine.
+  power_slope`), and each boundary bus carries S(V) = A + B·V², constant power plus constant impedance matched to
+  the feeders' power and slope at the voltage they were solved at (:func:`zip_split`). The transmission power
+  flow then already sees how the feeders will answer a voltage change, so the exchange converges in a few
+  iterations; at the fixed point V equals that voltage and the bus draws exactly the feeders' power — the same
+  answer as Gauss–Seidel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METHODS = ("gauss-seidel", "newton")
+
+
+def bus_sums(bus_pos: np.ndarray, weights: np.ndarray, values: np.ndarray, n_buses: int) -> np.ndarray:
+    """Σ weight × value over the feeders of each boundary bus (complex), feeders mapped by ``bus_pos``."""
+    w = weights * values
+    return np.bincount(bus_pos, weights=w.real, minlength=n_buses) + \
+        1j * np.bincount(bus_pos, weights=w.imag, minlength=n_buses)
+
+
+def zip_split(s0: np.ndarray, slope: np.ndarray, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) of S(V) = A + B·V² with S(V0) = S0 and dS/dV(V0) = J, per bus (complex: P and Q parts apart):
+    B = J / (2·V0), A = S0 − J·V0 / 2."""
+    v0 = np.asarray(v0, dtype=float)
+    b = np.asarray(slope) / (2.0 * v0)
+    return np.asarray(s0) - b * v0 * v0, b
+
+
+def carried(a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The load the equivalent A + B·V² carries at voltage magnitude V."""
+    v = np.asarray(v, dtype=float)
+    return np.asarray(a) + np.asarray(b) * v * v
