@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("gauss-seidel", "newton")
+ACCELERATIONS = ("none", "anderson")
+ANDERSON_DEPTH = 3  # differences kept: a few — the map changes when a tap moves, and old history misleads
 
 
 def bus_sums(bus_pos: np.ndarray, weights: np.ndarray, values: np.ndarray, n_buses: int) -> np.ndarray:
@@ -41,3 +43,42 @@ def carried(a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
     """The load the equivalent A + B·V² carries at voltage magnitude V."""
     v = np.asarray(v, dtype=float)
     return np.asarray(a) + np.asarray(b) * v * v
+
+
+class Anderson:
+    """Anderson acceleration (type II, depth ``m``) of the boundary-voltage fixed point x = g(x).
+
+    x is what the transmission side publishes (the voltages the feeders solve at), g(x) the voltages its next
+    power flow gives after the feeders answered x. Plain iteration publishes g(x_k); Anderson publishes
+    x_{k+1} = g_k − ΔG·γ with γ = argmin ‖f_k − ΔF·γ‖₂ over the last ``m`` differences of the residuals
+    f = g(x) − x (Walker & Ni 2011, eq. 2.3). Complex voltages are handled as real pairs. ``reset`` starts a
+    new history (each time step).
+    """
+
+    def __init__(self, m: int = 3):
+        self.m = m
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: list[np.ndarray] = []
+        self._g: list[np.ndarray] = []
+
+    def step(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """The next x to publish, given the x last published and the g it produced."""
+        xr = np.concatenate([np.real(x), np.imag(x)])
+        gr = np.concatenate([np.real(g), np.imag(g)])
+        self._x.append(xr)
+        self._g.append(gr)
+        if len(self._x) > self.m + 1:
+            self._x.pop(0)
+            self._g.pop(0)
+        if len(self._x) < 2:
+            out = gr
+        else:
+            f = np.array(self._g) - np.array(self._x)  # residuals, oldest first
+            d_f = np.diff(f, axis=0).T
+            d_g = np.diff(np.array(self._g), axis=0).T
+            gamma, *_ = np.linalg.lstsq(d_f, f[-1], rcond=None)
+            out = gr - d_g @ gamma
+        n = len(x)
+        return out[:n] + 1j * out[n:]

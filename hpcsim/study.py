@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcsim.coupling import METHODS
+from hpcsim.coupling import ACCELERATIONS, METHODS
 from hpcsim.dynamics import spec as dynamics_spec
 from hpcsim.errors import StudyError
 
@@ -44,7 +44,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "transmission": {"case": str},
     "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int,
                      "clone_load": str},
-    "coupling": {"mode": str, "method": str, "start": str, "tolerance": (int, float), "max_iterations": int},
+    "coupling": {"mode": str, "method": str, "acceleration": str, "start": str, "tolerance": (int, float),
+                 "max_iterations": int},
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
              "load_profile": (str, list)},
     "diversity": {"load_mult_std": (int, float), "seed": int},
@@ -67,6 +68,7 @@ class Study:
     clone_load: str = "nominal"  # see CLONE_LOADS
     coupling: str = "iterative"
     method: str = DEFAULT_METHOD  # see hpcsim.coupling.METHODS
+    acceleration: str = "none"  # or "anderson" on the boundary voltages (hpcsim.coupling.Anderson)
     start: str = "predicted"  # first boundary loads: the feeders' predicted draw, or the case's PD/QD (ANL)
     tolerance: float = 1e-6
     max_iterations: int = 30
@@ -158,6 +160,9 @@ def _validate(s: Study, where: str) -> None:
         raise StudyError(f"{where}: [coupling] mode {s.coupling!r} must be 'loose' or 'iterative'")
     if s.method not in METHODS:
         raise StudyError(f"{where}: [coupling] method {s.method!r} must be one of {', '.join(METHODS)}")
+    if s.acceleration not in ACCELERATIONS:
+        raise StudyError(f"{where}: [coupling] acceleration {s.acceleration!r} must be one of "
+                         f"{', '.join(ACCELERATIONS)}")
     if s.start not in STARTS:
         raise StudyError(f"{where}: [coupling] start {s.start!r} must be one of {', '.join(STARTS)}")
     if not 0 < s.tolerance < 1:
@@ -220,6 +225,7 @@ def load_study(path: str | Path) -> Study:
         clone_load=di.get("clone_load", "nominal"),
         coupling=co.get("mode", "iterative"),
         method=co.get("method", DEFAULT_METHOD),
+        acceleration=co.get("acceleration", "none"),
         start=co.get("start", "predicted"),
         tolerance=float(co.get("tolerance", 1e-6)),
         max_iterations=co.get("max_iterations", 30),

@@ -18,7 +18,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hpcsim.study import load_study  # noqa: PLC0415
 
     study = load_study(args.study).with_overrides(
-        workers=args.workers, coupling=args.coupling, method=args.method, max_buses=args.max_buses,
+        workers=args.workers, coupling=args.coupling, method=args.method, acceleration=args.acceleration,
+        max_buses=args.max_buses,
         scale_mode=True if args.scale_mode else None, sub_brokers=args.sub_brokers,
         tolerance=args.tolerance, max_iterations=args.max_iterations,
     )
@@ -89,6 +90,9 @@ def register(sub) -> None:
     p.add_argument("--method", choices=("gauss-seidel", "newton"), default=None,
                    help="iterative coupling method: gauss-seidel (constant-power boundary loads, the ANL scheme) or "
                         "newton (boundary loads matched to the feeders' power and slope) (default: the study's)")
+    p.add_argument("--acceleration", choices=("none", "anderson"), default=None,
+                   help="Anderson acceleration of the boundary voltages on top of the method (default: the study's, "
+                        "none)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="iterative coupling tolerance, per unit (default: the study's, 1e-6)")
     p.add_argument("--max-iterations", type=int, default=None,

@@ -207,6 +207,7 @@ def role_configs(layout: Layout) -> dict[str, dict]:
         "run_dir": RUN_DIR_FROM_CONFIG,
         "coupling": s.coupling,
         "method": s.method,
+        "acceleration": s.acceleration,
         "tolerance": s.tolerance,
         "max_iterations": s.max_iterations,
         "times_s": s.times_s,
@@ -281,7 +282,8 @@ def run_description(layout: Layout, *, workers: int | None = None, sub_brokers: 
     s = layout.study
     return {
         "schema": 2, "kind": "steady", "study": s.name, "case": s.case, "model": resolve_feeder(s.feeder).name,
-        "coupling": s.coupling, "method": s.method, "start": s.start, "tolerance": s.tolerance,
+        "coupling": s.coupling, "method": s.method, "acceleration": s.acceleration, "start": s.start,
+        "tolerance": s.tolerance,
         "max_iterations": s.max_iterations,
         "times_s": s.times_s, "scale_mode": s.scale_mode,
         "workers": len(layout.groups) if workers is None else workers, "sub_brokers": sub_brokers,

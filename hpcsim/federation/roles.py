@@ -17,7 +17,7 @@ import numpy as np
 from hpcsim.cases import resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
 from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine
-from hpcsim.coupling import bus_sums, carried, zip_split
+from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
 from hpcsim.output.parquet import StepWriter
@@ -44,6 +44,7 @@ class TransmissionRole:
         self.cfg = cfg
         self.name = cfg["name"]
         self.newton = cfg.get("method") == "newton"
+        self.anderson = Anderson(ANDERSON_DEPTH) if cfg.get("acceleration") == "anderson" else None
         self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"], equivalents=self.newton)
         self.buses = [int(b) for b in cfg["buses"]]
         self.clones = {int(b): int(k) for b, k in cfg["clones"].items()}
@@ -56,6 +57,7 @@ class TransmissionRole:
         self.subs: list = []
         self.slope_subs: list = []
         self.v: np.ndarray | None = None
+        self.v_next: np.ndarray | None = None  # what publish() sends: v, or Anderson's mix of the history
         self.v_published: np.ndarray | None = None
         self.profile_applied: float | None = None
         out = _out_dir(cfg)
@@ -96,6 +98,12 @@ class TransmissionRole:
             s_bus = carried(a, b, v_pu)  # what the buses drew in this solve (= the feeders' at convergence)
         self.v = polar_to_complex(v_pu, angle_deg)
         dv_pu = math.inf if self.v_published is None else voltage_mismatch(self.v, self.v_published)
+        self.v_next = self.v
+        if self.anderson is not None:
+            if iteration == 0:
+                self.anderson.reset()  # a new step: the map changed
+            elif self.v_published is not None:
+                self.v_next = self.anderson.step(self.v_published, self.v)
         t = self.cfg["times_s"][step]
         for i, b in enumerate(self.buses):
             self.rows.add(time_s=t, iteration=iteration, bus=b, clones=self.clones[b], v_pu=float(v_pu[i]),
@@ -106,9 +114,9 @@ class TransmissionRole:
     def publish(self) -> None:
         import helics as h  # noqa: PLC0415
 
-        for pub, vb in zip(self.pubs, self.v):
+        for pub, vb in zip(self.pubs, self.v_next):
             h.helicsPublicationPublishComplex(pub, complex(vb))
-        self.v_published = self.v
+        self.v_published = self.v_next
 
     def receive(self, first: bool = False) -> float:
         """Read every feeder's power (and, Newton, at the ``first`` exchange of a step, the slope the feeders
