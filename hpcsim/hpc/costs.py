@@ -57,10 +57,10 @@ class CostModel:
     exchange_latency_s: float  # one coupling iteration's HELICS round trip, no values
     per_value_s: float  # per feeder power the transmission federate receives (serial on the critical path)
     federation_start_s: float
-    # iterative coupling at tolerance 1e-6: (boundary buses, coupling iterations of a step) of measured runs;
-    # plans use the power law I = a·buses^b fitted through them (Gauss–Seidel needs more sweeps as more boundary
-    # buses interact); loose coupling is one exchange
-    iteration_points: tuple[tuple[int, int], ...]
+    # iterative coupling at tolerance 1e-6, per coupling method: (boundary buses, coupling iterations of a step)
+    # of measured runs; plans use the power law I = a·buses^b fitted through them (Gauss–Seidel needs more sweeps
+    # as more boundary buses interact); loose coupling is one exchange
+    iteration_points: dict[str, tuple[tuple[int, int], ...]]
     fixed_iterations: int | None = None  # overrides the power law (hpcsim plan --iterations)
     usable_memory_fraction: float = 0.9  # of a node's memory; the rest is the OS's and its daemons'
     fallback_model: str = "ieee8500"  # costs of a feeder model without measurements (the largest: conservative)
@@ -126,19 +126,21 @@ class CostModel:
         return (clones_per_rank * self.solve_s(feeder_model, engine_mode)
                 + self.transmission(case_buses, n_values).pf_s + self.exchange_s(n_values))
 
-    def iterations_for(self, coupling: str, n_buses: int) -> int:
+    def iterations_for(self, coupling: str, n_buses: int, method: str = "gauss-seidel") -> int:
         """Coupling iterations per step a plan assumes (see ``iteration_points``)."""
         if coupling == "loose":
             return 1
         if self.fixed_iterations is not None:
             return self.fixed_iterations
-        a, b = self.iteration_law()
+        a, b = self.iteration_law(method)
         return max(1, math.ceil(a * max(n_buses, 1) ** b - 1e-9))
 
-    def iteration_law(self) -> tuple[float, float]:
-        """(a, b) of I = a·buses^b, least squares in log–log over ``iteration_points``."""
-        x = [math.log(max(b, 1)) for b, _ in self.iteration_points]
-        y = [math.log(i) for _, i in self.iteration_points]
+    def iteration_law(self, method: str = "gauss-seidel") -> tuple[float, float]:
+        """(a, b) of I = a·buses^b, least squares in log–log over the method's ``iteration_points`` (a method
+        without measurements falls back on Gauss–Seidel's: conservative)."""
+        points = self.iteration_points.get(method) or self.iteration_points["gauss-seidel"]
+        x = [math.log(max(b, 1)) for b, _ in points]
+        y = [math.log(i) for _, i in points]
         if len(x) == 1:
             return math.exp(y[0]), 0.0
         mx, my = sum(x) / len(x), sum(y) / len(y)
@@ -149,7 +151,7 @@ class CostModel:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["transmission_points"] = [list(p) for p in self.transmission_points]
-        d["iteration_points"] = [list(p) for p in self.iteration_points]
+        d["iteration_points"] = {m: [list(p) for p in pts] for m, pts in self.iteration_points.items()}
         return d
 
     @classmethod
@@ -157,7 +159,10 @@ class CostModel:
         d = dict(d)
         d["feeders"] = {k: FeederCost(**v) for k, v in d["feeders"].items()}
         d["transmission_points"] = tuple(tuple(p) for p in d["transmission_points"])
-        d["iteration_points"] = tuple(tuple(p) for p in d["iteration_points"])
+        points = d["iteration_points"]
+        if isinstance(points, list):  # a model.json from before the methods: Gauss–Seidel's
+            points = {"gauss-seidel": points}
+        d["iteration_points"] = {m: tuple(tuple(p) for p in pts) for m, pts in points.items()}
         return cls(**d)
 
     def save(self, path: str | Path) -> Path:
@@ -218,6 +223,6 @@ DEFAULT = CostModel(
     federation_start_s=0.2,
     # measured at tolerance 1e-6: ACTIVSg200 bus 8 (1 bus, 3 clones), ACTIVSg200 (37 buses, 126 clones),
     # ACTIVSg2000 with clones scaled to the bus load (916 buses, 6,580 clones): I ≈ 3.0·buses^0.26
-    iteration_points=((1, 3), (37, 8), (916, 18)),
+    iteration_points={"gauss-seidel": ((1, 3), (37, 8), (916, 18))},
     source="built in: fitted by hpcsim bench on a 2-core / 24 GB machine, 2026-11-21",
 )

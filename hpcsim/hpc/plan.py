@@ -84,6 +84,7 @@ class StudyShape:
     n_feeders: int  # feeder federate instances (one per bus in scale mode)
     scale_mode: bool = False
     engine_mode: str = "auto"  # what the study asks: separate | shared | auto (the plan picks by memory)
+    method: str = "gauss-seidel"  # the iterative coupling method (its own iteration law)
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
     feeder_s = k_max * model.solve_s(shape.model, engine_mode)
     exchange = model.exchange_s(shape.n_feeders)
     iteration_s = model.iteration_s(shape.model, engine_mode, k_max, shape.n_feeders, shape.case_buses)
-    iterations = model.iterations_for(shape.coupling, shape.n_buses)
+    iterations = model.iterations_for(shape.coupling, shape.n_buses, shape.method)
     step_s = tcost.pf_s + iterations * iteration_s
     compile_s = fcost.compile_s * (1 if engine_mode == "shared" else k_max)
     first_extra_s = k_max * max(0.0, model.solve_s(shape.model, engine_mode, first=True)
@@ -359,7 +360,7 @@ def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     return StudyShape(name=study.name, case=case_label(study.case), case_buses=len(read_matpower(study.case).bus),
                       model=model, coupling=study.coupling, steps=len(study.times_s), n_buses=bmap.n_buses,
                       n_feeders=bmap.n_buses if study.scale_mode else bmap.n_feeders, scale_mode=study.scale_mode,
-                      engine_mode=study.engine_mode)
+                      engine_mode=study.engine_mode, method=study.method)
 
 
 def plan_study(study: Study, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:

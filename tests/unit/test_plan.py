@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from hpcsim.cases import CASES_DIR as CASES
+from hpcsim.cases import PROJECT_ROOT
 from hpcsim.cli import main
 from hpcsim.errors import PlanError
 from hpcsim.hpc import costs
@@ -190,7 +191,7 @@ def test_a_fitted_cost_model_round_trips_and_changes_the_prediction(tmp_path):
 
 def test_iterations_follow_the_power_law_fitted_on_measured_runs():
     a, b = M.iteration_law()
-    for buses, measured in M.iteration_points:  # the law reproduces the runs it was fitted on within one iteration
+    for buses, measured in M.iteration_points["gauss-seidel"]:  # the law reproduces the runs it was fitted on within one iteration
         assert abs(a * buses**b - measured) < 1.0
     assert M.iterations_for("loose", 19678) == 1
     assert M.iterations_for("iterative", 19678) > M.iterations_for("iterative", 916) >= 18
@@ -212,3 +213,12 @@ def test_plan_predict_prints_the_breakdown_and_uses_a_model_file(capsys, tmp_pat
     assert main([*args, "--model", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.json" in err[0]
+
+
+def test_iteration_law_is_per_method_and_an_old_model_file_is_gauss_seidel():
+    old = costs.load_model(PROJECT_ROOT / "benchmarks" / "results" / "2026-11-21" / "model.json")
+    assert set(old.iteration_points) == {"gauss-seidel"}
+    both = replace(M, iteration_points={"gauss-seidel": ((1, 3), (37, 8), (916, 18)),
+                                        "newton": ((1, 2), (37, 3), (916, 4))})
+    assert both.iterations_for("iterative", 916, "newton") == 4 < both.iterations_for("iterative", 916)
+    assert M.iterations_for("iterative", 916, "newton") == M.iterations_for("iterative", 916)  # falls back
