@@ -49,7 +49,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
              "load_profile": (str, list)},
     "diversity": {"load_mult_std": (int, float), "seed": int},
-    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int, "engine_mode": str},
+    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int, "engine_mode": str, "warm_start": bool},
     "outputs": {"node_voltages": bool},
     "dynamics": dynamics_spec.SCHEMA,
 }
@@ -83,6 +83,7 @@ class Study:
     scale_mode: bool = False
     sub_brokers: int = 0
     engine_mode: str = "auto"
+    warm_start: bool = True  # first solves from a solved state at each bus's case voltage (WarmStarts)
     node_voltages: bool = False
     description: str = ""
     dynamics: dynamics_spec.DynamicsSpec | None = None  # a dynamic frequency study (hpcsim.dynamics)
@@ -240,6 +241,7 @@ def load_study(path: str | Path) -> Study:
         scale_mode=ru.get("scale_mode", False),
         sub_brokers=ru.get("sub_brokers", 0),
         engine_mode=ru.get("engine_mode", "auto"),
+        warm_start=ru.get("warm_start", True),
         node_voltages=ou.get("node_voltages", False),
         dynamics=dynamics_spec.parse(data["dynamics"], base, where) if "dynamics" in data else None,
         source=path.resolve(),

@@ -74,6 +74,7 @@ class Layout:
     v0: dict[int, tuple[float, float]]  # bus -> (v_pu, angle_deg) from the case's stored solution
     engine_mode: str = "separate"
     pd_mw: float = 0.0  # the case's PD at the boundary buses (what the feeders replace)
+    bus_mult: dict[int, float] | None = None  # per bus: its clones' load multiplier before diversity
 
     @property
     def federate_names(self) -> list[str]:
@@ -194,6 +195,7 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
         v0={b: (vm[b], va[b]) for b in bmap.buses},
         engine_mode=engine_mode_for(study, len(specs)),
         pd_mw=sum(loads[b][0] for b in bmap.buses),
+        bus_mult={b: float(base[b]) for b in bmap.buses},
     )
 
 
@@ -233,6 +235,8 @@ def role_configs(layout: Layout) -> dict[str, dict]:
             "engine_mode": layout.engine_mode,
             "feeders": [dict(vars(f)) for f in group],
             "v0": {str(b): layout.v0[b] for b in buses},
+            "bus_mult": {str(b): (layout.bus_mult or {}).get(b, 1.0) for b in buses},
+            "warm_start": s.warm_start,
         }
     return configs
 

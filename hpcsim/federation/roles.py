@@ -16,7 +16,7 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
-from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine
+from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine, WarmStarts
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
@@ -157,6 +157,9 @@ class FeederGroupRole:
         self.model = resolve_feeder(cfg["feeder_model"])
         self.clones = [CloneState(f["name"], int(f["bus"]), float(f["load_mult"])) for f in cfg["feeders"]]
         self.base_mult = [c.load_mult for c in self.clones]
+        # a bus's warm-start multiplier: its clones' (before diversity: their mean, the same wherever they run)
+        self.bus_mult = {int(b): float(m) for b, m in cfg.get("bus_mult", {}).items()} or \
+            {c.bus: c.load_mult for c in self.clones}
         t0 = time.perf_counter()
         self.shared = cfg.get("engine_mode", "separate") == "shared"
         if self.shared:
@@ -178,6 +181,9 @@ class FeederGroupRole:
         self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.get("node_voltages") else None
         self.newton = cfg.get("method") == "newton"
         self.slope_pubs: dict[str, object] = {}
+        self.warm = WarmStarts(self.model) if cfg.get("warm_start", True) else None
+        self.v0 = {int(b): (float(v), float(a)) for b, (v, a) in cfg["v0"].items()}
+        self.solved: set[str] = set()
 
     def register(self, pubs: dict, subs: dict) -> None:
         self.subs = {b: subs[voltage_key(b)] for b in self.buses}
@@ -202,7 +208,14 @@ class FeederGroupRole:
         for c, base in zip(self.clones, self.base_mult):
             c.v_pu, c.angle_deg = volts[c.bus]
             c.load_mult = base * mult
-            res = self.engines[c.name].solve(c, node_voltages=want_nodes, slope=slope)
+            start, warm_s = None, 0.0
+            if self.warm is not None and c.name not in self.solved:
+                # its first solve: from the model solved at its bus's first voltage (once per bus and multiplier)
+                t0 = time.perf_counter()
+                start = self.warm.state_for(c.v_pu, c.angle_deg, self.bus_mult[c.bus] * mult)
+                warm_s = time.perf_counter() - t0
+                self.solved.add(c.name)
+            res = self.engines[c.name].solve(c, node_voltages=want_nodes, slope=slope, start=start)
             self.last_results[c.name] = res
             s = complex(res.p_mw, res.q_mvar)
             if slope:
@@ -215,7 +228,8 @@ class FeederGroupRole:
                           load_mult=c.load_mult, v_source_pu=res.v_source_pu, angle_deg=res.angle_deg,
                           p_mw=res.p_mw, q_mvar=res.q_mvar, p_total_mw=res.p_total_mw,
                           q_total_mvar=res.q_total_mvar, min_v_pu=res.min_v_pu, mean_v_pu=res.mean_v_pu,
-                          max_v_pu=res.max_v_pu, solve_s=res.solve_s, reg_taps=list(res.control.reg_taps),
+                          max_v_pu=res.max_v_pu, solve_s=res.solve_s + res.slope_s + warm_s,
+                          reg_taps=list(res.control.reg_taps),
                           cap_states=list(res.control.cap_states))
         self.ds_pu = max(changes) if changes else 0.0
 

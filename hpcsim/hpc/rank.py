@@ -130,9 +130,11 @@ def cut_bundle(bundle: dict, offset: int, start: int, stop: int, name: str) -> d
     if len(feeders) != stop - start:
         raise PlanError(f"{name}: bundle {bundle['name']} holds {len(bundle['feeders'])} feeders from number "
                         f"{offset}, cannot cut [{start}, {stop})")
-    v0 = bundle["v0"]
-    return {**bundle, "name": name, "feeders": feeders,
-            "v0": {str(b): v0[str(b)] for b in sorted({int(f["bus"]) for f in feeders})}}
+    buses = sorted({int(f["bus"]) for f in feeders})
+    cut = {**bundle, "name": name, "feeders": feeders, "v0": {str(b): bundle["v0"][str(b)] for b in buses}}
+    if "bus_mult" in bundle:
+        cut["bus_mult"] = {str(b): bundle["bus_mult"][str(b)] for b in buses}
+    return cut
 
 
 def feeder_config(bundle: dict, plan: Plan, role: Role) -> dict:
