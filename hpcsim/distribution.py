@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -149,7 +149,7 @@ class FeederEngine:
         s_pos_mva, s_tot_mva = self.substation_power_mva()
         vmag = np.asarray(d.Circuit.AllBusMagPu())
         live = vmag[vmag > 0.01]
-        return FeederResult(
+        result = FeederResult(
             name=clone.name,
             bus=clone.bus,
             v_source_pu=float(clone.v_pu),
@@ -165,15 +165,14 @@ class FeederEngine:
             solve_s=solve_s,
             control=self.control_state(),
             node_v_pu=vmag if node_voltages else None,
-            **self._slope(clone, s_pos_mva, slope),
         )
+        return self.with_slope(clone, result) if slope else result
 
-    def _slope(self, clone: CloneState, s_mva: complex, wanted: bool) -> dict:
-        if not wanted:
-            return {}
+    def with_slope(self, clone: CloneState, result: FeederResult) -> FeederResult:
+        """``result`` (the solve this engine holds) with its slope :meth:`power_slope` and the time it took."""
         t0 = time.perf_counter()
-        ds_dv = self.power_slope(clone, s_mva)
-        return {"ds_dv_mva": ds_dv, "slope_s": time.perf_counter() - t0}
+        ds_dv = self.power_slope(clone, complex(result.p_mw, result.q_mvar))
+        return replace(result, ds_dv_mva=ds_dv, slope_s=time.perf_counter() - t0)
 
     def state(self) -> SolvedState:
         """The engine's present solution and control state (copies)."""
@@ -275,6 +274,10 @@ class FeederEngine:
     def node_names(self) -> list[str]:
         return list(self.dss.Circuit.AllNodeNames())
 
+    def solver(self, name: str) -> FeederEngine:  # noqa: ARG002 - same signature as SharedEngine's
+        """The engine that solves clone ``name`` (this one: one engine per clone)."""
+        return self
+
 
 class SharedEngine:
     """Many clones of one feeder model on one compiled OpenDSS engine.
@@ -310,78 +313,93 @@ class SharedEngine:
     def node_names(self) -> list[str]:
         return self.engine.node_names()
 
+    def solver(self, name: str) -> FeederEngine:
+        """The engine that solves clone ``name`` (the one shared engine)."""
+        return self.engine
+
 
 class WarmStarts:
-    """Warm first solves: the model solved once at an operating point — a boundary bus's case voltage and a
-    clone load multiplier — on a scratch engine of the same model, whose solution and controls then start the
-    first solve of every clone at that point (:meth:`FeederEngine.load_state`, or ``SharedEngine.solve(start=)``).
+    """Warm first solves: the model solved once at an operating point — a clone's first boundary voltage and
+    its bus's load multiplier — from the compiled state, whose solution and controls then start the first solve
+    of every clone at that point (:meth:`FeederEngine.load_state`, or ``SharedEngine.solve(start=)``).
 
-    The K clones of a bus share one such cold solve instead of paying one each (IEEE 8500: ~0.2 s cold, a warm
-    first solve a fraction of that). The point depends on the clone alone (its bus's voltage in the case and
-    its multiplier), not on which clones share a worker, so an answer does not depend on the grouping. A warm
-    start is a valid solution but may settle a regulator on another in-band tap than a cold start would.
+    The K clones of a bus share one such cold solve instead of paying one each (IEEE 8500: ~0.15 s cold, a
+    warm first solve at the same point ~10 ms). The point depends on the clone alone — its bus's published
+    voltage and multiplier — not on which clones share a worker or in which order they are solved, so an answer
+    does not depend on the grouping. A warm start is a valid solution but may settle a regulator on another
+    in-band tap than a cold start from the compiled state would (both are equilibria).
+
+    The solve runs on an engine the caller gives: a clone's own engine before its first solve (separate
+    engines) or the shared engine; either is put back into the compiled state first.
     """
 
-    def __init__(self, model: FeederModel):
-        self.model = model
-        self._engine = FeederEngine(model)
-        e = self._engine
+    def __init__(self, compiled: FeederEngine):
+        e = compiled
         self._compiled = (e.voltages().copy(), e.control_state(), bool(e.dss.YMatrix.SolutionInitialized()))
         self._states: dict[tuple[float, float, float], SolvedState] = {}
         self.solves = 0
 
-    def state_for(self, v_pu: float, angle_deg: float, load_mult: float) -> SolvedState:
-        """The solved state at (|V|, angle, multiplier), each computed from the compiled state (so it does not
-        depend on which points were asked before)."""
+    def state_for(self, engine: FeederEngine, v_pu: float, angle_deg: float, load_mult: float) -> SolvedState:
+        """The solved state at (|V|, angle, multiplier), solved on ``engine`` from the compiled state the first
+        time it is asked for."""
         key = (round(float(v_pu), 9), round(float(angle_deg), 6), round(float(load_mult), 9))
         if key not in self._states:
-            e = self._engine
             voltages, control, initialized = self._compiled
-            e.voltages()[:] = voltages
-            e.apply_control_state(control)
-            e.dss.YMatrix.SolutionInitialized(initialized)
-            e.solve(CloneState("warm-start", 0, key[2], key[0], key[1]))
-            self._states[key] = e.state()
+            engine.voltages()[:] = voltages
+            engine.apply_control_state(control)
+            engine.dss.YMatrix.SolutionInitialized(initialized)
+            engine.solve(CloneState("warm-start", 0, key[2], key[0], key[1]))
+            self._states[key] = engine.state()
             self.solves += 1
         return self._states[key]
 
 
 LOADING_MULTIPLIERS = (0.25, 0.5, 1.0)
-SLOPE_VOLTAGES_PU = (0.97, 1.03)  # the draw's voltage slope, controls acting, at m = 1
-CURVE_VERSION = 1  # bump when the solves below change what a cached curve means
+CURVE_VOLTAGES_PU = (0.97, 1.03)  # the draw is fitted at these source voltages and interpolated between them
+CURVE_VERSION = 2  # bump when the solves below change what a cached curve means
 
 
 @dataclass(frozen=True)
 class FeederCurve:
-    """What a feeder model draws at its substation: P_total(m) ≈ c0 + c1·m + c2·m² (MW, sum over phases) at
-    1 pu and load multiplier m, fitted exactly through m = 0.25, 0.5 and 1 (c0 ≈ the service transformers'
-    no-load losses, c1 ≈ Σ Load kW, c2 ≈ series losses ∝ current²); the positive-sequence S(m) the same way
-    (complex coefficients); and its slope dS/dV between 0.97 and 1.03 pu at m = 1 with regulators and
-    capacitors acting. :meth:`draw` is the informed first guess of the coupling."""
+    """What a feeder model draws at its substation, regulators and capacitors acting:
+
+    - ``p_total``: P_total(m) ≈ c0 + c1·m + c2·m² (MW, sum over phases) at 1 pu and load multiplier m, fitted
+      exactly through m = 0.25, 0.5 and 1 (c0 ≈ the service transformers' no-load losses, c1 ≈ Σ Load kW,
+      c2 ≈ series losses ∝ current²) — what ``clone_load = "bus"`` solves for;
+    - ``s_low``, ``s_high``: the positive-sequence S(m), fitted the same way (complex coefficients) at source
+      voltages 0.97 and 1.03 pu; :meth:`draw` interpolates linearly in V between them.
+
+    :meth:`draw` is the informed first guess of the coupling (12 solves, cached)."""
 
     p_total: tuple[float, float, float]
-    s_pos: tuple[complex, complex, complex]
-    ds_dv_mva: complex
+    s_low: tuple[complex, complex, complex]
+    s_high: tuple[complex, complex, complex]
 
     def draw(self, load_mult: float, v_pu: float = 1.0) -> complex:
         """Predicted positive-sequence power (MW + j Mvar) of one clone at ``load_mult`` and source ``v_pu``."""
-        c0, c1, c2 = self.s_pos
-        return c0 + c1 * load_mult + c2 * load_mult ** 2 + self.ds_dv_mva * (v_pu - 1.0)
+        poly = lambda c: c[0] + c[1] * load_mult + c[2] * load_mult ** 2  # noqa: E731
+        lo, hi = CURVE_VOLTAGES_PU
+        w = (v_pu - lo) / (hi - lo)
+        return (1.0 - w) * poly(self.s_low) + w * poly(self.s_high)
+
+
+def _quadratic(values: list[complex]) -> tuple[complex, complex, complex]:
+    c2, c1, c0 = np.polyfit(LOADING_MULTIPLIERS, values, 2)
+    return complex(c0), complex(c1), complex(c2)
 
 
 def _measure_curve(model: FeederModel) -> FeederCurve:
     engine = FeederEngine(model)
-    res = [engine.solve(CloneState("loading", 0, load_mult=m)) for m in LOADING_MULTIPLIERS]
-    c2, c1, c0 = np.polyfit(LOADING_MULTIPLIERS, [r.p_total_mw for r in res], 2)
-    sp = np.polyfit(LOADING_MULTIPLIERS, [complex(r.p_mw, r.q_mvar) for r in res], 2)
-    lo, hi = (engine.solve(CloneState("loading", 0, load_mult=1.0, v_pu=v)) for v in SLOPE_VOLTAGES_PU)
-    slope = (complex(hi.p_mw, hi.q_mvar) - complex(lo.p_mw, lo.q_mvar)) / (SLOPE_VOLTAGES_PU[1] - SLOPE_VOLTAGES_PU[0])
-    return FeederCurve((float(c0), float(c1), float(c2)), (complex(sp[2]), complex(sp[1]), complex(sp[0])),
-                       complex(slope))
+    p_total = [engine.solve(CloneState("loading", 0, load_mult=m)).p_total_mw for m in LOADING_MULTIPLIERS]
+    fits = []
+    for v in CURVE_VOLTAGES_PU:
+        res = [engine.solve(CloneState("loading", 0, load_mult=m, v_pu=v)) for m in LOADING_MULTIPLIERS]
+        fits.append(_quadratic([complex(r.p_mw, r.q_mvar) for r in res]))
+    return FeederCurve(tuple(c.real for c in _quadratic(p_total)), fits[0], fits[1])
 
 
 def feeder_curve(model: FeederModel) -> FeederCurve:
-    """:class:`FeederCurve` of a model: computed once (five OpenDSS solves, ~1 s for the IEEE 8500) and cached
+    """:class:`FeederCurve` of a model: computed once (nine OpenDSS solves, ~1–2 s for the IEEE 8500) and cached
     (:mod:`hpcsim.cache`) under a key of the model's files, its solve settings, opendssdirect's version and
     :data:`CURVE_VERSION`."""
     from hpcsim import cache  # noqa: PLC0415
@@ -389,14 +407,15 @@ def feeder_curve(model: FeederModel) -> FeederCurve:
     entry = cache.key(files=cache.files_digest(p for p in model.folder.rglob("*") if p.is_file()),
                       entry=model.entry.name, settings=model.solve_settings, source=model.source,
                       versions=cache.package_versions("opendssdirect.py", "dss-python"),
-                      multipliers=LOADING_MULTIPLIERS, voltages=SLOPE_VOLTAGES_PU, version=CURVE_VERSION)
+                      multipliers=LOADING_MULTIPLIERS, voltages=CURVE_VOLTAGES_PU, version=CURVE_VERSION)
     hit = cache.load("feeder-curves", entry)
+    pair = lambda cs: [[c.real, c.imag] for c in cs]  # noqa: E731
     if hit is not None:
-        return FeederCurve(tuple(hit["p_total"]), tuple(complex(*c) for c in hit["s_pos"]), complex(*hit["ds_dv"]))
+        return FeederCurve(tuple(hit["p_total"]), tuple(complex(*c) for c in hit["s_low"]),
+                           tuple(complex(*c) for c in hit["s_high"]))
     curve = _measure_curve(model)
     cache.store("feeder-curves", entry, {"model": model.name, "p_total": list(curve.p_total),
-                                         "s_pos": [[c.real, c.imag] for c in curve.s_pos],
-                                         "ds_dv": [curve.ds_dv_mva.real, curve.ds_dv_mva.imag]})
+                                         "s_low": pair(curve.s_low), "s_high": pair(curve.s_high)})
     return curve
 
 

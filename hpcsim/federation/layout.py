@@ -71,7 +71,6 @@ class Layout:
     boundary: BoundaryMap
     feeders: tuple[FeederSpec, ...]
     groups: tuple[tuple[FeederSpec, ...], ...]
-    v0: dict[int, tuple[float, float]]  # bus -> (v_pu, angle_deg) from the case's stored solution
     engine_mode: str = "separate"
     pd_mw: float = 0.0  # the case's PD at the boundary buses (what the feeders replace)
     bus_mult: dict[int, float] | None = None  # per bus: its clones' load multiplier before diversity
@@ -166,7 +165,6 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     case = read_matpower(study.case)
     loads = case.load_of()
     vm = dict(zip(case.bus_ids.tolist(), case.bus[:, 7].tolist()))
-    va = dict(zip(case.bus_ids.tolist(), case.bus[:, 8].tolist()))
     rng = np.random.default_rng(study.seed)
     curve = feeder_curve(model)
     base = _base_multipliers(study, bmap, {bus: pq[0] for bus, pq in loads.items()}, curve)
@@ -192,7 +190,6 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
         boundary=bmap,
         feeders=tuple(specs),
         groups=split_groups(specs, workers),
-        v0={b: (vm[b], va[b]) for b in bmap.buses},
         engine_mode=engine_mode_for(study, len(specs)),
         pd_mw=sum(loads[b][0] for b in bmap.buses),
         bus_mult={b: float(base[b]) for b in bmap.buses},
@@ -234,7 +231,6 @@ def role_configs(layout: Layout) -> dict[str, dict]:
             "feeder_model": layout.feeder_model,
             "engine_mode": layout.engine_mode,
             "feeders": [dict(vars(f)) for f in group],
-            "v0": {str(b): layout.v0[b] for b in buses},
             "bus_mult": {str(b): (layout.bus_mult or {}).get(b, 1.0) for b in buses},
             "warm_start": s.warm_start,
         }

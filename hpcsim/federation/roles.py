@@ -119,12 +119,15 @@ class TransmissionRole:
         self.v_published = self.v_next
 
     def receive(self, first: bool = False) -> float:
-        """Read every feeder's power (and, Newton, at the ``first`` exchange of a step, the slope the feeders
-        send then); returns the ANL distribution mismatch max |ΔS| / 100 MVA (``ds_pu``)."""
+        """Read every feeder's power (and, Newton, the slopes the feeders sent anew: all at the ``first``
+        exchange of a step, later those of feeders whose controls moved); returns the ANL distribution mismatch
+        max |ΔS| / 100 MVA (``ds_pu``)."""
         import helics as h  # noqa: PLC0415
 
-        if self.newton and first:
-            self.ds_dv = np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.slope_subs])
+        if self.newton:
+            for k, sub in enumerate(self.slope_subs):
+                if first or h.helicsInputIsUpdated(sub):
+                    self.ds_dv[k] = complex(h.helicsInputGetComplex(sub))
         new = np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.subs])
         mismatch = float(np.max(power_mismatch(new, self.s_mva))) if len(new) else 0.0
         self.s_mva = new
@@ -181,8 +184,9 @@ class FeederGroupRole:
         self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.get("node_voltages") else None
         self.newton = cfg.get("method") == "newton"
         self.slope_pubs: dict[str, object] = {}
-        self.warm = WarmStarts(self.model) if cfg.get("warm_start", True) else None
-        self.v0 = {int(b): (float(v), float(a)) for b, (v, a) in cfg["v0"].items()}
+        self.slope_control: dict[str, object] = {}  # the control state each clone's last slope was taken at
+        first = next(iter(self.engines.values())).solver(self.clones[0].name) if self.clones else None
+        self.warm = WarmStarts(first) if cfg.get("warm_start", True) and first is not None else None
         self.solved: set[str] = set()
 
     def register(self, pubs: dict, subs: dict) -> None:
@@ -193,7 +197,8 @@ class FeederGroupRole:
 
     def respond(self, step: int, iteration: int) -> None:
         """Solve every feeder at the boundary voltages received and publish its positive-sequence power (Newton:
-        at the first exchange of each step also its slope dS/d|V|, one solve with the controls held)."""
+        also its slope dS/d|V|, one solve with the controls held, at the first exchange of each step and again
+        whenever its regulators or capacitors moved since — the slope of the new control state)."""
         import helics as h  # noqa: PLC0415
 
         volts = {}
@@ -204,7 +209,6 @@ class FeederGroupRole:
         t = self.cfg["times_s"][step]
         changes = []
         want_nodes = self.nodes is not None
-        slope = self.newton and iteration == 0
         for c, base in zip(self.clones, self.base_mult):
             c.v_pu, c.angle_deg = volts[c.bus]
             c.load_mult = base * mult
@@ -212,14 +216,18 @@ class FeederGroupRole:
             if self.warm is not None and c.name not in self.solved:
                 # its first solve: from the model solved at its bus's first voltage (once per bus and multiplier)
                 t0 = time.perf_counter()
-                start = self.warm.state_for(c.v_pu, c.angle_deg, self.bus_mult[c.bus] * mult)
+                start = self.warm.state_for(self.engines[c.name].solver(c.name), c.v_pu, c.angle_deg,
+                                            self.bus_mult[c.bus] * mult)
                 warm_s = time.perf_counter() - t0
                 self.solved.add(c.name)
-            res = self.engines[c.name].solve(c, node_voltages=want_nodes, slope=slope, start=start)
+            res = self.engines[c.name].solve(c, node_voltages=want_nodes, start=start)
+            if self.newton and (iteration == 0 or res.control != self.slope_control.get(c.name)):
+                # the slope of this control state, on the solution just found (the engine still holds it)
+                res = self.engines[c.name].solver(c.name).with_slope(c, res)
+                self.slope_control[c.name] = res.control
+                h.helicsPublicationPublishComplex(self.slope_pubs[c.name], complex(res.ds_dv_mva))
             self.last_results[c.name] = res
             s = complex(res.p_mw, res.q_mvar)
-            if slope:
-                h.helicsPublicationPublishComplex(self.slope_pubs[c.name], complex(res.ds_dv_mva))
             h.helicsPublicationPublishComplex(self.pubs[c.name], s)
             last = self.last_s.get(c.name)
             changes.append(math.inf if last is None else float(power_mismatch(s, last)))

@@ -125,16 +125,14 @@ def role_of(kind: str, plan: Plan, env: Mapping[str, str], mpi: tuple[int, int] 
 
 def cut_bundle(bundle: dict, offset: int, start: int, stop: int, name: str) -> dict:
     """The config of feeders [start, stop) from a bundle whose first feeder is number ``offset``: those
-    feeders and the voltages of their buses, everything else shared."""
+    feeders and the per-bus settings of their buses, everything else shared."""
     feeders = bundle["feeders"][start - offset:stop - offset]
     if len(feeders) != stop - start:
         raise PlanError(f"{name}: bundle {bundle['name']} holds {len(bundle['feeders'])} feeders from number "
                         f"{offset}, cannot cut [{start}, {stop})")
     buses = sorted({int(f["bus"]) for f in feeders})
-    cut = {**bundle, "name": name, "feeders": feeders, "v0": {str(b): bundle["v0"][str(b)] for b in buses}}
-    if "bus_mult" in bundle:
-        cut["bus_mult"] = {str(b): bundle["bus_mult"][str(b)] for b in buses}
-    return cut
+    return {**bundle, "name": name, "feeders": feeders,
+            "bus_mult": {str(b): bundle["bus_mult"][str(b)] for b in buses}}
 
 
 def feeder_config(bundle: dict, plan: Plan, role: Role) -> dict:

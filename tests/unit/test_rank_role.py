@@ -82,13 +82,13 @@ def test_one_node_local_plan_uses_loopback_and_an_explicit_broker_wins():
 def test_rank_config_is_cut_from_its_node_bundle():
     node = PLAN.nodes[2]
     feeders = [{"name": f"f{i}", "bus": 100 + i // 3} for i in range(node.first_feeder, node.first_feeder + node.feeders)]
-    v0 = {str(f["bus"]): [1.0, 0.0] for f in feeders}
-    bundle = {"name": "feeders_002", "role": "feeders", "feeders": feeders, "v0": v0, "tolerance": 1e-6}
+    mult = {str(f["bus"]): 1.0 for f in feeders}
+    bundle = {"name": "feeders_002", "role": "feeders", "feeders": feeders, "bus_mult": mult, "tolerance": 1e-6}
     role = role_of("feeders", PLAN, env("cn03"), mpi=(31, 59))
     cfg = feeder_config(bundle, PLAN, role)
     start, stop = role.feeders
     assert [f["name"] for f in cfg["feeders"]] == [f"f{i}" for i in range(start, stop)]
-    assert set(cfg["v0"]) == {str(f["bus"]) for f in cfg["feeders"]} and cfg["name"] == "feeders_031"
+    assert set(cfg["bus_mult"]) == {str(f["bus"]) for f in cfg["feeders"]} and cfg["name"] == "feeders_031"
     assert cfg["tolerance"] == 1e-6
     with pytest.raises(PlanError, match="cannot cut"):
         cut_bundle(bundle, node.first_feeder, 0, 2, "x")

@@ -142,7 +142,7 @@ def test_configs_are_role_settings_per_node_pretty_printed_with_names_not_paths(
         bundle = json.loads((out / "configs" / f"node_{node.index:03d}.json").read_text())
         assert bundle["role"] == "feeders" and len(bundle["feeders"]) == node.feeders
         assert bundle["feeder_model"] == "ieee8500"
-        assert {str(f["bus"]) for f in bundle["feeders"]} == set(bundle["v0"])
+        assert {str(f["bus"]) for f in bundle["feeders"]} == set(bundle["bus_mult"])
         names += [f["name"] for f in bundle["feeders"]]
     assert names == [f["name"] for f in t["feeders"]]
     assert (out / "boundary_map.txt").read_text().startswith("37,126\n")
