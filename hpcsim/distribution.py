@@ -377,10 +377,13 @@ class FeederCurve:
 
     def draw(self, load_mult: float, v_pu: float = 1.0) -> complex:
         """Predicted positive-sequence power (MW + j Mvar) of one clone at ``load_mult`` and source ``v_pu``."""
-        poly = lambda c: c[0] + c[1] * load_mult + c[2] * load_mult ** 2  # noqa: E731
         lo, hi = CURVE_VOLTAGES_PU
         w = (v_pu - lo) / (hi - lo)
-        return (1.0 - w) * poly(self.s_low) + w * poly(self.s_high)
+        return (1.0 - w) * _poly(self.s_low, load_mult) + w * _poly(self.s_high, load_mult)
+
+
+def _poly(c: tuple[complex, complex, complex], m: float) -> complex:
+    return c[0] + c[1] * m + c[2] * m * m
 
 
 def _quadratic(values: list[complex]) -> tuple[complex, complex, complex]:

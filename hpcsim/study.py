@@ -18,7 +18,7 @@ from hpcsim.coupling import ACCELERATIONS, METHODS
 from hpcsim.dynamics import spec as dynamics_spec
 from hpcsim.errors import StudyError
 
-DEFAULT_METHOD = "gauss-seidel"
+DEFAULT_METHOD = "newton"  # the fastest that passes every check (README "Coupling methods")
 # The boundary loads of the first transmission solve: "predicted" — each clone's predicted draw at its load
 # multiplier and bus voltage (hpcsim.distribution.FeederCurve); "case" — the case's PD/QD shared over the K
 # clones (the ANL scheme: the first exchange then corrects a 1.3-1.5 x load difference).

@@ -30,9 +30,12 @@ TOLERANCE = 0.25  # predictions must be within 25 % of the measured figures
 
 
 def fit_model(base: CostModel, *, calibration: dict, shared: dict | None, memory: dict[str, dict],
-              exchange: tuple[float, float] | None, case_buses: int, feeder_model: str, source: str) -> CostModel:
+              exchange: tuple[float, float] | None, case_buses: int, feeder_model: str, source: str,
+              iterations: dict[str, list[tuple[int, int]]] | None = None) -> CostModel:
     """A copy of ``base`` with the measured figures (see module docstring); ``calibration``/``shared`` are
-    :func:`hpcsim.bench.runs.run_figures` dicts, ``memory`` maps engine mode -> a memory measurement."""
+    :func:`hpcsim.bench.runs.run_figures` dicts, ``memory`` maps engine mode -> a memory measurement;
+    ``iterations``: per coupling method, (boundary buses, iterations) of measured runs — merged into the
+    model's iteration points (a measured size replaces the built-in point of that size)."""
     f, _ = base.feeder(feeder_model)
     changes = {"first_solve_s": calibration["cold_solve_s"], "solve_s": calibration["warm_solve_s"],
                "overhead_s": calibration["clone_overhead_s"]}
@@ -49,6 +52,11 @@ def fit_model(base: CostModel, *, calibration: dict, shared: dict | None, memory
     model = replace(model, transmission_points=points)
     if exchange is not None:
         model = replace(model, exchange_latency_s=exchange[0], per_value_s=exchange[1])
+    if iterations:
+        merged = {m: dict(pts) for m, pts in model.iteration_points.items()}
+        for method, pts in iterations.items():
+            merged.setdefault(method, {}).update(dict(pts))
+        model = replace(model, iteration_points={m: tuple(sorted(p.items())) for m, p in merged.items() if p})
     n, w = calibration["feeders"], calibration["workers"]
     rest = (calibration["peak_rss_mb"] - model.transmission(case_buses, n).rss_mb
             - model.broker_mb(2 * n + calibration["buses"]) - n * model.feeder(feeder_model)[0].rss_mb)

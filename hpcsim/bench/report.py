@@ -48,6 +48,13 @@ def markdown(result: dict) -> str:
                      f"{_s(fig['loop_s'][name])} | {_s(fig['wall_s'][name])} | "
                      f"{_f(sorted(q['overhead'] for q in pts)[(len(pts) - 1) // 2])} | "
                      f"{_f(max(q['peak_rss_mb'] for q in pts), 4)} |")
+    if fig.get("methods"):
+        lines += ["", "Coupling methods (each study as shipped; ideal = Σ feeder solve / workers + Σ PF):", "",
+                  "| run | buses | iterations | loop s | wall s | loop / ideal | wall / ideal |", "|---|---|---|---|---|---|---|"]
+        for name, mf in fig["methods"].items():
+            buses = result["runs"][name]["repeats"][0]["buses"]
+            lines.append(f"| {name} | {buses} | {_s(mf['iterations'])} | {_s(mf['loop_s'])} | {_s(mf['wall_s'])} | "
+                         f"{_s(mf['loop_over_ideal'])} | {_s(mf['wall_over_ideal'])} |")
     lines += ["", "HELICS exchange per coupling iteration (ms; hub + 2 echo federates):", "",
               "| values | flat | root + 2 sub-brokers |", "|---|---|---|"]
     by = {(e["values"], e["sub_brokers"]): e for e in fig["exchange_ms"]}

@@ -11,6 +11,10 @@ strong_1       the same study, 1 worker                                     stro
 weak_1         ~63 feeders (first buses), 1 worker                          weak scaling (vs calibration); check
 bus8           3 feeders (the ANL reference run), 2 workers                 model check (small)
 sg2000         ACTIVSg2000, first 40 buses, shared, clones scaled (full)    model check (another case and mode)
+gs_126         the 126-feeder study as shipped (engines auto), Gauss–Seidel  coupling methods, iteration law
+newton_126     the same, Newton                                             coupling methods, iteration law
+gs_sg2000      ACTIVSg2000, first 40 buses, as shipped, Gauss–Seidel         coupling methods (full), law
+newton_sg2000  the same, Newton                                             coupling methods (full), law
 =============  ===========================================================  ==================================
 
 plus memory per clone in both engine modes (:mod:`hpcsim.bench.memory`) and the HELICS exchange per
@@ -31,6 +35,7 @@ from pathlib import Path
 
 from hpcsim.cases import CASES_DIR
 from hpcsim.console import Progress
+from hpcsim.coupling import METHODS
 from hpcsim.study import Study, load_study
 
 log = logging.getLogger(__name__)
@@ -92,10 +97,22 @@ def configurations(scale: Scale) -> list[Config]:
                "weak scaling, check"),
         Config("bus8", _cases_study(STUDY_BUS8).with_overrides(workers=2, engine_mode="separate"), "check"),
     ]
+    for method in METHODS:  # the coupling methods, each on the study as shipped
+        configs.append(Config(f"{_short(method)}_126", base.with_overrides(workers=2, method=method), "methods"))
     if scale.with_2000:
         configs.append(Config("sg2000", _cases_study(STUDY_2000).with_overrides(workers=2, engine_mode="shared",
                                                                                 max_buses=40), "check"))
+        for method in METHODS:
+            configs.append(Config(f"{_short(method)}_sg2000", _cases_study(STUDY_2000).with_overrides(
+                workers=2, max_buses=40, method=method), "methods"))
     return configs
+
+
+def _short(method: str) -> str:
+    return "gs" if method == "gauss-seidel" else method
+
+
+METHOD_RUNS = {"gauss-seidel": ("gs_126", "gs_sg2000"), "newton": ("newton_126", "newton_sg2000")}
 
 
 def machine_info() -> dict:
@@ -201,7 +218,18 @@ def figures(result: dict) -> dict:
         out["memory_ratio_separate_to_shared"] = mem["separate"]["per_clone_mb"] / mem["shared"]["per_clone_mb"]
     out["exchange_ms"] = [{"values": e["n_values"], "sub_brokers": e["sub_brokers"], "min": e["min_s"] * 1e3,
                            "median": e["median_s"] * 1e3, "max": e["max_s"] * 1e3} for e in result["exchange"]]
+    out["methods"] = {name: {"iterations": spread([p["iterations"] for p in runs[name]]),
+                             "loop_s": out["loop_s"][name], "wall_s": out["wall_s"][name],
+                             "loop_over_ideal": spread([p["overhead"] for p in runs[name]]),
+                             "wall_over_ideal": spread([p["wall_s"] / p["ideal_s"] for p in runs[name]])}
+                      for names in METHOD_RUNS.values() for name in names if name in runs}
     return out
+
+
+def _iteration_points(runs: dict[str, list[dict]]) -> dict[str, list[tuple[int, int]]]:
+    """(boundary buses, iterations of the median repeat) of each method's runs, for the iteration law."""
+    return {method: [(median_run(runs[n])["buses"], median_run(runs[n])["iterations"]) for n in names if n in runs]
+            for method, names in METHOD_RUNS.items()}
 
 
 def _fit_and_check(result: dict, out_dir: Path) -> None:
@@ -217,7 +245,7 @@ def _fit_and_check(result: dict, out_dir: Path) -> None:
     model = fit_model(DEFAULT, calibration=median_run(runs["calibration"]), shared=median_run(runs["shared"]),
                       memory=result["memory"], exchange=lat, case_buses=200, feeder_model=MODEL,
                       source=f"hpcsim bench on {m['host']} ({m['cores']} cores, {m['cpu']}), "
-                             f"{time.strftime('%Y-%m-%d')}")
+                             f"{time.strftime('%Y-%m-%d')}", iterations=_iteration_points(runs))
     model.save(out_dir / "model.json")
     held_out = [median_run(pts) for name, pts in runs.items() if name not in ("calibration", "shared")]
     result["model"] = model.to_dict()
