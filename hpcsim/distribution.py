@@ -82,6 +82,16 @@ class FeederResult:
 
 
 SLOPE_DV_PU = 1e-3  # source-voltage step of the sensitivity solve (forward difference)
+# OpenDSS's convergence tolerance on node voltages (pu): the models' 1e-6 while the coupling moves the boundary
+# voltage, and FINE_TOLERANCE for the last exchanges. At 1e-6 an IEEE 8500's power wanders by ~1e-5 Mvar
+# between re-solves at the same voltage (measured: 8.5e-6 Mvar; 3e-8 at 1e-8, for twice the time of a warm
+# re-solve); through the network that is ~1e-7 pu per boundary bus, and the ANL voltage mismatch sums it over
+# every bus (√N): 6e-7 pu for ACTIVSg200's 37 buses, 3e-6 for ACTIVSg2000's 916 — a floor above the 1e-6
+# tolerance. The fine tolerance is used once a clone's source moved less than FINE_BELOW_DV_PU since its last
+# solve, i.e. only when it matters.
+COARSE_TOLERANCE = 1e-6
+FINE_TOLERANCE = 1e-8
+FINE_BELOW_DV_PU = 1e-4
 
 
 def _new_context():
@@ -125,11 +135,13 @@ class FeederEngine:
         return total
 
     def solve(self, clone: CloneState, node_voltages: bool = False, slope: bool = False,
-              start: SolvedState | None = None) -> FeederResult:
-        """Set the source to the clone's boundary voltage and load multiplier, solve, read the substation power;
-        with ``slope`` also its voltage sensitivity (:meth:`power_slope`); from ``start`` if given."""
+              start: SolvedState | None = None, tolerance: float = COARSE_TOLERANCE) -> FeederResult:
+        """Set the source to the clone's boundary voltage and load multiplier, solve (to ``tolerance``), read
+        the substation power; with ``slope`` also its voltage sensitivity (:meth:`power_slope`); from ``start``
+        if given."""
         if start is not None:
             self.load_state(start)
+        self.set_tolerance(tolerance)
         d = self.dss
         d.Vsources.Name(self._source)
         d.Vsources.PU(float(clone.v_pu))
@@ -173,6 +185,12 @@ class FeederEngine:
         t0 = time.perf_counter()
         ds_dv = self.power_slope(clone, complex(result.p_mw, result.q_mvar))
         return replace(result, ds_dv_mva=ds_dv, slope_s=time.perf_counter() - t0)
+
+    def set_tolerance(self, tolerance: float) -> None:
+        """OpenDSS's solution tolerance (pu), set only when it changes."""
+        if getattr(self, "_tolerance", None) != tolerance:
+            self._command(f"set tolerance={tolerance:g}")
+            self._tolerance = tolerance
 
     def state(self) -> SolvedState:
         """The engine's present solution and control state (copies)."""
@@ -297,7 +315,7 @@ class SharedEngine:
         self._slots: dict[str, tuple[np.ndarray, ControlState, bool]] = {}
 
     def solve(self, clone: CloneState, node_voltages: bool = False, slope: bool = False,
-              start: SolvedState | None = None) -> FeederResult:
+              start: SolvedState | None = None, tolerance: float = COARSE_TOLERANCE) -> FeederResult:
         """Solve ``clone`` with its own state swapped in; its first solve starts from ``start`` if given (a
         warm start), else from the compiled state."""
         if clone.name not in self._slots and start is not None:
@@ -306,7 +324,7 @@ class SharedEngine:
         self.engine.voltages()[:] = v
         self.engine.apply_control_state(control)
         self.engine.dss.YMatrix.SolutionInitialized(initialized)
-        result = self.engine.solve(clone, node_voltages=node_voltages, slope=slope)
+        result = self.engine.solve(clone, node_voltages=node_voltages, slope=slope, tolerance=tolerance)
         self._slots[clone.name] = (self.engine.voltages().copy(), result.control, True)
         return result
 

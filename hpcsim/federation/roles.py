@@ -16,7 +16,8 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
-from hpcsim.distribution import CloneState, FeederEngine, FeederResult, SharedEngine, WarmStarts
+from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, FeederEngine,
+                                 FeederResult, SharedEngine, WarmStarts)
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
@@ -220,7 +221,10 @@ class FeederGroupRole:
                                             self.bus_mult[c.bus] * mult)
                 warm_s = time.perf_counter() - t0
                 self.solved.add(c.name)
-            res = self.engines[c.name].solve(c, node_voltages=want_nodes, start=start)
+            prev = self.last_results.get(c.name)
+            fine = prev is not None and abs(c.v_pu - prev.v_source_pu) < FINE_BELOW_DV_PU
+            res = self.engines[c.name].solve(c, node_voltages=want_nodes, start=start,
+                                             tolerance=FINE_TOLERANCE if fine else COARSE_TOLERANCE)
             if self.newton and (iteration == 0 or res.control != self.slope_control.get(c.name)):
                 # the slope of this control state, on the solution just found (the engine still holds it)
                 res = self.engines[c.name].solver(c.name).with_slope(c, res)
