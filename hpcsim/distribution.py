@@ -83,15 +83,18 @@ class FeederResult:
 
 SLOPE_DV_PU = 1e-3  # source-voltage step of the sensitivity solve (forward difference)
 # OpenDSS's convergence tolerance on node voltages (pu): the models' 1e-6 while the coupling moves the boundary
-# voltage, and FINE_TOLERANCE for the last exchanges. At 1e-6 an IEEE 8500's power wanders by ~1e-5 Mvar
-# between re-solves at the same voltage (measured: 8.5e-6 Mvar; 3e-8 at 1e-8, for twice the time of a warm
-# re-solve); through the network that is ~1e-7 pu per boundary bus, and the ANL voltage mismatch sums it over
-# every bus (√N): 6e-7 pu for ACTIVSg200's 37 buses, 3e-6 for ACTIVSg2000's 916 — a floor above the 1e-6
-# tolerance. The fine tolerance is used once a clone's source moved less than FINE_BELOW_DV_PU since its last
-# solve, i.e. only when it matters.
+# voltage, and FINE_TOLERANCE for the last exchanges. An IEEE 8500's power wanders between re-solves at the same
+# voltage by ~1e-5 Mvar at 1e-6, by 8e-9 MW at 1e-8 and by 2e-10 MW at 1e-10 (a warm re-solve: 9, 13, 16
+# OpenDSS iterations, all ~18 ms). Through the network that noise moves the boundary voltages, and the ANL
+# mismatch sums them over every bus. It sums more than √N: the feeders' P noise adds up into the total load,
+# whose change shifts every bus angle against the slack alike. On ACTIVSg2000 + 6,580 feeders, solved at 1e-8,
+# the last exchanges moved the total load by ~1e-4 MW and every angle by ~5e-8 rad: 1.1-1.7e-6 pu in the ANL
+# norm, a floor above the 1e-6 tolerance. The fine tolerance is used once a clone's source moved less than
+# FINE_BELOW_DV_PU since its last solve: Newton's next error is ~C·ΔV² + the noise, and below a move of ~3e-3 pu
+# (rms ~3e-4 over the boundary; C ≈ 2.5 on ACTIVSg2000) the coarse noise is the larger term.
 COARSE_TOLERANCE = 1e-6
-FINE_TOLERANCE = 1e-8
-FINE_BELOW_DV_PU = 1e-4
+FINE_TOLERANCE = 1e-10
+FINE_BELOW_DV_PU = 3e-3
 
 
 def _new_context():
@@ -357,16 +360,21 @@ class WarmStarts:
         self._states: dict[tuple[float, float, float], SolvedState] = {}
         self.solves = 0
 
+    def solve_from_compiled(self, engine: FeederEngine, clone: CloneState) -> FeederResult:
+        """Solve ``clone`` on ``engine`` put back into the compiled state first (voltages, controls): the
+        answer depends on the operating point alone, not on what the engine solved before."""
+        voltages, control, initialized = self._compiled
+        engine.voltages()[:] = voltages
+        engine.apply_control_state(control)
+        engine.dss.YMatrix.SolutionInitialized(initialized)
+        return engine.solve(clone)
+
     def state_for(self, engine: FeederEngine, v_pu: float, angle_deg: float, load_mult: float) -> SolvedState:
         """The solved state at (|V|, angle, multiplier), solved on ``engine`` from the compiled state the first
         time it is asked for."""
         key = (round(float(v_pu), 9), round(float(angle_deg), 6), round(float(load_mult), 9))
         if key not in self._states:
-            voltages, control, initialized = self._compiled
-            engine.voltages()[:] = voltages
-            engine.apply_control_state(control)
-            engine.dss.YMatrix.SolutionInitialized(initialized)
-            engine.solve(CloneState("warm-start", 0, key[2], key[0], key[1]))
+            self.solve_from_compiled(engine, CloneState("warm-start", 0, key[2], key[0], key[1]))
             self._states[key] = engine.state()
             self.solves += 1
         return self._states[key]

@@ -19,10 +19,12 @@ from hpcsim.dynamics import spec as dynamics_spec
 from hpcsim.errors import StudyError
 
 DEFAULT_METHOD = "newton"  # the fastest that passes every check (README "Coupling methods")
-# The boundary loads of the first transmission solve: "predicted" — each clone's predicted draw at its load
-# multiplier and bus voltage (hpcsim.distribution.FeederCurve); "case" — the case's PD/QD shared over the K
-# clones (the ANL scheme: the first exchange then corrects a 1.3-1.5 x load difference).
-STARTS = ("predicted", "case")
+# The boundary loads of the first transmission solve: "solved" — what each bus's feeder model draws, solved by
+# its feeder group before the first power flow at the bus's case voltage and multiplier (one solve per bus, the
+# warm start of its clones); "predicted" — each clone's draw read off the feeder curve
+# (hpcsim.distribution.FeederCurve, no solve); "case" — the case's PD/QD shared over the K clones (the ANL
+# scheme: the first exchange then corrects a 1.3-1.5 x load difference).
+STARTS = ("solved", "predicted", "case")
 
 # IEEE Reliability Test System (1979), Table 4: hourly load in % of the daily peak, winter weekday
 # (hours 0-1 ... 23-24). Published data used as a representative daily load shape.
@@ -69,7 +71,7 @@ class Study:
     coupling: str = "iterative"
     method: str = DEFAULT_METHOD  # see hpcsim.coupling.METHODS
     acceleration: str = "none"  # or "anderson" on the boundary voltages (hpcsim.coupling.Anderson)
-    start: str = "predicted"  # first boundary loads: the feeders' predicted draw, or the case's PD/QD (ANL)
+    start: str = "solved"  # first boundary loads: solved per bus by the feeders, read off the curve, or case PD/QD
     tolerance: float = 1e-6
     max_iterations: int = 30
     time_mode: str = "snapshot"
@@ -227,7 +229,7 @@ def load_study(path: str | Path) -> Study:
         coupling=co.get("mode", "iterative"),
         method=co.get("method", DEFAULT_METHOD),
         acceleration=co.get("acceleration", "none"),
-        start=co.get("start", "predicted"),
+        start=co.get("start", "solved"),
         tolerance=float(co.get("tolerance", 1e-6)),
         max_iterations=co.get("max_iterations", 30),
         time_mode=ti.get("mode", "snapshot"),

@@ -194,6 +194,9 @@ def serve(path: str | Path, build_role, drive_of) -> int:
         role = build_role(cfg)
         fed = create_federate(path)
         role.register(*attach(fed, doc))
+        if hasattr(role, "initialize"):  # values it publishes now reach the others at time 0
+            h.helicsFederateEnterInitializingMode(fed)
+            role.initialize()
         h.helicsFederateEnterExecutingMode(fed)
         drive_of(cfg)(fed, role, cfg)
         h.helicsFederateDisconnect(fed)

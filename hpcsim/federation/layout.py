@@ -59,8 +59,8 @@ class FeederSpec:
     bus: int
     load_mult: float
     weight: int  # how many clones this feeder stands for (K in scale mode, else 1)
-    p0_mw: float  # initial guess the transmission side uses before the feeder reports: its predicted draw
-    q0_mvar: float
+    p0_mw: float  # the feeder curve's (or the case's) guess of its draw: the first boundary load unless the
+    q0_mvar: float  # study's start is "solved" (then the feeder group sends it before the first power flow)
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Layout:
     engine_mode: str = "separate"
     pd_mw: float = 0.0  # the case's PD at the boundary buses (what the feeders replace)
     bus_mult: dict[int, float] | None = None  # per bus: its clones' load multiplier before diversity
+    case_v: dict[int, tuple[float, float]] | None = None  # per boundary bus: the case's (VM pu, VA deg)
 
     @property
     def federate_names(self) -> list[str]:
@@ -169,6 +170,7 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     case = read_matpower(study.case)
     loads = case.load_of()
     vm = dict(zip(case.bus_ids.tolist(), case.bus[:, 7].tolist()))
+    va = dict(zip(case.bus_ids.tolist(), case.bus[:, 8].tolist()))
     rng = np.random.default_rng(study.seed)
     curve = feeder_curve(model)
     base = _base_multipliers(study, bmap, {bus: pq[0] for bus, pq in loads.items()}, curve)
@@ -197,6 +199,7 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
         engine_mode=engine_mode_for(study, len(specs), bmap.n_buses),
         pd_mw=sum(loads[b][0] for b in bmap.buses),
         bus_mult={b: float(base[b]) for b in bmap.buses},
+        case_v={b: (float(vm[b]), float(va[b])) for b in bmap.buses},
     )
 
 
@@ -216,6 +219,7 @@ def role_configs(layout: Layout) -> dict[str, dict]:
         "times_s": s.times_s,
         "profile": [s.profile_at(t) for t in s.times_s],
         "node_voltages": s.node_voltages,
+        "start": s.start,
     }
     configs = {
         TRANSMISSION: {
@@ -237,6 +241,8 @@ def role_configs(layout: Layout) -> dict[str, dict]:
             "feeders": [dict(vars(f)) for f in group],
             "bus_mult": {str(b): (layout.bus_mult or {}).get(b, 1.0) for b in buses},
             "warm_start": s.warm_start,
+            **({"case_v": {str(b): list(layout.case_v[b]) for b in buses}}
+               if s.start == "solved" and layout.case_v else {}),
         }
     return configs
 

@@ -19,12 +19,22 @@ from hpcsim.console import to_json
 from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, FeederEngine,
                                  FeederResult, SharedEngine, WarmStarts)
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
+from hpcsim.errors import FederateError
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
 from hpcsim.output.parquet import StepWriter
 from hpcsim.transmission import TransmissionNetwork
 
 log = logging.getLogger(__name__)
+
+
+# A clone's first solve starts from its bus's start solve (start "solved") only if the voltage it receives is
+# within this of the case voltage that solve was at: farther, its regulators would have to move several taps
+# (each an OpenDSS control iteration) in each of the K clones, and one solve per bus at the voltage received
+# (WarmStarts) is cheaper. (Solving that one from the start solve instead of the compiled state was tried on
+# ACTIVSg2000: its first exchange 38 s faster, but its regulators settled elsewhere in their bands and the
+# second exchange took 150 s longer.)
+START_REUSE_BELOW_DV_PU = 0.005
 
 
 def _out_dir(cfg: dict) -> Path:
@@ -54,6 +64,7 @@ class TransmissionRole:
         self.weight = np.array([f["weight"] for f in self.feeders], dtype=float)
         self.s_mva = np.array([complex(f["p0_mw"], f["q0_mvar"]) for f in self.feeders])
         self.ds_dv = np.zeros(len(self.feeders), dtype=complex)  # MVA per pu; none known before the first answer
+        self.await_start = cfg.get("start") == "solved"  # the feeder groups send the first loads (initialize)
         self.pubs: list = []
         self.subs: list = []
         self.slope_subs: list = []
@@ -86,6 +97,9 @@ class TransmissionRole:
         if mult != self.profile_applied:
             self.net.scale_other_loads(mult)
             self.profile_applied = mult
+        if self.await_start:
+            self.s_mva = self.start_powers()
+            self.await_start = False
         s_bus = self.bus_totals()
         if self.newton and self.v_published is not None:  # the feeders answered at |v_published|
             a, b = zip_split(s_bus, self.bus_totals(self.ds_dv), np.abs(self.v_published))
@@ -111,6 +125,16 @@ class TransmissionRole:
                           angle_deg=float(angle_deg[i]), p_mw=float(s_bus[i].real), q_mvar=float(s_bus[i].imag),
                           solve_s=solve_s, dv_pu=dv_pu, ds_pu=ds_pu)
         return dv_pu
+
+    def start_powers(self) -> np.ndarray:
+        """The draws the feeder groups published in initializing mode (start "solved"), one per feeder."""
+        import helics as h  # noqa: PLC0415
+
+        missing = [f["name"] for f, sub in zip(self.feeders, self.subs) if not h.helicsInputIsUpdated(sub)]
+        if missing:
+            raise FederateError(f"{self.name}: no start power from {len(missing)} feeder(s), first {missing[0]!r} "
+                                "(its group did not publish in initializing mode)")
+        return np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.subs])
 
     def publish(self) -> None:
         import helics as h  # noqa: PLC0415
@@ -189,12 +213,42 @@ class FeederGroupRole:
         first = next(iter(self.engines.values())).solver(self.clones[0].name) if self.clones else None
         self.warm = WarmStarts(first) if cfg.get("warm_start", True) and first is not None else None
         self.solved: set[str] = set()
+        self.case_v = {int(b): (float(v[0]), float(v[1])) for b, v in cfg.get("case_v", {}).items()}
+        self.start_states: dict[int, object] = {}  # per bus: the model solved at its case voltage (start "solved")
+        self.start_s: dict[int, float] = {}  # and how long that solve took
 
     def register(self, pubs: dict, subs: dict) -> None:
         self.subs = {b: subs[voltage_key(b)] for b in self.buses}
         self.pubs = {c.name: pubs[power_key(c.name)] for c in self.clones}
         if self.newton:
             self.slope_pubs = {c.name: pubs[slope_key(c.name)] for c in self.clones}
+
+    def initialize(self) -> None:
+        """Start "solved" (HELICS initializing mode, before the first power flow): solve the feeder model once
+        per boundary bus at the bus's case voltage and first load multiplier, from the compiled state, and
+        publish that draw for each of the bus's clones — the transmission's first boundary loads. A solved
+        state also starts its clones' first solves if their first voltage is near (:data:`START_REUSE_BELOW_DV_PU`;
+        it depends on the bus alone, not on the grouping)."""
+        import helics as h  # noqa: PLC0415
+
+        if not self.case_v or not self.clones:
+            return
+        t0 = time.perf_counter()
+        mult = float(self.cfg["profile"][0])
+        warm = self.warm or WarmStarts(next(iter(self.engines.values())).solver(self.clones[0].name))
+        draw: dict[int, complex] = {}
+        for b in self.buses:
+            v_pu, angle_deg = self.case_v[b]
+            engine = self.engines[next(c.name for c in self.clones if c.bus == b)].solver("")
+            t1 = time.perf_counter()
+            res = warm.solve_from_compiled(engine, CloneState("start", b, self.bus_mult[b] * mult, v_pu, angle_deg))
+            self.start_states[b] = engine.state()
+            self.start_s[b] = time.perf_counter() - t1  # counted in the solve time of the bus's first clone
+            draw[b] = complex(res.p_mw, res.q_mvar)
+        for c in self.clones:
+            h.helicsPublicationPublishComplex(self.pubs[c.name], draw[c.bus])
+        log.info("%s: start solved for %d buses at their case voltages in %.1f s", self.name, len(self.buses),
+                 time.perf_counter() - t0)
 
     def respond(self, step: int, iteration: int) -> None:
         """Solve every feeder at the boundary voltages received and publish its positive-sequence power (Newton:
@@ -215,21 +269,21 @@ class FeederGroupRole:
             c.load_mult = base * mult
             start, warm_s = None, 0.0
             if self.warm is not None and c.name not in self.solved:
-                # its first solve: from the model solved at its bus's first voltage (once per bus and multiplier)
+                # its first solve: from the model solved at its bus's case voltage (start "solved") or at its
+                # bus's first voltage received (once per bus and multiplier)
                 t0 = time.perf_counter()
-                start = self.warm.state_for(self.engines[c.name].solver(c.name), c.v_pu, c.angle_deg,
-                                            self.bus_mult[c.bus] * mult)
-                warm_s = time.perf_counter() - t0
+                start = self.start_states.get(c.bus)
+                if start is None or abs(c.v_pu - self.case_v[c.bus][0]) >= START_REUSE_BELOW_DV_PU:
+                    start = self.warm.state_for(self.engines[c.name].solver(c.name), c.v_pu, c.angle_deg,
+                                                self.bus_mult[c.bus] * mult)
+                warm_s = time.perf_counter() - t0 + self.start_s.pop(c.bus, 0.0)
                 self.solved.add(c.name)
             prev = self.last_results.get(c.name)
             fine = prev is not None and abs(c.v_pu - prev.v_source_pu) < FINE_BELOW_DV_PU
             res = self.engines[c.name].solve(c, node_voltages=want_nodes, start=start,
                                              tolerance=FINE_TOLERANCE if fine else COARSE_TOLERANCE)
-            if self.newton and (iteration == 0 or res.control != self.slope_control.get(c.name)):
-                # the slope of this control state, on the solution just found (the engine still holds it)
-                res = self.engines[c.name].solver(c.name).with_slope(c, res)
-                self.slope_control[c.name] = res.control
-                h.helicsPublicationPublishComplex(self.slope_pubs[c.name], complex(res.ds_dv_mva))
+            if self.newton:
+                res = self._slope(c, res, iteration == 0)
             self.last_results[c.name] = res
             s = complex(res.p_mw, res.q_mvar)
             h.helicsPublicationPublishComplex(self.pubs[c.name], s)
@@ -244,6 +298,18 @@ class FeederGroupRole:
                           reg_taps=list(res.control.reg_taps),
                           cap_states=list(res.control.cap_states))
         self.ds_pu = max(changes) if changes else 0.0
+
+    def _slope(self, c: CloneState, res: FeederResult, first: bool) -> FeederResult:
+        """Newton: publish the clone's slope dS/d|V| with its controls held (:meth:`FeederEngine.power_slope`,
+        one more solve on the solution just found), at the first exchange of a step and whenever its regulators
+        or capacitors moved; otherwise the transmission keeps the slope it has."""
+        import helics as h  # noqa: PLC0415
+
+        if first or res.control != self.slope_control.get(c.name):
+            res = self.engines[c.name].solver(c.name).with_slope(c, res)  # the engine still holds the solution
+            self.slope_control[c.name] = res.control
+            h.helicsPublicationPublishComplex(self.slope_pubs[c.name], complex(res.ds_dv_mva))
+        return res
 
     def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:
         self.rows.flush(step)

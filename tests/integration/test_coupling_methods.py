@@ -56,6 +56,31 @@ def test_the_informed_start_begins_close_to_the_answer(methods, tmp_path):
     assert informed[1][2] * 20 < _iterations(tmp_path / "case")[1][2]
 
 
+def test_the_solved_start_is_the_feeder_model_at_the_case_voltage(methods, tmp_path):
+    """Start "solved": before the first power flow each feeder group solves its buses' model once at the case
+    voltage and multiplier and sends that draw; the first boundary load is what a fresh engine draws there, and
+    the run ends at the same answer as from the curve's prediction."""
+    import json
+
+    from hpcsim.cases import resolve_feeder
+    from hpcsim.distribution import CloneState, FeederEngine
+
+    s = run_study(load_study(BUS8_STUDY).with_overrides(method="newton", start="solved"), tmp_path / "solved",
+                  show_progress=False)
+    assert s["converged"] and s["start"] == "solved"
+    role = json.loads((tmp_path / "solved" / "configs" / "feeders_000.json").read_text())["hpcsim"]
+    (bus, (vm, va)), = role["case_v"].items()
+    alone = FeederEngine(resolve_feeder("ieee8500")).solve(
+        CloneState("alone", int(bus), role["bus_mult"][bus], vm, va))
+    first = read_table(tmp_path / "solved" / "outputs", "transmission").to_pandas().query("iteration == 0")
+    k = int(first["clones"].iloc[0])
+    assert float(first["p_mw"].iloc[0]) == pytest.approx(k * alone.p_mw, rel=1e-9)
+    assert float(first["q_mvar"].iloc[0]) == pytest.approx(k * alone.q_mvar, rel=1e-9)
+    for a, b in zip(methods["newton"][1]["boundary"], s["boundary"]):
+        assert b["v_pu"] == pytest.approx(a["v_pu"], abs=1e-6)
+    independent_checks(s)
+
+
 def test_newton_converges_from_far_away_on_many_buses(tmp_path):
     """The case's PD/QD as first guess (1.3-1.5 x off), 6 boundary buses, 23 feeders on one worker."""
     study = load_study(CASES / "activsg200_ieee8500.toml").with_overrides(max_buses=6, method="newton",
