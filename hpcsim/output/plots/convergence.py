@@ -104,13 +104,13 @@ def _iteration_convergence(it: pd.DataFrame, study: str, tol: float | None) -> F
     _marked(ax, it["iteration"], it["dv_pu"], DV_COLOR, DV_LABEL, "ΔV = ∞ at the first solve (no previous voltages)",
             "ΔV missing", marker="o", mfc="none", ms=7, lw=1.6)
     _marked(ax, it["iteration"], it["ds_pu"], DS_COLOR, DS_LABEL, "ΔS = ∞ (no previous powers)",
-            "ΔS missing (no feeder powers received yet)", slot=1, marker="x", ms=7, lw=1.2)
+            "ΔS missing (no feeder answer yet)", slot=1, marker="x", ms=7, lw=1.2)
     if tol:
         ax.axhline(tol, color=BAND_COLOR, ls=":", lw=1.3, label=f"tolerance {tol:g}")
     ax.set_yscale("log")
     _log_limits(ax, [it["dv_pu"], it["ds_pu"]], tol)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("iteration (transmission solve; 0 = first, before any feeder power is received)")
+    ax.set_xlabel("iteration (transmission solve; 0 = the first, on the start loads)")
     ax.set_ylabel("mismatch (pu; ΔS in pu of 100 MVA)")
     ax.grid(alpha=0.3, which="both")
     _legend_below(fig, [ax], ncols=2)
