@@ -69,7 +69,8 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
 
     feeder_rows = []
     for r in _final_rows(feeders, "feeder").to_pylist():
-        feeder_rows.append({"name": r["feeder"], "bus": r["bus"], "model": model, "p_mw": r["p_mw"],
+        feeder_rows.append({"name": r["feeder"], "bus": r["bus"], "model": model, "load_mult": r["load_mult"],
+                            "p_mw": r["p_mw"],
                             "q_mvar": r["q_mvar"], "v_source_pu": r["v_source_pu"], "angle_deg": r["angle_deg"],
                             "min_v_pu": r["min_v_pu"], "max_v_pu": r["max_v_pu"], "reg_taps": r["reg_taps"],
                             "cap_states": r["cap_states"]})
