@@ -150,6 +150,9 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     return plan
 
 
+READ_COORDINATION_CACHE = False
+
+
 def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, buses: list[str], spec: DynamicsSpec,
                           v_source: float, p_der: np.ndarray, extremes: tuple[tuple[float, float], ...]
                           ) -> tuple[tuple[str, ...], dict, tuple[float, float]]:
@@ -166,7 +169,10 @@ def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, bus
         "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu],
         "extremes": [[round(m, 6), round(v, 6)] for m, v in extremes]}, sort_keys=True)
     path = andes_der.PYCODE_PATH.parent / "coordination" / f"{hashlib.sha256(key_src.encode()).hexdigest()}.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
+    # Reading the cache is off: in `make test` a hit (written by an earlier test's run of the same inputs) gave
+    # a first exchange 0.0024 pu above the clearance it recorded, while every fresh coordination held it; until
+    # that is understood every run coordinates anew (~20-30 s for the IEEE 8500). Entries are still written.
+    data = json.loads(path.read_text()) if path.is_file() and READ_COORDINATION_CACHE else {}
     if "commands" in data and "base_envelope" in data:
         log.info("%s: voltage coordination from %s", feeder, path)
     else:

@@ -131,8 +131,8 @@ def cut_bundle(bundle: dict, offset: int, start: int, stop: int, name: str) -> d
         raise PlanError(f"{name}: bundle {bundle['name']} holds {len(bundle['feeders'])} feeders from number "
                         f"{offset}, cannot cut [{start}, {stop})")
     buses = sorted({int(f["bus"]) for f in feeders})
-    return {**bundle, "name": name, "feeders": feeders,
-            "bus_mult": {str(b): bundle["bus_mult"][str(b)] for b in buses}}
+    per_bus = {key: {str(b): bundle[key][str(b)] for b in buses} for key in ("bus_mult", "case_v") if key in bundle}
+    return {**bundle, "name": name, "feeders": feeders, **per_bus}
 
 
 def feeder_config(bundle: dict, plan: Plan, role: Role) -> dict:

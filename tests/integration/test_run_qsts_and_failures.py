@@ -12,7 +12,8 @@ import pytest
 from hpcsim.output.parquet import read_table
 from hpcsim.study import LOAD_PROFILES
 
-from .helpers import (BUS8_STUDY, federate_process, hpcsim, qsts_study, start_hpcsim, wait_for_step, wait_gone)
+from .helpers import (BUS8_STUDY, federate_process, hpcsim, qsts_study, start_hpcsim, wait_for_step, wait_gone,
+                      write_study)
 
 pytestmark = pytest.mark.integration
 PROFILE = LOAD_PROFILES["rts_winter_weekday"]
@@ -61,7 +62,12 @@ def test_killing_a_worker_ends_the_run_promptly_and_cleanly(tmp_path):
 
 def test_ctrl_c_stops_everything(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start_hpcsim(["-q", "run", str(qsts_study(tmp_path)), "--out", str(run_dir)])
+    # 96 quarter-hour steps: the 24-step day can end (~3 s) before the interrupt lands on a loaded machine
+    study = write_study(tmp_path / "qsts.toml", "activsg200_ieee8500_bus8.toml", name="bus8_qsts96",
+                        coupling={"mode": "loose"},
+                        time={"mode": "qsts", "start_s": 0, "stop_s": 86400, "step_s": 900,
+                              "load_profile": "rts_winter_weekday"})
+    proc = start_hpcsim(["-q", "run", str(study), "--out", str(run_dir)])
     wait_for_step(run_dir, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
