@@ -62,12 +62,15 @@ def test_killing_a_worker_ends_the_run_promptly_and_cleanly(tmp_path):
 
 def test_ctrl_c_stops_everything(tmp_path):
     run_dir = tmp_path / "run"
-    # 96 quarter-hour steps: the 24-step day can end (~3 s) before the interrupt lands on a loaded machine
+    # 96 quarter-hour steps, so the run is still going when the interrupt lands
     study = write_study(tmp_path / "qsts.toml", "activsg200_ieee8500_bus8.toml", name="bus8_qsts96",
                         coupling={"mode": "loose"},
                         time={"mode": "qsts", "start_s": 0, "stop_s": 86400, "step_s": 900,
                               "load_profile": "rts_winter_weekday"})
-    proc = start_hpcsim(["-q", "run", str(study), "--out", str(run_dir)])
+    # as from a terminal: a shell that starts a job in the background hands it SIGINT ignored, and Python then
+    # never turns SIGINT into KeyboardInterrupt
+    proc = start_hpcsim(["-q", "run", str(study), "--out", str(run_dir)],
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_step(run_dir, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
