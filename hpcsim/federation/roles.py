@@ -17,7 +17,7 @@ import numpy as np
 from hpcsim.cases import resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
 from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, FeederEngine,
-                                 FeederResult, SharedEngine, WarmStarts)
+                                 FeederResult, SharedEngine, SolvedState, WarmStarts)
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
 from hpcsim.errors import FederateError
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
@@ -214,7 +214,7 @@ class FeederGroupRole:
         self.warm = WarmStarts(first) if cfg.get("warm_start", True) and first is not None else None
         self.solved: set[str] = set()
         self.case_v = {int(b): (float(v[0]), float(v[1])) for b, v in cfg.get("case_v", {}).items()}
-        self.start_states: dict[int, object] = {}  # per bus: the model solved at its case voltage (start "solved")
+        self.start_states: dict[int, SolvedState] = {}  # per bus: the model solved at its case voltage (start "solved")
         self.start_s: dict[int, float] = {}  # and how long that solve took
 
     def register(self, pubs: dict, subs: dict) -> None:
@@ -237,9 +237,12 @@ class FeederGroupRole:
         mult = float(self.cfg["profile"][0])
         warm = self.warm or WarmStarts(next(iter(self.engines.values())).solver(self.clones[0].name))
         draw: dict[int, complex] = {}
+        first_clone = {}
+        for c in self.clones:
+            first_clone.setdefault(c.bus, c.name)
         for b in self.buses:
             v_pu, angle_deg = self.case_v[b]
-            engine = self.engines[next(c.name for c in self.clones if c.bus == b)].solver("")
+            engine = self.engines[first_clone[b]].solver(first_clone[b])
             t1 = time.perf_counter()
             res = warm.solve_from_compiled(engine, CloneState("start", b, self.bus_mult[b] * mult, v_pu, angle_deg))
             self.start_states[b] = engine.state()
