@@ -149,6 +149,8 @@ def record_error(cfg: dict, exc: BaseException) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"federate": cfg["name"], "type": type(exc).__name__, "message": str(exc),
                "traceback": traceback.format_exc()}
+    if os.environ.get("SLURMD_NODENAME"):  # in a SLURM job: the node it ran on
+        payload["node"] = os.environ["SLURMD_NODENAME"]
     (folder / f"{cfg['name']}.json").write_text(json.dumps(payload, indent=1))
 
 
@@ -166,12 +168,34 @@ def recorded_failure(run_dir: Path, failed: list[tuple[str, int]] | None = None)
     if primary:
         r = primary[0]
         cls = ConvergenceError if r["type"] == "ConvergenceError" else FederateError
-        return cls(f"federate {r['federate']} failed: {r['type']}: {r['message']} (logs in {run_dir / 'logs'})")
+        where = f" on {r['node']}" if r.get("node") else ""
+        return cls(f"federate {r['federate']}{where} failed: {r['type']}: {r['message']} (logs in {run_dir / 'logs'})")
     if failed:
         name, code = failed[0]
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         return FederateError(f"federate {name} {how} (log: {run_dir / 'logs' / (name + '.log')})")
     return None
+
+
+FEDERATE_MAP = "federate_map.json"
+
+
+def write_federate_map(fed, run_dir: Path) -> None:
+    """``<run>/federate_map.json``: HELICS's own view of the federation once every federate has entered
+    executing mode (the root broker's ``federate_map`` query: brokers, their cores and federates), which says
+    through which sub-broker each federate reached the root. Best effort: a failed query is logged, not fatal."""
+    import helics as h  # noqa: PLC0415
+
+    try:
+        query = h.helicsCreateQuery("root", "federate_map")
+        try:
+            text = h.helicsQueryExecute(query, fed)
+        finally:
+            h.helicsQueryFree(query)
+        found = json.loads(text) if isinstance(text, str) else text  # pyhelics parses JSON answers itself
+        (run_dir / FEDERATE_MAP).write_text(json.dumps(found, indent=1) + "\n")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic, not part of the answer
+        log.warning("no %s: the federate_map query failed: %s", FEDERATE_MAP, exc)
 
 
 def serve(path: str | Path, build_role, drive_of) -> int:
@@ -198,6 +222,8 @@ def serve(path: str | Path, build_role, drive_of) -> int:
             h.helicsFederateEnterInitializingMode(fed)
             role.initialize()
         h.helicsFederateEnterExecutingMode(fed)
+        if cfg["role"] == "transmission":
+            write_federate_map(fed, Path(cfg["run_dir"]))
         drive_of(cfg)(fed, role, cfg)
         h.helicsFederateDisconnect(fed)
         return 0

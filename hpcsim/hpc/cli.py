@@ -122,7 +122,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from hpcsim.hpc.jobdir import Site, render_job  # noqa: PLC0415
 
     site = Site(python=args.python, prologue=args.prologue, directives=tuple(args.sbatch),
-                mem_margin=args.mem_margin)
+                mem_margin=args.mem_margin, mpi=args.mpi)
     plan = render_job(_study(args), _cluster(args), args.out, _cost_model(args), site, force=args.force)
     if args.json:
         emit_json({"job_dir": args.out, "script": args.out / "job.sbatch", "plan": plan.to_dict()})
@@ -151,24 +151,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     job_id = read_job_id(args.dir)
     run = args.dir / "run"
-    summary = _read_summary(run)
     try:
         st = wait_for(job_id, args.timeout) if args.wait else job_state(job_id)
     except SubmitError:
+        summary = _read_summary(run)
         if summary is None:
             raise
         # SLURM forgets ended jobs (MinJobAge, and sacct needs accounting); the run folder still tells.
         st = JobStatus(job_id, "COMPLETED" if summary.get("converged") else "FAILED", "?",
                        "no longer known to SLURM; state from run/summary.json")
+    summary = _read_summary(run)  # after the wait: the job writes it as it ends
     reason = st.reason if st.reason not in ("", "None") else ""
     cause = str(root_cause(run) or "") if run.is_dir() else ""
     its = [x["iterations"] for x in summary.get("steps", [])] if summary else []
+    nodes = _per_node(args.dir, st, summary)
     if args.json:
         emit_json({"job_id": st.job_id, "state": st.state, "exit_code": st.exit_code, "reason": reason,
                    "job_dir": args.dir, "run_dir": run if run.is_dir() else None, "cause": cause or None,
                    "converged": summary.get("converged") if summary else None, "steps": len(its) if summary else None,
                    "iterations": max(its, default=0) if summary else None,
-                   "wall_s": summary.get("wall_s") if summary else None})
+                   "wall_s": summary.get("wall_s") if summary else None, "nodes": nodes})
     else:
         emit_line(f"job {st.job_id}: {st.state} (exit {st.exit_code}{', ' + reason if reason else ''})")
         if summary is not None:
@@ -176,12 +178,54 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"step(s), iterations {max(its, default=0)}, wall {summary.get('wall_s') or 0:.1f} s")
         elif run.is_dir():
             emit_line(f"run {run}: no summary.json yet")
+        for n in nodes:
+            failed = f"; failed: {', '.join(n['failed'])}" if n["failed"] else ""
+            emit_line(f"node {n['index']} {n['name']}: {n['state']}; {len(n['federates'])} federate(s) "
+                      f"({_shorten(n['federates'])}){failed}")
         if cause:
             emit_line(f"cause: {cause}")
     if args.wait and st.state != "COMPLETED":
         raise JobFailedError(f"job {job_id} ended {st.state} (exit {st.exit_code}){'; ' + cause if cause else ''}; "
                              f"logs in {run / 'logs'} and {args.dir / ('slurm-' + job_id + '.out')}")
     return 0
+
+
+def _shorten(names: list[str], keep: int = 4) -> str:
+    return ", ".join(names) if len(names) <= keep else ", ".join(names[:keep]) + f", … {len(names) - keep} more"
+
+
+def _per_node(job_dir: Path, st, summary: dict | None) -> list[dict]:
+    """Per node of the job: its name, SLURM's state of it now, the federates the plan put there and those that
+    recorded an error (or that the node watchdog lost)."""
+    import json  # noqa: PLC0415
+
+    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415
+    from hpcsim.hpc.slurm import expand_nodelist, node_states  # noqa: PLC0415
+
+    try:
+        plan = json.loads((job_dir / "plan.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    nodelist = st.nodelist or ((summary or {}).get("slurm") or {}).get("nodelist") or ""
+    names = expand_nodelist(nodelist) if nodelist else []
+    states = node_states(names)
+    failed: dict[str, str] = {}
+    for path in sorted((job_dir / "run" / "errors").glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for fed in rec.get("federates") or [rec.get("federate", path.stem)]:
+            failed.setdefault(fed, rec.get("type", "error"))
+    out = []
+    for n in plan["nodes"]:
+        i = n["index"]
+        feds = [f"sub{i}_broker"] + ([TRANSMISSION, "root_broker"] if i == 0 else []) + \
+            [group_name(r) for r in range(n["first_rank"], n["first_rank"] + n["ranks"])]
+        name = names[i] if i < len(names) else "?"
+        out.append({"index": i, "name": name, "state": states.get(name, "unknown"), "federates": feds,
+                    "failed": [f"{f} ({failed[f]})" for f in feds if f in failed]})
+    return out
 
 
 def _read_summary(run: Path) -> dict | None:
@@ -236,6 +280,10 @@ def register(sub) -> None:
                         "wins over them)")
     r.add_argument("--mem-margin", type=float, default=MEM_MARGIN, metavar="SHARE",
                    help="memory asked per node = the plan's predicted peak x (1 + SHARE) (default %(default)s)")
+    r.add_argument("--mpi", choices=("pmi2", "pmix", "none"), default="pmi2",
+                   help="how the feeder ranks are launched: srun --mpi=pmi2 (default) or pmix, or none = MPICH's "
+                        "mpiexec inside the allocation (set HYDRA_IFACE in the prologue if node names do not "
+                        "resolve to the nodes' addresses)")
     r.add_argument("--python", default=sys.executable, metavar="PATH",
                    help="the job's default $HPCSIM_PYTHON (default: this Python, %(default)s)")
     r.add_argument("--force", action="store_true",

@@ -19,11 +19,12 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 from hpcsim import metadata
-from hpcsim.errors import HpcsimError
+from hpcsim.errors import FederateError, HpcsimError
 from hpcsim.hpc.plan import Plan
 from hpcsim.console import setup_logging
 
@@ -31,10 +32,38 @@ log = logging.getLogger(__name__)
 
 
 def root_cause(run_dir: Path) -> HpcsimError | None:
-    """The first real error a federate recorded under ``<run>/errors/`` (the local runner's reading), or None."""
+    """The first real error a federate (or the node watchdog) recorded under ``<run>/errors/`` (the local
+    runner's reading); else the first task srun reports dead (:func:`launcher_cause`); else None."""
     from hpcsim.federation.federate import recorded_failure  # noqa: PLC0415 - one reading of errors/*.json
 
-    return recorded_failure(run_dir)
+    return recorded_failure(run_dir) or launcher_cause(run_dir)
+
+
+# srun's own report of a task that ended badly: "srun: error: node03: task 2: Killed"
+_SRUN_TASK_RE = re.compile(r"^srun: error: (?P<node>\S+): task (?P<task>\d+): (?P<how>.+)$")
+# steps in the order their srun logs are read: the feeder ranks, then the single-task steps
+_STEP_LOGS = (("feeders", None), ("transmission", "transmission"))
+
+
+def launcher_cause(run_dir: Path) -> FederateError | None:
+    """A federate that died without recording why (SIGKILL, out of memory, a crash in C): the first task that
+    srun reports ending other than "Terminated" (the ones stopped after it) in ``logs/NAME.srun.log``, named
+    with its node. The feeder step's task number is its MPI rank, so its federate name follows."""
+    from hpcsim.federation.layout import group_name  # noqa: PLC0415
+
+    for step, name in _STEP_LOGS:
+        try:
+            lines = (run_dir / "logs" / f"{step}.srun.log").read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = _SRUN_TASK_RE.match(line.strip())
+            if m and m["how"].strip() != "Terminated":
+                fed = name or group_name(int(m["task"]))
+                return FederateError(f"federate {fed} on {m['node']} died without an error of its own: srun "
+                                     f"reports task {m['task']} {m['how'].strip()} (log: "
+                                     f"{run_dir / 'logs' / (fed + '.log')})")
+    return None
 
 
 JOB_ENV = ("HPCSIM_NODES", "HPCSIM_NODE_ADDRS", "HPCSIM_SUB_PORT")

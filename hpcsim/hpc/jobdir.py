@@ -53,12 +53,14 @@ MANIFEST = "rendered.json"
 @dataclass(frozen=True)
 class Site:
     """What a site adds to a job: the Python to default to, a prologue (module loads, venv activation,
-    environment), extra ``#SBATCH`` directives, and the memory margin over the plan's prediction."""
+    environment), extra ``#SBATCH`` directives, the memory margin over the plan's prediction, and the MPI
+    launcher of the feeder step (``pmi2``, ``pmix`` or ``none`` for MPICH's mpiexec)."""
 
     python: str = sys.executable
     prologue: Path | None = None
     directives: tuple[str, ...] = ()
     mem_margin: float = MEM_MARGIN
+    mpi: str = "pmi2"
 
     def prologue_text(self) -> str:
         if self.prologue is None:
@@ -116,7 +118,8 @@ def job_files(study: Study, cluster: Cluster, model: CostModel = DEFAULT, site: 
     prologue = site.prologue_text()
     files["job.sbatch"] = render_script(plan, python=site.python, prologue=prologue,
                                         prologue_name=site.prologue.name if site.prologue else "",
-                                        directives=site.directives, mem_margin=site.mem_margin).encode()
+                                        directives=site.directives, mem_margin=site.mem_margin,
+                                        mpi=site.mpi).encode()
     files["study.toml"] = (study.source.read_bytes() if study.source is not None
                            else f"# study {study.name!r} was not read from a file\n".encode())
     files["boundary_map.txt"] = layout.boundary.to_text().encode()

@@ -161,10 +161,23 @@ def _run(kind: str, args: argparse.Namespace, mpi: tuple[int, int] | None) -> in
     if kind == "feeders":
         cfg = feeder_config(cfg, plan, role)
     name = cfg.pop("name", role.name)
+    if args.log_dir is not None:
+        _log_to(Path(args.log_dir) / f"{name}.log")
     path = write_config(Path(args.run_dir) / "configs" / f"{name}.json",
                         federate_document(name, cfg, role.connect_to, plan.network, role.interface))
     log.info("%s on node %d (rank %s) -> %s", name, role.node, role.rank, role.connect_to)
     return run_federate(path)
+
+
+def _log_to(path: Path) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so C libraries too) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _mpi_world() -> tuple[object, int, int]:
@@ -181,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, help="run folder (outputs, logs, final configs)")
     parser.add_argument("--configs", default=None, help="rendered configs (default: next to the plan)")
     parser.add_argument("--broker-address", default=None, help=f"connect here instead (also ${ENV_BROKER})")
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="write this process's output to DIR/NAME.log (launchers without srun's -o, "
+                             "such as mpiexec)")
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
     logging.getLogger("hpcsim").setLevel(logging.DEBUG if os.environ.get("HPCSIM_DEBUG") else logging.INFO)

@@ -40,6 +40,8 @@ TEMPLATE = PROJECT_ROOT / "jobs" / "templates" / "slurm.sbatch"
 TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
                    "BOOT_FAIL", "DEADLINE")
 CALL_TIMEOUT_S = 60.0
+# the feeder step's MPI launcher: srun with SLURM's PMI2 or PMIx plugin, or none = MPICH's mpiexec (Hydra)
+MPI_LAUNCHERS = ("pmi2", "pmix", "none")
 
 
 class JobFailedError(SubmitError):
@@ -76,12 +78,19 @@ def check_directives(directives: Sequence[str]) -> list[str]:
     return out
 
 
+def check_mpi(mpi: str) -> str:
+    if mpi not in MPI_LAUNCHERS:
+        raise StudyError(f"--mpi {mpi!r}: one of {', '.join(MPI_LAUNCHERS)}")
+    return mpi
+
+
 def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", prologue_name: str = "",
-                  directives: Sequence[str] = (), mem_margin: float = MEM_MARGIN,
+                  directives: Sequence[str] = (), mem_margin: float = MEM_MARGIN, mpi: str = "pmi2",
                   template: Path = TEMPLATE) -> str:
     """The batch script of a plan (pure; deterministic text). ``python`` is the default ``$HPCSIM_PYTHON``;
     ``prologue`` (site setup: module loads, a venv, environment) runs before hpcsim; ``directives`` are extra
-    ``#SBATCH`` options, after hpcsim's (sbatch lets a later option win)."""
+    ``#SBATCH`` options, after hpcsim's (sbatch lets a later option win); ``mpi`` the feeder step's launcher
+    (:data:`MPI_LAUNCHERS`)."""
     c, s = plan.cluster, plan.study
     mem_mb, mem_note = mem_request_mb(plan, mem_margin)
     header = [
@@ -100,6 +109,8 @@ def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", pr
         mem_note,
         f"#SBATCH --mem={mem_mb}M",
         f"#SBATCH --time={c.walltime}",
+        "# a co-simulation is not restarted by SLURM (after a node failure): its run folder exists; resubmit",
+        "#SBATCH --no-requeue",
     ]
     if c.partition:
         header.append(f"#SBATCH --partition={c.partition}")
@@ -118,7 +129,7 @@ def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", pr
     subs = [b["federates"] for b in plan.brokers if b["parent"] is not None]
     fill = {
         "HEADER": "\n".join(header), "PROLOGUE": site, "STUDY": shlex.quote(s.name), "PYTHON": shlex.quote(python),
-        "NETWORK": plan.network, "RANKS": str(plan.ranks),
+        "NETWORK": plan.network, "MPI": check_mpi(mpi), "RANKS": str(plan.ranks),
         "RANKS_PER_NODE": " ".join(str(n.ranks) for n in plan.nodes), "ROOT_FEDERATES": str(root["federates"]),
         "SUB_FEDERATES": " ".join(map(str, subs)), "PORT_BASE": str(plan.ports["base"]),
         "PORT_STRIDE": str(plan.ports["stride"]), "PORT_SLOTS": str(plan.ports["slots"]),
@@ -178,6 +189,7 @@ class JobStatus:
     state: str
     exit_code: str
     reason: str = ""
+    nodelist: str = ""  # SLURM's NodeList of the job (``node[01-03]``), empty while pending
 
     @property
     def done(self) -> bool:
@@ -192,7 +204,9 @@ def job_state(job_id: str) -> JobStatus:
     """State of a job: ``scontrol show job`` (queued, running and recently ended jobs), else ``sacct``."""
     try:
         f = _fields(_call(["scontrol", "show", "job", "--oneliner", job_id]).stdout)
-        return JobStatus(job_id, f.get("JobState", "UNKNOWN"), f.get("ExitCode", "?"), f.get("Reason", ""))
+        nodelist = f.get("NodeList", "")
+        return JobStatus(job_id, f.get("JobState", "UNKNOWN"), f.get("ExitCode", "?"), f.get("Reason", ""),
+                         "" if nodelist == "(null)" else nodelist)
     except SubmitError as first:
         try:
             out = _call(["sacct", "--noheader", "--parsable2", "-X", "-j", job_id, "-o", "State,ExitCode"]).stdout
@@ -203,6 +217,41 @@ def job_state(job_id: str) -> JobStatus:
             raise first from None
         state, code = lines[0].split("|")[:2]
         return JobStatus(job_id, state.split()[0], code)
+
+
+_RANGE_RE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def expand_nodelist(nodelist: str) -> list[str]:
+    """SLURM's compact host list (``node[01-03,07],login1``) as names, in order (``scontrol show hostnames``
+    without a controller; one bracket group per name)."""
+    names: list[str] = []
+    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\][^,\[]*)?", nodelist):
+        m = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", part)
+        if not m:
+            names.append(part)
+            continue
+        head, body, tail = m.groups()
+        for item in body.split(","):
+            r = _RANGE_RE.match(item)
+            if not r:
+                raise SubmitError(f"node list {nodelist!r}: cannot read range {item!r}")
+            lo, hi = r.group(1), r.group(2) or r.group(1)
+            if int(hi) < int(lo):
+                raise SubmitError(f"node list {nodelist!r}: range {item!r} runs backwards")
+            names += [f"{head}{i:0{len(lo)}d}{tail}" for i in range(int(lo), int(hi) + 1)]
+    return names
+
+
+def node_states(names: Sequence[str]) -> dict[str, str]:
+    """SLURM's state of each node (``idle``, ``allocated``, ``down*`` …); empty if sinfo cannot tell."""
+    if not names:
+        return {}
+    try:
+        out = _call(["sinfo", "--noheader", "--Node", "--nodes", ",".join(names), "--format", "%N %T"]).stdout
+    except SubmitError:
+        return {}
+    return dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
 
 
 def read_job_id(job_dir: Path) -> str:

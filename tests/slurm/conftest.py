@@ -1,8 +1,9 @@
-"""The ``slurm`` tier: a real SLURM on this machine (see :mod:`tests.slurm.local_cluster`).
+"""The ``slurm`` tier: a real multi-node SLURM on this machine (see :mod:`tests.slurm.local_cluster`).
 
 The session fixture reuses a running cluster (its ``slurm.conf`` under the temporary directory, or
-``$SLURM_CONF`` if that answers), otherwise starts munged + slurmctld + slurmd when run as root with the
-binaries installed, and skips with the reason when it cannot. It stops only what it started.
+``$SLURM_CONF`` if that answers), otherwise starts munged + slurmctld + one slurmd per node (three nodes, each in
+its own network namespace where the kernel allows) when run as root with the binaries installed, and skips with
+the reason when it cannot. It stops only what it started.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from .local_cluster import LocalSlurm, unavailable_reason
+from .local_cluster import DEFAULT_NODES, LocalSlurm, Node, unavailable_reason
 
-NEEDED_CPUS = 4  # brokers (overlapping), transmission and two feeder ranks
+NEEDED_CPUS = 4  # per node: brokers (overlapping), transmission and two feeder ranks
 
 
 @dataclass(frozen=True)
 class Slurm:
     conf: Path
-    cpus: int
-    mem_gb: float
+    cpus: int  # per node
+    mem_gb: float  # per node
+    nodes: tuple[Node, ...]
+    cluster: LocalSlurm
+
+    @property
+    def isolated(self) -> bool:
+        """Every node in its own network namespace."""
+        return all(n.netns for n in self.nodes)
 
 
 def _running_elsewhere() -> LocalSlurm | None:
@@ -38,7 +46,7 @@ def _running_elsewhere() -> LocalSlurm | None:
 
 @pytest.fixture(scope="session")
 def slurm():
-    cluster = _running_elsewhere() or LocalSlurm()
+    cluster = _running_elsewhere() or LocalSlurm(nodes=DEFAULT_NODES)
     if not cluster.node_state():
         reason = unavailable_reason()
         if reason:
@@ -47,11 +55,11 @@ def slurm():
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(cluster.conf)
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%c %m"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%c %m"], capture_output=True, text=True, check=True).stdout
         cpus, mem_mb = (int(x.rstrip("+")) for x in out.split()[:2])
         if cpus < NEEDED_CPUS:
-            pytest.skip(f"the SLURM node has {cpus} CPUs; these tests need {NEEDED_CPUS}")
-        yield Slurm(cluster.conf, cpus, mem_mb / 1024)
+            pytest.skip(f"the SLURM nodes have {cpus} CPUs; these tests need {NEEDED_CPUS}")
+        yield Slurm(cluster.conf, cpus, mem_mb / 1024, tuple(cluster.nodes or cluster.read_nodes()), cluster)
     finally:
         if old is None:
             os.environ.pop("SLURM_CONF", None)

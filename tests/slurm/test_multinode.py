@@ -1,0 +1,282 @@
+"""Studies across the nodes of the local multi-node SLURM (each node its own network namespace where possible):
+the 126-feeder study on 3 nodes equals ``hpcsim run``, every feeder rank talks to its own node's sub-broker,
+shared engines and a QSTS run the same way, a rank killed or a node lost mid-run ends the job promptly as
+FAILED 3 naming the federate and node with nothing left on any node, and a job that lands on fewer nodes than
+planned says so."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hpcsim.cases import CASES_DIR, PROJECT_ROOT
+from hpcsim.federation.runner import run_study
+from hpcsim.hpc import slurm as sl
+from hpcsim.hpc.jobdir import render_job
+from hpcsim.hpc.plan import Cluster
+from hpcsim.study import load_study
+from tests.integration.helpers import write_study
+
+pytestmark = pytest.mark.slurm
+
+FULL = CASES_DIR / "activsg200_ieee8500.toml"
+HPCSIM = [sys.executable, "-m", "hpcsim.cli", "-q"]
+RANKS = 5  # 1 + 2 + 2 over 3 nodes: a rank count the nodes do not divide
+
+
+def hpcsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*HPCSIM, *args], capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+
+
+def cluster_for(slurm, nodes: int = 3, ranks: int = RANKS) -> Cluster:
+    return Cluster(nodes, slurm.cpus, slurm.mem_gb, walltime="00:10:00", ranks=ranks)
+
+
+def job_processes(slurm, job_id: str, run_dir: Path) -> list[str]:
+    """Processes of the job still alive on any node: its federates, brokers, launchers and slurmstepds."""
+    marks = (str(run_dir), f"_{job_id} ", f"[{job_id}.")
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or []) + " "
+            if p.info["status"] != psutil.STATUS_ZOMBIE and any(m in cmd for m in marks):
+                found.append(cmd.strip())
+        except psutil.Error:
+            continue
+    return found
+
+
+def gone(slurm, job_id: str, run_dir: Path, timeout_s: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while (left := job_processes(slurm, job_id, run_dir)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return left
+
+
+def wait_for_step(run_dir: Path, step: int, job_id: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if json.loads((run_dir / "progress.json").read_text())["step"] >= step:
+                return
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass
+        assert not sl.job_state(job_id).done, (run_dir.parent / f"slurm-{job_id}.out").read_text()
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not reach step {step}")
+
+
+def same_answer(mine: dict, theirs: dict, v_tol: float = 1e-8) -> None:
+    assert mine["converged"] is True and theirs["converged"] is True
+    assert [s["iterations"] for s in mine["steps"]] == [s["iterations"] for s in theirs["steps"]]
+    assert len(mine["boundary"]) == len(theirs["boundary"])
+    for a, b in zip(mine["boundary"], theirs["boundary"], strict=True):
+        assert a["bus"] == b["bus"]
+        assert a["v_pu"] == pytest.approx(b["v_pu"], abs=v_tol)
+        assert a["angle_deg"] == pytest.approx(b["angle_deg"], abs=1e-6)
+
+
+def sub_broker_of(federate_map: dict) -> dict[str, str]:
+    """Federate name -> the name of the broker its core registered with (HELICS's own federate_map)."""
+    out = {}
+
+    def walk(broker: dict) -> None:
+        for core in broker.get("cores", []):
+            for fed in core.get("federates", []):
+                out[fed["attributes"]["name"]] = broker["attributes"]["name"]
+        for child in broker.get("brokers", []):
+            walk(child)
+
+    walk(federate_map)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """``hpcsim run`` of the 126-feeder study with as many worker processes as the job has feeder ranks."""
+    return run_study(load_study(FULL).with_overrides(workers=RANKS), tmp_path_factory.mktemp("ref") / "run",
+                     show_progress=False)
+
+
+def test_126_feeders_on_three_nodes_equal_the_local_run(slurm, reference, tmp_path):
+    job = tmp_path / "job"
+    r = hpcsim("jobs", "render", str(FULL), "--nodes", "3", "--cores-per-node", str(slurm.cpus),
+               "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--ranks", str(RANKS), "--walltime", "00:10:00",
+               "-o", str(job))
+    assert r.returncode == 0, r.stderr
+    r = hpcsim("jobs", "submit", str(job))
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    r = hpcsim("jobs", "status", str(job), "--wait", "--timeout", "300")
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert r.returncode == 0, r.stderr + out
+    run = job / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    same_answer(summary, reference)
+    names = [n.name for n in slurm.nodes]
+    assert summary["slurm"]["nodelist"] == "node[01-03]" and summary["slurm"]["nodes"] == 3
+    assert "can't honor" not in out  # the feeder step is placed by the hostfile, not --ntasks-per-node
+    # jobs status: the run, then one line per node with its federates
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"job {job_id}: COMPLETED (exit 0:0)" and "converged" in lines[1]
+    assert [ln.split(":")[0] for ln in lines[2:5]] == [f"node {i} {n}" for i, n in enumerate(names)]
+
+    plan = json.loads((job / "plan.json").read_text())
+    assert [n["ranks"] for n in plan["nodes"]] == [1, 2, 2]
+    addrs = [n.addr for n in slurm.nodes]
+    fmap = sub_broker_of(json.loads((run / "federate_map.json").read_text()))
+    port = None
+    for node in plan["nodes"]:
+        i = node["index"]
+        for rank in range(node["first_rank"], node["first_rank"] + node["ranks"]):
+            name = f"feeders_{rank:03d}"
+            cfg = json.loads((run / "configs" / f"{name}.json").read_text())
+            host, port = cfg["broker_address"].removeprefix("tcp://").rsplit(":", 1)
+            # the rank connected to its own node's sub-broker at that node's address, bound its own socket there
+            assert host == addrs[i], (name, cfg["broker_address"])
+            assert cfg["core_init_string"] == f"--local_interface=tcp://{addrs[i]}"
+            # and HELICS agrees: its core registered with sub-broker i (on node i, reached at node i's address)
+            assert fmap[name] == f"sub{i}_{job_id}", (name, fmap)
+            assert f"{name} on node {i} (rank {rank}) -> tcp://{addrs[i]}:{port}" in \
+                (run / "logs" / f"{name}.log").read_text()
+    assert fmap["transmission"] == f"sub0_{job_id}"
+    # every broker bound its own node's address; the sub-brokers reached the root at node 0's
+    runner = {f["name"]: f for f in json.loads((run / "runner.json").read_text())["federates"]}
+    for i, addr in enumerate(addrs):
+        step = runner[f"sub{i}_broker"]
+        assert f"--local_interface=tcp://{addr}" in step["exec"] and step["host"] == names[i]
+        assert f"--broker_address=tcp://{addrs[0]}:" in step["exec"]
+    assert "127.0.0.1" not in json.dumps(runner) and "0.0.0.0" not in json.dumps(runner)
+    assert gone(slurm, job_id, run) == []
+
+
+def test_shared_engines_and_qsts_on_three_nodes_equal_the_local_run(slurm, tmp_path):
+    """A 2-step loose QSTS of the 126-feeder study with diversity, every rank on one shared OpenDSS engine."""
+    study_file = write_study(tmp_path / "qsts.toml", "activsg200_ieee8500_qsts.toml", name="qsts4_shared",
+                             run={"engine_mode": "shared"},
+                             time={"mode": "qsts", "start_s": 0, "stop_s": 7200, "step_s": 3600,
+                                   "load_profile": "rts_winter_weekday"})
+    study = load_study(study_file)
+    reference = run_study(study.with_overrides(workers=3), tmp_path / "ref", show_progress=False)
+    job = tmp_path / "job"
+    plan = render_job(study, cluster_for(slurm, ranks=3), job)
+    assert plan.engine_mode == "shared" and [n.ranks for n in plan.nodes] == [1, 1, 1]
+    job_id = sl.submit(job)
+    status = sl.wait_for(job_id, timeout_s=300, poll_s=0.5)
+    assert status.state == "COMPLETED", (job / f"slurm-{job_id}.out").read_text()
+    summary = json.loads((job / "run" / "summary.json").read_text())
+    assert len(summary["steps"]) == 2 and summary["engine_mode"] == "shared"
+    same_answer(summary, reference)
+    # every step's boundary voltages, not only the last one's
+    mine, theirs = (boundary_voltages(d) for d in (job / "run", tmp_path / "ref"))
+    assert mine.keys() == theirs.keys() and len(mine) == 2 * len(summary["boundary"])
+    assert max(abs(mine[k] - theirs[k]) for k in mine) < 1e-8
+    assert gone(slurm, job_id, job / "run") == []
+
+
+def boundary_voltages(run_dir: Path) -> dict[tuple[float, int], float]:
+    """(time, bus) -> the last iteration's boundary voltage, from the transmission's Parquet output."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    t = pq.read_table(run_dir / "outputs" / "transmission").to_pandas()
+    last = t.sort_values("iteration").groupby(["time_s", "bus"]).last()
+    return {k: float(v) for k, v in last["v_pu"].items()}
+
+
+@pytest.fixture
+def long_job(slurm, tmp_path):
+    """A 96-step loose QSTS of the bus-8 study on 3 nodes, one feeder rank on each: still running when hit."""
+    study = write_study(tmp_path / "qsts96.toml", "activsg200_ieee8500_bus8.toml", name="bus8_qsts96",
+                        coupling={"mode": "loose"},
+                        time={"mode": "qsts", "start_s": 0, "stop_s": 86400, "step_s": 900,
+                              "load_profile": "rts_winter_weekday"})
+    job = tmp_path / "job"
+    plan = render_job(load_study(study), cluster_for(slurm, ranks=3), job)
+    assert [n.ranks for n in plan.nodes] == [1, 1, 1]
+    return job
+
+
+def failed_as_expected(slurm, job: Path, job_id: str, t_hit: float, *must: str) -> str:
+    """The job failed with exit 3 naming ``must``, its script ended (summary.json written) < 30 s after the
+    hit, and nothing of it is left on any node."""
+    status = sl.wait_for(job_id, timeout_s=90, poll_s=0.25)
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert (status.state, status.exit_code) == ("FAILED", "3:0"), out
+    summary = job / "run" / "summary.json"
+    assert summary.stat().st_mtime - t_hit < 30, f"{summary.stat().st_mtime - t_hit:.0f} s"
+    assert json.loads(summary.read_text())["converged"] is False
+    r = hpcsim("jobs", "status", str(job))
+    cause = next(line for line in r.stdout.splitlines() if line.startswith("cause: "))
+    for text in must:
+        assert text in cause, cause
+    assert gone(slurm, job_id, job / "run") == []
+    return cause
+
+
+def test_a_feeder_rank_killed_on_node_3_ends_the_job(slurm, long_job):
+    job_id = sl.submit(long_job)
+    wait_for_step(long_job / "run", 2, job_id)
+    rank = None
+    for p in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd = p.info["cmdline"] or []
+            env = p.info["environ"] or {}
+            if "hpcsim.hpc.rank" in cmd and cmd[-1] == "feeders" and env.get("SLURMD_NODENAME") == "node03":
+                rank = p
+        except psutil.Error:
+            continue
+    assert rank is not None
+    rank.kill()
+    t_hit = time.time()
+    cause = failed_as_expected(slurm, long_job, job_id, t_hit, "feeders_002 on node03", "Killed")
+    assert "died without an error of its own" in cause
+
+
+def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):
+    if not slurm.isolated:
+        pytest.skip("losing one node alone needs one network namespace per node")
+    job_id = sl.submit(long_job)
+    wait_for_step(long_job / "run", 2, job_id)
+    try:
+        killed = slurm.cluster.crash("node03")  # its slurmd, slurmstepds, sub-broker and feeder rank at once
+        t_hit = time.time()
+        assert killed >= 3
+        watchdog = long_job / "run" / "errors" / "watchdog.json"
+        deadline = time.monotonic() + 30
+        while not watchdog.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "NodeLost" in watchdog.read_text()
+        # back from a reboot: SLURM can then clean the job up on node03 too (a dead node keeps it COMPLETING
+        # until SlurmdTimeout)
+        slurm.cluster.reboot("node03")
+        failed_as_expected(slurm, long_job, job_id, t_hit, "node03", "sub2_broker", "feeders_002")
+    finally:
+        if slurm.cluster.node_states().get("node03") != "idle":
+            slurm.cluster.reboot("node03")
+
+
+def test_a_job_on_fewer_nodes_than_planned_says_so(slurm, tmp_path):
+    job = tmp_path / "job"
+    r = hpcsim("jobs", "render", str(CASES_DIR / "activsg200_ieee8500_bus8.toml"), "--nodes", "3",
+               "--cores-per-node", str(slurm.cpus), "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--ranks", "3",
+               "--sbatch=--nodes=2", "-o", str(job))
+    assert r.returncode == 0, r.stderr
+    job_id = sl.submit(job)
+    status = sl.wait_for(job_id, timeout_s=60, poll_s=0.25)
+    assert (status.state, status.exit_code) == ("FAILED", "2:0")
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert "hpcsim: the job got 2 node(s), the plan needs 3: render for 2 (hpcsim jobs render --nodes 2) or ask " \
+           "SLURM for 3" in out
+
+
+def test_node_lists_expand_as_slurm_does(slurm):
+    for nodelist in ("node[01-03,07]", "node[01-03]", "login1,node[8-10]", "n1"):
+        theirs = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                                check=True).stdout.split()
+        assert sl.expand_nodelist(nodelist) == theirs, nodelist
