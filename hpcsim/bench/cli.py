@@ -23,7 +23,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = args.out or Path("bench") / f"{'quick' if args.quick else 'full'}-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and any(out.iterdir()):
         raise StudyError(f"{out} exists and is not empty: give --out a new folder")
-    result = run_suite(out.resolve(), QUICK if args.quick else FULL)
+    if args.slurm_nodes is not None and args.slurm_nodes < 2:
+        raise StudyError(f"--slurm-nodes {args.slurm_nodes}: the exchange across nodes needs at least 2")
+    result = run_suite(out.resolve(), QUICK if args.quick else FULL, args.slurm_nodes)
     if args.json:
         emit_json(result)
     else:
@@ -74,6 +76,9 @@ def register(sub) -> None:
                        help="benchmark suite: coupling overhead, scaling, memory, HELICS exchange; fits model.json")
     p.add_argument("--quick", action="store_true", help="one repeat, small micro-benchmarks (≈ 3 minutes on 2 cores)")
     add_out_option(p, "output folder (default bench/<quick|full>-<time>)")
+    p.add_argument("--slurm-nodes", type=int, default=None, metavar="N",
+                   help="also measure the HELICS exchange across N nodes of the SLURM cluster this shell reaches "
+                        "(flat vs a sub-broker per node; submits one small batch job per layout and size)")
     p.add_argument("--check", type=Path, action="append", default=[], metavar="RUN_DIR",
                    help="instead of benchmarking: predict these finished `hpcsim run` folders with the cost model "
                         "(--model) and compare with what they measured (repeatable)")

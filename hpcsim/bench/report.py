@@ -65,6 +65,14 @@ def markdown(result: dict) -> str:
     if result.get("exchange_fit"):
         ef = result["exchange_fit"]
         lines.append(f"\nFit (flat): {ef['latency_ms']:.3g} ms + {ef['per_value_us']:.3g} µs per value.")
+    if result.get("exchange_nodes"):
+        nodes = result["exchange_nodes"][0]["nodes"]
+        lines += ["", f"HELICS exchange across {nodes} SLURM nodes (ms, median; hub on node 0, one echo per node):",
+                  "", "| values | flat (root broker only) | root + a sub-broker per node | hierarchy / flat |",
+                  "|---|---|---|---|"]
+        for e in result["exchange_nodes"]:
+            lines.append(f"| {e['n_values']} | {_f(e['flat_ms'])} | {_f(e['hierarchy_ms'])} | "
+                         f"{e['hierarchy_over_flat']:.2f} |")
     lines += ["", "Performance model (fitted on `calibration` + `shared` + micro-benchmarks) against runs it was "
               "not fitted on:", "",
               "| run | feeders | workers | engines | loop predicted / measured | error | peak MB predicted / "

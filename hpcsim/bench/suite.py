@@ -152,8 +152,10 @@ def median_run(points: list[dict]) -> dict:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def run_suite(out_dir: Path, scale: Scale) -> dict:
-    """Measure everything (see module docstring); writes bench.json, bench.md and model.json into ``out_dir``."""
+def run_suite(out_dir: Path, scale: Scale, slurm_nodes: int | None = None) -> dict:
+    """Measure everything (see module docstring); writes bench.json, bench.md and model.json into ``out_dir``.
+    With ``slurm_nodes``, also the exchange across that many nodes of the SLURM cluster the environment
+    reaches, flat vs hierarchy (:mod:`hpcsim.bench.exchange_nodes`, one batch job per layout and size)."""
     from hpcsim.bench import exchange, memory  # noqa: PLC0415
     from hpcsim.bench.runs import measure_run  # noqa: PLC0415
 
@@ -183,6 +185,12 @@ def run_suite(out_dir: Path, scale: Scale) -> dict:
                 result["exchange"].append(exchange.measure_exchange(
                     values, sub_brokers=subs, iterations=scale.exchange_iterations, work_dir=out_dir / "exchange"))
                 done += 1
+        if slurm_nodes:
+            from hpcsim.bench.exchange_nodes import compare_layouts  # noqa: PLC0415
+
+            bar.update(done, f"exchange across {slurm_nodes} SLURM nodes")
+            result["exchange_nodes"] = compare_layouts(out_dir / "exchange_nodes", scale.exchange_values,
+                                                       slurm_nodes, scale.exchange_iterations)
         bar.update(done, "fit")
     result["figures"] = figures(result)
     result["machine"]["load_average_end"] = os.getloadavg()

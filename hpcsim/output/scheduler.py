@@ -30,6 +30,7 @@ IN_PROCESS = ("threads", "sync")
 SLURM_DEFAULTS = {"cores": 1, "memory": "4GiB"}
 CONNECT_TIMEOUT_S = 10
 SLURM_WAIT_S = 600
+SLURM_REST_WAIT_S = 30
 
 
 def check_scheduler(value: str) -> str:
@@ -88,8 +89,12 @@ def dask_client(scheduler: str = "threads", slurm_jobs: int = 1) -> Iterator[str
                     client.wait_for_workers(1, timeout=SLURM_WAIT_S)
                 except TimeoutError:
                     raise OutputError(f"no SLURM dask worker started within {SLURM_WAIT_S} s") from None
-            n = len(client.scheduler_info().get("workers", {}))
-            yield f"{scheduler} ({n} worker{'s' if n != 1 else ''})"
+                with contextlib.suppress(TimeoutError):  # the rest, briefly: a busy queue does not hold the work
+                    client.wait_for_workers(slurm_jobs, timeout=SLURM_REST_WAIT_S)
+            workers = client.scheduler_info().get("workers", {})
+            hosts = sorted({w.get("host", a) for a, w in workers.items()})
+            n = len(workers)
+            yield f"{scheduler} ({n} worker{'s' if n != 1 else ''} on {', '.join(hosts) or 'no host'})"
     finally:
         if cluster is not None:
             cluster.close()

@@ -97,11 +97,15 @@ def sub_broker_of(federate_map: dict) -> dict[str, str]:
     return out
 
 
+REF_RUN: list[Path] = []
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """``hpcsim run`` of the 126-feeder study with as many worker processes as the job has feeder ranks."""
-    return run_study(load_study(FULL).with_overrides(workers=RANKS), tmp_path_factory.mktemp("ref") / "run",
-                     show_progress=False)
+    run = tmp_path_factory.mktemp("ref") / "run"
+    REF_RUN[:] = [run]
+    return run_study(load_study(FULL).with_overrides(workers=RANKS), run, show_progress=False)
 
 
 def test_126_feeders_on_three_nodes_equal_the_local_run(slurm, reference, tmp_path):
@@ -280,3 +284,50 @@ def test_node_lists_expand_as_slurm_does(slurm):
         theirs = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
                                 check=True).stdout.split()
         assert sl.expand_nodelist(nodelist) == theirs, nodelist
+
+
+def test_aggregate_with_dask_workers_as_slurm_jobs_on_other_nodes(slurm, reference, tmp_path):
+    """``hpcsim aggregate --scheduler slurm``: three dask-jobqueue worker jobs, one per node (--exclusive), give
+    the tables the in-process thread pool gives."""
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    runs = {}
+    for scheduler in ("threads", "slurm"):
+        run = tmp_path / scheduler
+        shutil.copytree(REF_RUN[0], run)
+        env = {**os.environ, "DASK_JOBQUEUE__SLURM__JOB_EXTRA_DIRECTIVES": '["--exclusive"]',
+               "DASK_JOBQUEUE__SLURM__WALLTIME": "00:10:00"}
+        r = subprocess.run([*HPCSIM, "aggregate", str(run), "--scheduler", scheduler, "--slurm-jobs", "3",
+                            "--no-plots", "--json"], capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+                           env=env)
+        assert r.returncode == 0, r.stderr
+        runs[scheduler] = run / "aggregate"
+    label = json.loads((runs["slurm"] / "manifest.json").read_text())["scheduler"]
+    # the workers ran on the compute nodes, at their addresses, not where the aggregation was started
+    assert label.startswith("slurm (3 workers on "), label
+    if slurm.isolated:
+        assert all(n.addr in label for n in slurm.nodes), label
+    for table in ("boundary", "feeder_voltages", "steps", "iterations", "federates", "system"):
+        a = pd.read_parquet(runs["threads"] / f"{table}.parquet")
+        b = pd.read_parquet(runs["slurm"] / f"{table}.parquet")
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+
+
+def test_the_exchange_benchmark_across_three_nodes_flat_and_hierarchy(slurm, tmp_path):
+    """What ``hpcsim bench --slurm-nodes 3`` adds: one job per layout, every value checked fresh by the hub."""
+    from hpcsim.bench.exchange_nodes import compare_layouts, measure_exchange_nodes  # noqa: PLC0415
+
+    (row,) = compare_layouts(tmp_path / "pairs", values=(126,), nodes=3, iterations=10)
+    assert row["flat_ms"] > 0 and row["hierarchy_ms"] > 0 and row["hierarchy_over_flat"] > 0
+    # the hierarchy job really ran through a sub-broker per node, each bound to its node's address
+    one = measure_exchange_nodes(tmp_path / "one", 126, layout="hierarchy", nodes=3, iterations=5)
+    assert len(one["per_iteration_s"]) == 5
+    names = json.dumps(one["federation_brokers"])
+    assert all(f"sub{i}_bench" in names for i in range(3))
+    steps = (tmp_path / "one" / "steps.tsv").read_text().splitlines()
+    for i, node in enumerate(slurm.nodes):
+        line = next(s for s in steps if s.startswith(f"sub{i}_broker\t"))
+        assert f"--local_interface=tcp://{node.addr}" in line and f"\t{i}\t" in line
