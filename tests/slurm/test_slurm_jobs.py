@@ -144,6 +144,6 @@ def test_a_job_that_does_not_converge_exits_4_like_hpcsim_run(slurm, tmp_path):
     status = sl.wait_for(job_id, timeout_s=60, poll_s=0.5)
     assert (status.state, status.exit_code) == ("FAILED", "4:0")
     out = (job / f"slurm-{job_id}.out").read_text()
-    assert "federate transmission failed: ConvergenceError" in out
+    assert "federate transmission on node01 failed: ConvergenceError" in out
     assert json.loads((job / "run" / "summary.json").read_text())["converged"] is False
     assert gone(job / "run", job_id) == []
