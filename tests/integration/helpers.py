@@ -90,11 +90,11 @@ def resolve_alone(feeder: dict, v_pu: float, angle_deg: float, model: str = "iee
     from hpcsim.cases import FEEDERS  # noqa: PLC0415
     from hpcsim.distribution import CloneState, ControlState, FeederEngine  # noqa: PLC0415
 
-    engine = FeederEngine(FEEDERS[model])
-    engine.apply_control_state(ControlState(tuple(feeder["reg_taps"]), tuple(feeder["cap_states"])))
-    if not controls:
-        engine.freeze_controls()
-    return engine.solve(CloneState("alone", feeder["bus"], feeder.get("load_mult", 1.0), v_pu, angle_deg))
+    with FeederEngine(FEEDERS[model]) as engine:
+        engine.apply_control_state(ControlState(tuple(feeder["reg_taps"]), tuple(feeder["cap_states"])))
+        if not controls:
+            engine.freeze_controls()
+        return engine.solve(CloneState("alone", feeder["bus"], feeder.get("load_mult", 1.0), v_pu, angle_deg))
 
 
 def independent_checks(summary: dict, case: str = "ACTIVSg200", model: str = "ieee8500",

@@ -331,3 +331,28 @@ def test_the_exchange_benchmark_across_three_nodes_flat_and_hierarchy(slurm, tmp
     for i, node in enumerate(slurm.nodes):
         line = next(s for s in steps if s.startswith(f"sub{i}_broker\t"))
         assert f"--local_interface=tcp://{node.addr}" in line and f"\t{i}\t" in line
+
+
+def test_feeder_ranks_launched_by_mpiexec_instead_of_srun(slurm, tmp_path):
+    """``--mpi none``: MPICH's mpiexec (Hydra) inside the allocation places the ranks from a NODE:COUNT hostfile;
+    the answer is the bus-8 study's as ``hpcsim run`` gives it, each rank on its planned node with its own log."""
+    study = load_study(CASES_DIR / "activsg200_ieee8500_bus8.toml")
+    reference = run_study(study.with_overrides(workers=3), tmp_path / "ref", show_progress=False)
+    prologue = tmp_path / "site.sh"
+    # the nodes' shared host name resolves to 127.0.0.1 here: Hydra must advertise the node's interface instead
+    prologue.write_text("export HYDRA_IFACE=eth0\n" if slurm.isolated else "\n")
+    job = tmp_path / "job"
+    r = hpcsim("jobs", "render", str(CASES_DIR / "activsg200_ieee8500_bus8.toml"), "--nodes", "3",
+               "--cores-per-node", str(slurm.cpus), "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--ranks", "3",
+               "--mpi", "none", "--prologue", str(prologue), "-o", str(job))
+    assert r.returncode == 0, r.stderr
+    job_id = sl.submit(job)
+    status = sl.wait_for(job_id, timeout_s=180, poll_s=0.5)
+    assert status.state == "COMPLETED", (job / f"slurm-{job_id}.out").read_text()
+    run = job / "run"
+    same_answer(json.loads((run / "summary.json").read_text()), reference, v_tol=1e-9)
+    assert (run / "configs" / "hostfile").read_text().split() == ["node01:1", "node02:1", "node03:1"]
+    for rank, node in enumerate(slurm.nodes):
+        log = (run / "logs" / f"feeders_{rank:03d}.log").read_text()
+        assert f"feeders_{rank:03d} on node {rank} (rank {rank}) -> tcp://{node.addr}:" in log
+    assert gone(slurm, job_id, run) == []
