@@ -57,7 +57,11 @@ REG_BAND_V = 1.0  # regulator band after coordination (120-V base; above the 0.7
 REFINE_STEPS = 3  # reach of a network device in refining rounds
 LOCAL_BAND_PU = 0.03  # a small-zone tap gets a variable when its zone is this close to the target clearance
 MEASURE_ZONE_NODES = 50  # taps with larger zones are network devices (measured sensitivities)
-MILP_TIME_LIMIT_S = 5.0
+# The search is bounded by branch-and-bound nodes, not seconds: a wall-time limit (5 s, as it was) made the
+# chosen taps depend on how busy the machine was (the IEEE 8500's MILPs stopped after 0–15 nodes), and with them
+# the run. A node limit gives the same answer on any machine; the time limit is only a safety net.
+MILP_NODE_LIMIT = 25
+MILP_TIME_LIMIT_S = 120.0
 MILP_GAP = 0.02
 EXACT_MILP_COLUMNS = 60  # up to this many taps the MILP is solved with all of them integer
 TRIM_TOLERANCE_PU = 0.0002  # clearance a network move must buy to be kept
@@ -134,7 +138,7 @@ def sensitivity(v_pu: np.ndarray, weights: list[dict[int, float]], levers: list[
 def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi_steps: np.ndarray,
                   integer: np.ndarray, v_min_pu: Limit, v_max_pu: Limit, margin_pu: float) -> tuple[np.ndarray, float]:
     """The MILP of the module docstring: steps x (integer where ``integer``) maximizing the clearance t. Many tap
-    combinations tie, so HiGHS stops at a 2 % gap or after :data:`MILP_TIME_LIMIT_S` with its best one."""
+    combinations tie, so HiGHS stops at a 2 % gap or after :data:`MILP_NODE_LIMIT` nodes with its best one."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     n, m = s.shape
@@ -144,10 +148,11 @@ def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi
     res = milp(np.concatenate([np.zeros(m), [-1.0]]), constraints=LinearConstraint(a, -np.inf, ub),
                bounds=Bounds(np.concatenate([lo_steps, [-1.0]]), np.concatenate([hi_steps, [margin_pu]])),
                integrality=np.concatenate([integer.astype(float), [0.0]]),
-               options={"time_limit": MILP_TIME_LIMIT_S, "mip_rel_gap": MILP_GAP})
+               options={"node_limit": MILP_NODE_LIMIT, "time_limit": MILP_TIME_LIMIT_S, "mip_rel_gap": MILP_GAP})
     if res.x is None:
         raise RuntimeError(f"voltage coordination MILP failed: {res.message}")
-    log.debug("MILP %d x %d (%d integer): %s, t = %.5f", a.shape[0], m, int(integer.sum()), res.message, res.x[-1])
+    log.debug("MILP %d x %d (%d integer): %s, t = %.5f, %s branch-and-bound nodes", a.shape[0], m,
+              int(integer.sum()), res.message, res.x[-1], getattr(res, "mip_node_count", "?"))
     return res.x[:m], float(res.x[-1])
 
 

@@ -215,7 +215,7 @@ def _per_node(job_dir: Path, st, summary: dict | None) -> list[dict]:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        for fed in rec.get("federates") or [rec.get("federate", path.stem)]:
+        for fed in [rec.get("federate", path.stem), *rec.get("federates", [])]:  # the watchdog lists a node's
             failed.setdefault(fed, rec.get("type", "error"))
     out = []
     for n in plan["nodes"]:

@@ -260,6 +260,9 @@ def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):
         # until SlurmdTimeout)
         slurm.cluster.reboot("node03")
         failed_as_expected(slurm, long_job, job_id, t_hit, "node03", "sub2_broker", "feeders_002")
+        lines = hpcsim("jobs", "status", str(long_job)).stdout.splitlines()
+        (node3,) = [ln for ln in lines if ln.startswith("node 2 node03: ")]
+        assert node3.endswith("failed: sub2_broker (NodeLost), feeders_002 (NodeLost)"), node3
     finally:
         if slurm.cluster.node_states().get("node03") != "idle":
             slurm.cluster.reboot("node03")
