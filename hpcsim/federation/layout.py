@@ -98,6 +98,8 @@ def boundary_map_of(study: Study) -> BoundaryMap:
     return bmap
 
 
+GUESS_DECIMALS = 6  # the first-guess draws (MW, Mvar) are rounded to 1e-6
+
 # Separate engines are used while their estimated memory stays under this fraction of the available memory.
 SEPARATE_ENGINE_MEMORY_FRACTION = 0.5
 
@@ -187,7 +189,10 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
                 s0 = complex(*loads[bus]) / len(names)
             else:
                 s0 = curve.draw(mult * study.profile_at(study.times_s[0]), vm[bus])
-            specs.append(FeederSpec(name, bus, mult, weight, float(s0.real), float(s0.imag)))
+            # to 1 W / 1 var: a first guess, and the last bits of the feeder solves differ between CPUs, which
+            # would make rendered job folders differ from machine to machine
+            specs.append(FeederSpec(name, bus, mult, weight, round(float(s0.real), GUESS_DECIMALS),
+                                    round(float(s0.imag), GUESS_DECIMALS)))
     workers = study.workers or default_workers()
     return Layout(
         study=study,

@@ -93,6 +93,9 @@ def test_bus8_job_equals_the_local_run(slurm, reference, tmp_path):
                  "logs/root_broker.log", "logs/sub0_broker.log", "logs/transmission.log", "logs/feeders_001.log",
                  "outputs/feeders", "outputs/transmission", "outputs/steps", "boundary_map.txt", "study.toml"):
         assert (run / path).exists(), path
+    # the MPI start-up went through srun's PMI server cleanly (MPICH's UCX address could overflow its requests)
+    for log in ("feeders_000.log", "feeders_001.log"):
+        assert "mpi/pmi2" not in (run / "logs" / log).read_text(), log
     cfg = json.loads((run / "configs" / "feeders_001.json").read_text())
     assert cfg["hpcsim"]["run_dir"] == ".." and cfg["broker_address"].startswith("tcp://127.0.0.1:")
     # the site's additions took effect: the prologue ran first, sbatch took the extra directives
