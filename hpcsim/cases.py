@@ -186,4 +186,15 @@ def read_matpower(name_or_path: str | Path) -> MatpowerCase:
     bus = _parse_matrix(text, "bus", path)
     if bus.shape[1] < 13:
         raise CaseError(f"{path}: mpc.bus has {bus.shape[1]} columns, MATPOWER needs at least 13")
+    # the generators and branches too, so a truncated or damaged case is refused before any run starts (the
+    # transmission solver reads them later, in its own process)
+    buses = set(bus[:, BUS_I].astype(np.int64).tolist())
+    for name, columns, bus_cols in (("gen", 10, (0,)), ("branch", 11, (0, 1))):
+        matrix = _parse_matrix(text, name, path)
+        if matrix.shape[1] < columns:
+            raise CaseError(f"{path}: mpc.{name} has {matrix.shape[1]} columns, MATPOWER needs at least {columns}")
+        for col in bus_cols:
+            unknown = set(matrix[:, col].astype(np.int64).tolist()) - buses
+            if unknown:
+                raise CaseError(f"{path}: mpc.{name} names bus {min(unknown)}, which mpc.bus does not have")
     return MatpowerCase(path=path, base_mva=base_mva, bus=bus)

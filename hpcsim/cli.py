@@ -1,21 +1,24 @@
 """Command-line interface: ``hpcsim <command> ...``.
 
 Every library error (:class:`hpcsim.errors.HpcsimError`) becomes one line on stderr and its exit code
-(2 for bad input), never a traceback.
+(2 for bad input), never a traceback; any other exception becomes one "internal error" line naming a file with
+its traceback, exit 1. Ctrl-C exits 130, SIGTERM 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from hpcsim import __version__
 from hpcsim.cliopts import COMMON, add_json_option, add_out_option
 from hpcsim.console import Table, emit_json, emit_line, emit_table, setup_logging
-from hpcsim.errors import HpcsimError
+from hpcsim.errors import HpcsimError, Terminated, raise_terminated
 
 log = logging.getLogger("hpcsim")
 DEFAULT_FEEDER = "ieee8500"
@@ -208,11 +211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_option_values(sys.argv[1:] if argv is None else argv))
     _setup_logging(-1 if args.quiet else args.verbose)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)  # SIGTERM ends any command as Ctrl-C does, exit 143
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so a reader that went away is seen below and not at interpreter exit
+        return code
     except HpcsimError as exc:
         print(f"hpcsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("hpcsim: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("hpcsim: interrupted", file=sys.stderr)
         return 130
@@ -221,6 +231,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # written; stop writing without a traceback (Python would report the pipe again at exit)
         _silence_stdout()
         return 0
+    except Exception as exc:  # noqa: BLE001 - the last guard: one line and a pointer to the traceback
+        print(f"hpcsim: internal error: {type(exc).__name__}: {_first_line(exc)} (traceback in "
+              f"{_write_traceback()}; please report it)", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _write_traceback() -> str:
+    """Write the current exception's traceback to a file of its own; returns its path."""
+    import os  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="hpcsim-internal-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"hpcsim {__version__}: {' '.join(sys.argv)}\n")
+            traceback.print_exc(file=f)
+        return path
+    except OSError:
+        return "(not written: no temporary folder)"
 
 
 def _silence_stdout() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from hpcsim.cases import FeederModel
-from hpcsim.errors import SolverError
+from hpcsim.errors import CaseError, SolverError, one_line
 from hpcsim.interface import positive_sequence_power
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class FeederEngine:
         try:
             self.dss.Text.Command(cmd)
         except Exception as exc:  # opendssdirect raises DSSException with the engine's text
-            raise SolverError(f"feeder {self.model.name}: OpenDSS command {cmd!r} failed: {exc}") from None
+            raise SolverError(f"feeder {self.model.name}: OpenDSS command {cmd!r} failed: {one_line(exc)}") from None
 
     def nominal_load_kw(self) -> float:
         """Σ kW of all Load elements (the model's nominal load, before losses)."""
@@ -453,7 +453,10 @@ def feeder_curve(model: FeederModel) -> FeederCurve:
     if hit is not None:
         return FeederCurve(tuple(hit["p_total"]), tuple(complex(*c) for c in hit["s_low"]),
                            tuple(complex(*c) for c in hit["s_high"]))
-    curve = _measure_curve(model)
+    try:
+        curve = _measure_curve(model)
+    except SolverError as exc:  # before any run starts: the model itself is bad input (exit 2)
+        raise CaseError(str(exc)) from None
     cache.store("feeder-curves", entry, {"model": model.name, "p_total": list(curve.p_total),
                                          "s_low": pair(curve.s_low), "s_high": pair(curve.s_high)})
     return curve
@@ -467,5 +470,8 @@ def loading_curve(model: FeederModel) -> tuple[float, float, float]:
 
 def nominal_load_mw(model: FeederModel) -> float:
     """Σ Load kW of a feeder model, in MW (10.773 MW for the IEEE 8500-node feeder)."""
-    with FeederEngine(model) as engine:
-        return engine.nominal_load_kw() / 1000.0
+    try:
+        with FeederEngine(model) as engine:
+            return engine.nominal_load_kw() / 1000.0
+    except SolverError as exc:
+        raise CaseError(str(exc)) from None

@@ -7,6 +7,11 @@ or 4 (the coupling did not converge).
 from __future__ import annotations
 
 
+def one_line(exc: BaseException | str) -> str:
+    """A (solver's) message on one line: its lines joined with "; "."""
+    return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+
+
 class HpcsimError(Exception):
     """Base class: a failure the user can act on, described in one line."""
 
@@ -53,3 +58,11 @@ class ConvergenceError(HpcsimError):
 
 class OutputError(HpcsimError):
     """A run folder's outputs are missing or unreadable, or an aggregate cannot be written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: a command ends as on Ctrl-C (its children stopped in order) and exits 143 (128 + 15)."""
+
+
+def raise_terminated(signum, frame) -> None:  # noqa: ARG001 - a signal handler
+    raise Terminated

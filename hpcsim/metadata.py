@@ -23,7 +23,7 @@ from hpcsim.errors import MetadataError
 from hpcsim.interface import clones_needed, is_boundary_bus
 
 # re.ASCII: \d must not match non-ASCII digits such as "٨" or "８", which int() would silently accept.
-FEEDER_NAME_RE = re.compile(r"^dcase_tbdry_(\d+)_feeder_(\d+)$", re.ASCII)
+FEEDER_NAME_RE = re.compile(r"^dcase_tbdry_(\d{1,15})_feeder_(\d{1,15})$", re.ASCII)
 _INT_RE = re.compile(r"^[+]?\d+$", re.ASCII)
 
 
@@ -129,9 +129,19 @@ def write(bmap: BoundaryMap, path: str | Path) -> Path:
     return path
 
 
+MAX_DIGITS = 15  # bus numbers and counts: far beyond any real case, and int() of a huge digit string is refused
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` as quoted in a one-line message: cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def _int_field(text: str, where: str, what: str) -> int:
     if not _INT_RE.match(text):
-        raise MetadataError(f"{where}: {what} {text!r} is not a whole number")
+        raise MetadataError(f"{where}: {what} {_shown(text)} is not a whole number")
+    if len(text.lstrip("+")) > MAX_DIGITS:
+        raise MetadataError(f"{where}: {what} {_shown(text)} has more than {MAX_DIGITS} digits")
     return int(text)
 
 
@@ -146,11 +156,11 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
     header = lines[0].strip()
     parts = [p.strip() for p in header.split(",")]
     if len(parts) != 2:
-        raise MetadataError(f"{source}:1: header {header!r} must be '<buses>,<feeders>'")
+        raise MetadataError(f"{source}:1: header {_shown(header)} must be '<buses>,<feeders>'")
     n_bus = _int_field(parts[0], f"{source}:1", "bus count")
     n_fdr = _int_field(parts[1], f"{source}:1", "feeder count")
     if n_bus < 1 or n_fdr < 1:
-        raise MetadataError(f"{source}:1: header {header!r} declares no buses or no feeders")
+        raise MetadataError(f"{source}:1: header {_shown(header)} declares no buses or no feeders")
 
     buses: list[int] = []
     bus_line: dict[int, int] = {}
@@ -164,7 +174,7 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
             raise MetadataError(f"{where}: blank line inside the boundary map")
         if "," not in s:
             if in_feeders:
-                raise MetadataError(f"{where}: bus line {s!r} after the feeder lines began")
+                raise MetadataError(f"{where}: bus line {_shown(s)} after the feeder lines began")
             bus = _int_field(s, where, "bus")
             if bus < 1:
                 raise MetadataError(f"{where}: bus number {bus} must be positive")
@@ -177,12 +187,12 @@ def parse(text: str, source: str = "<text>") -> BoundaryMap:
         in_feeders = True
         fields = [f.strip() for f in s.split(",")]
         if len(fields) != 2:
-            raise MetadataError(f"{where}: feeder line {s!r} must be '<bus>,<feeder name>'")
+            raise MetadataError(f"{where}: feeder line {_shown(s)} must be '<bus>,<feeder name>'")
         bus = _int_field(fields[0], where, "bus")
         name = fields[1]
         m = FEEDER_NAME_RE.match(name)
         if m is None:
-            raise MetadataError(f"{where}: feeder name {name!r} is not of the form dcase_tbdry_<bus>_feeder_<j>")
+            raise MetadataError(f"{where}: feeder name {_shown(name)} is not of the form dcase_tbdry_<bus>_feeder_<j>")
         if int(m.group(1)) != bus:
             raise MetadataError(f"{where}: feeder {name} names bus {m.group(1)} but the line gives bus {bus}")
         if int(m.group(2)) < 1:

@@ -96,8 +96,14 @@ class Study:
         """Simulated times of the steps: one for a snapshot, start..stop (inclusive of start) for QSTS."""
         if self.time_mode == "snapshot":
             return [self.start_s]
-        n = int(math.floor((self.stop_s - self.start_s) / self.step_s + 1e-9))
-        return [self.start_s + k * self.step_s for k in range(n)]
+        return [self.start_s + k * self.step_s for k in range(self.n_steps)]
+
+    @property
+    def n_steps(self) -> int:
+        """How many steps the run has (computed without listing them)."""
+        if self.time_mode == "snapshot":
+            return 1
+        return int(math.floor((self.stop_s - self.start_s) / self.step_s + 1e-9))
 
     def profile_at(self, time_s: float) -> float:
         """Load multiplier at ``time_s``: the profile is sampled per step (index = step number, wrapping)."""
@@ -158,6 +164,10 @@ def _profile(value: str | list, base: Path, where: str) -> tuple[float, ...]:
     return vals
 
 
+# Steps one run may hold: its progress and output records grow with the step count.
+MAX_STEPS = 1_000_000
+
+
 def _validate(s: Study, where: str) -> None:
     if s.coupling not in ("loose", "iterative"):
         raise StudyError(f"{where}: [coupling] mode {s.coupling!r} must be 'loose' or 'iterative'")
@@ -174,14 +184,23 @@ def _validate(s: Study, where: str) -> None:
         raise StudyError(f"{where}: [coupling] max_iterations {s.max_iterations} must be at least 1")
     if s.time_mode not in ("snapshot", "qsts"):
         raise StudyError(f"{where}: [time] mode {s.time_mode!r} must be 'snapshot' or 'qsts'")
+    for key in ("start_s", "stop_s", "step_s"):
+        if not math.isfinite(getattr(s, key)):
+            raise StudyError(f"{where}: [time] {key} {getattr(s, key)} must be a finite number of seconds")
     if s.time_mode == "qsts":
         if not s.step_s > 0:
             raise StudyError(f"{where}: [time] step_s {s.step_s} must be positive")
         if not s.stop_s > s.start_s:
             raise StudyError(f"{where}: [time] stop_s {s.stop_s} must be after start_s {s.start_s}")
+        if s.n_steps > MAX_STEPS:
+            raise StudyError(f"{where}: [time] ({s.stop_s:g} - {s.start_s:g}) s / {s.step_s:g} s = {s.n_steps} "
+                             f"steps: more than the {MAX_STEPS} one run holds (a year at 1-minute steps is "
+                             f"525600); split the study or take longer steps")
     if s.clone_load not in CLONE_LOADS:
         raise StudyError(f"{where}: [distribution] clone_load {s.clone_load!r} must be 'nominal' or 'bus'")
-    if s.load_mult_std < 0 or s.load_mult_std >= 0.5:
+    if not 0 <= s.seed < 2**63:
+        raise StudyError(f"{where}: [diversity] seed {s.seed} must be a whole number from 0 to 2^63 - 1")
+    if not 0 <= s.load_mult_std < 0.5:
         raise StudyError(f"{where}: [diversity] load_mult_std {s.load_mult_std} must be in [0, 0.5)")
     if s.workers < 0:
         raise StudyError(f"{where}: [run] workers {s.workers} must be 0 (one per core) or more")

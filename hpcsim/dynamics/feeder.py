@@ -30,7 +30,7 @@ from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import DynamicsError
 from hpcsim.dynamics.coordination import Coordination, coordinate
-from hpcsim.errors import CaseError
+from hpcsim.errors import CaseError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class DerFeeder:
         try:
             self.dss.Text.Command(cmd)
         except Exception as exc:  # opendssdirect raises DSSException with the engine's text
-            raise DynamicsError(f"feeder {self.name}: OpenDSS command {cmd!r} failed: {exc}") from None
+            raise DynamicsError(f"feeder {self.name}: OpenDSS command {cmd!r} failed: {one_line(exc)}") from None
 
     def set_der_kw(self, p_mw: np.ndarray) -> None:
         gens = self.dss.Generators

@@ -14,11 +14,13 @@ import signal
 import time
 from pathlib import Path
 
+from hpcsim.errors import raise_terminated
 from hpcsim.federation.helics_config import write_config
 from hpcsim.federation.layout import write_configs
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.runner import (check_sub_brokers, default_run_dir, federation_processes, local_hierarchy,
-                                      prepare_run_dir, start_federation, watch, write_runner)
+from hpcsim.federation.runner import (check_sub_brokers, federation_processes, local_hierarchy, prepare_run_dir,
+                                      start_federation, watch, write_runner)
+from hpcsim.rundir import check_new_folder
 from hpcsim.output.summary import DESCRIPTION, write_summary
 from hpcsim.study import Study
 
@@ -32,16 +34,12 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     from hpcsim.dynamics.summary import build_summary, describe_run  # noqa: PLC0415
 
     t_start = time.perf_counter()
-    run_dir = Path(run_dir or default_run_dir(study)).resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        from hpcsim.errors import StudyError  # noqa: PLC0415
-
-        raise StudyError(f"output folder {run_dir} exists and is not empty")
+    out = check_new_folder(Path(run_dir)) if run_dir is not None else None
     plan = build_plan(study)
     plan_s = time.perf_counter() - t_start
     names = plan.federate_names
     check_sub_brokers(study.sub_brokers, len(names))
-    prepare_run_dir(run_dir, study)
+    run_dir = prepare_run_dir(out, study)
     write_config(run_dir / "plan.json", plan.describe())
     desc = describe_run(plan)
     write_config(run_dir / DESCRIPTION, desc)
@@ -52,7 +50,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     log.info("%s: dynamic study, %g s, %d feeders, %d DERs, AGC %s -> %s", study.name, plan.spec.stop_s,
              len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)
 
-    old_term = signal.signal(signal.SIGTERM, _interrupt)
+    old_term = signal.signal(signal.SIGTERM, raise_terminated)
     completed = False
     peak = {"rss_mb": 0.0}
     t_federation = time.perf_counter()
@@ -82,9 +80,6 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
             summary = {}
     return summary
 
-
-def _interrupt(signum, frame):  # noqa: ARG001 - SIGTERM ends the run like Ctrl-C: children stopped in order
-    raise KeyboardInterrupt
 
 
 def _tick_progress(p: dict) -> tuple[int, str]:

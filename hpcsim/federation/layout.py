@@ -121,7 +121,7 @@ def engine_mode_for(study: Study, n_feeders: int, n_buses: int = 1) -> str:
 
     cost, _ = DEFAULT.feeder(resolve_feeder(study.feeder).name)
     fits = n_feeders * cost.rss_mb < SEPARATE_ENGINE_MEMORY_FRACTION * psutil.virtual_memory().available / 2**20
-    solves = len(study.times_s) * (DEFAULT.iterations_for(study.coupling, n_buses, study.method) + 1)
+    solves = study.n_steps * (DEFAULT.iterations_for(study.coupling, n_buses, study.method) + 1)
     worth = solves * (cost.shared_solve_s - cost.solve_s) > cost.compile_s
     return "separate" if fits and worth else "shared"
 

@@ -1,7 +1,7 @@
 """Local runner: one command starts the brokers and every federate as real processes on this machine, shows
 progress, fails fast when any process fails, and writes the run folder.
 
-Run folder (``--out``, default ``runs/<study>-<timestamp>/``)::
+Run folder (``--out``, default ``runs/<study>-<YYYYmmdd-HHMMSS-microseconds>/``)::
 
     study.toml  boundary_map.txt  run.json (the run's description)  runner.json (``helics run`` file)
     configs/<federate>.json (HELICS federate configs)  logs/*.log  outputs/<table>/federate=*/part-*.parquet
@@ -20,18 +20,18 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from hpcsim import metadata
 from hpcsim.console import Progress
-from hpcsim.errors import FederateError, StudyError
+from hpcsim.errors import FederateError, StudyError, raise_terminated
 from hpcsim.federation.brokers import BrokerSpec, broker_binary, free_port_block
 from hpcsim.federation.federate import recorded_failure
 from hpcsim.federation.helics_config import Process, federate_process, runner_file, write_config
 from hpcsim.federation.layout import build_layout, federate_configs, run_description, write_configs
 from hpcsim.federation.processes import ProcessGroup
 from hpcsim.output.summary import DESCRIPTION, build_run_summary, write_summary
+from hpcsim.rundir import check_new_folder, create_folder, create_unique_folder
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,6 @@ def start_federation(group: ProcessGroup, run_dir: Path, processes: list[Process
         group.start(p.name, list(p.argv), cwd=run_dir / p.directory, env=env)
 
 
-def default_run_dir(study: Study) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{study.name}-{stamp}"
-
-
 def check_sub_brokers(sub_brokers: int, federates: int) -> None:
     """A sub-broker with no federate never completes the federation: refuse such a hierarchy up front."""
     if sub_brokers > federates:
@@ -97,27 +92,24 @@ def check_sub_brokers(sub_brokers: int, federates: int) -> None:
                          f"(at most {federates} sub-brokers, each serving at least one)")
 
 
-def prepare_run_dir(run_dir: Path, study: Study) -> None:
-    """Create the run folder (it must be new or empty) and copy the study into it."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise StudyError(f"output folder {run_dir} exists and is not empty")
-    run_dir.mkdir(parents=True, exist_ok=True)
+def prepare_run_dir(run_dir: Path | None, study: Study) -> Path:
+    """Create the run folder (``--out``, checked before with :func:`hpcsim.rundir.check_new_folder`, or a new
+    ``runs/<study>-<time>``) and copy the study into it; returns it."""
+    run_dir = create_folder(run_dir) if run_dir is not None else create_unique_folder(Path("runs"), study.name)
     if study.source is not None:
         shutil.copyfile(study.source, run_dir / "study.toml")
+    return run_dir
 
-
-def _raise_on_term(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt
 
 
 def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = True) -> dict:
     """Run a study on this machine; returns the summary (also written to ``<run_dir>/summary.json``; the
     returned copy also names the ``run_dir``)."""
+    out = check_new_folder(Path(run_dir)) if run_dir is not None else None
     layout = build_layout(study)
     names = layout.federate_names
     check_sub_brokers(study.sub_brokers, len(names))
-    run_dir = Path(run_dir or default_run_dir(study)).resolve()
-    prepare_run_dir(run_dir, study)
+    run_dir = prepare_run_dir(out, study)
     metadata.write(layout.boundary, run_dir / "boundary_map.txt")
     run_id = f"{int(time.time() * 1000) % 10**9}"
     hierarchy = local_hierarchy(names, study.sub_brokers, run_id)
@@ -128,16 +120,16 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
     write_runner(run_dir, study.name, processes)
     log.info("%s: %d boundary buses, %d feeders in %d groups, %s coupling, %d step(s) -> %s",
              study.name, layout.boundary.n_buses, len(layout.feeders), len(layout.groups), study.coupling,
-             len(study.times_s), run_dir)
+             study.n_steps, run_dir)
 
-    old_term = signal.signal(signal.SIGTERM, _raise_on_term)
+    old_term = signal.signal(signal.SIGTERM, raise_terminated)
     t_start = time.perf_counter()
     peak = {"rss_mb": 0.0}
     ran_ok = False
     try:
         with ProcessGroup(run_dir / "logs") as group:
             start_federation(group, run_dir, processes)
-            watch(group, names, run_dir, len(study.times_s), show_progress, peak)
+            watch(group, names, run_dir, study.n_steps, show_progress, peak)
             ran_ok = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):

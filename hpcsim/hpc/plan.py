@@ -42,6 +42,13 @@ _WALLTIME_RE = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
 _SLURM_WORD_RE = re.compile(r"^[A-Za-z0-9_.,+-]+$")
 
 
+# Bounds on a cluster description, far above any machine (the largest have ~10^4 nodes): a plan is refused in
+# O(1) beyond them instead of laying out 10^8 nodes.
+MAX_NODES = 100_000
+MAX_CORES_PER_NODE = 100_000
+MAX_MEM_PER_NODE_GB = 1e6
+
+
 @dataclass(frozen=True)
 class Cluster:
     """What the user asks for. ``ranks`` caps the number of feeder ranks (default: as many as fit)."""
@@ -59,6 +66,11 @@ class Cluster:
         if self.nodes < 1 or self.cores_per_node < 1 or not self.mem_per_node_gb > 0:
             raise PlanError(f"cluster needs ≥ 1 node, ≥ 1 core and memory > 0, got {self.nodes} × "
                             f"{self.cores_per_node} cores × {self.mem_per_node_gb} GB")
+        if self.nodes > MAX_NODES or self.cores_per_node > MAX_CORES_PER_NODE \
+                or not self.mem_per_node_gb <= MAX_MEM_PER_NODE_GB:
+            raise PlanError(f"cluster of {self.nodes} node(s) × {self.cores_per_node} cores × "
+                            f"{self.mem_per_node_gb} GB is beyond any machine (at most {MAX_NODES} nodes, "
+                            f"{MAX_CORES_PER_NODE} cores and {MAX_MEM_PER_NODE_GB} GB per node)")
         walltime_s(self.walltime)
         for key in ("partition", "account"):
             value = getattr(self, key)
@@ -296,6 +308,9 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
     """Place a study on a cluster (pure); raises :class:`PlanError` when it cannot fit."""
     if shape.n_feeders < 1:
         raise PlanError(f"{shape.name}: no feeders to place")
+    if cluster.nodes > shape.n_feeders + 1:  # every node but node 0 needs a feeder rank of its own
+        raise PlanError(f"--nodes {cluster.nodes}: the study's {shape.n_feeders} feeders can use at most "
+                        f"{shape.n_feeders + 1} nodes (one feeder rank on each node besides node 0)")
     _check_cores(shape, cluster)
     warnings = []
     if cluster.ranks is not None and cluster.ranks > shape.n_feeders:
@@ -358,7 +373,7 @@ def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     bmap = bmap or boundary_map_of(study)
     model = study.feeder if not str(study.feeder).endswith(".dss") else Path(study.feeder).stem
     return StudyShape(name=study.name, case=case_label(study.case), case_buses=len(read_matpower(study.case).bus),
-                      model=model, coupling=study.coupling, steps=len(study.times_s), n_buses=bmap.n_buses,
+                      model=model, coupling=study.coupling, steps=study.n_steps, n_buses=bmap.n_buses,
                       n_feeders=bmap.n_buses if study.scale_mode else bmap.n_feeders, scale_mode=study.scale_mode,
                       engine_mode=study.engine_mode, method=study.method)
 

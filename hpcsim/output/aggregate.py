@@ -40,10 +40,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hpcsim.errors import OutputError
-from hpcsim.output.readers import NODE_PARTIAL, empty, node_partials, read_parts, table_meta
+from hpcsim.output.readers import COLUMNS, NODE_PARTIAL, empty, node_partials, read_parts, table_meta
 from hpcsim.output.runinfo import BAND_PU, TABLES, RunInfo, case_loads, output_files, read_run_info
 from hpcsim.output.scheduler import dask_client
 from hpcsim.output.summary import TRANSMISSION
+from hpcsim.output.written import verify
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,9 @@ def aggregate_run(run_dir: str | Path, scheduler: str = "threads", band: tuple[f
     """Aggregate a run folder into ``<run>/aggregate/`` and write ``manifest.json``; returns where it went."""
     t0 = time.perf_counter()
     info = read_run_info(Path(run_dir).resolve())
+    checked = verify(info.run_dir, {t: COLUMNS[t] for t in COLUMNS} | {"node_voltages": ["time_s", "v_pu"]})
+    if not checked.ok:
+        raise OutputError(f"{info.run_dir}: {checked.line()}; nothing aggregated")
     folder = info.run_dir / "aggregate"
     folder.mkdir(exist_ok=True)
     rows = input_rows(info.run_dir)

@@ -5,7 +5,8 @@ Layout under ``<run>/outputs/``::
     <table>/federate=<name>/part-<step:05d>.parquet
 
 One file per federate and time step, written to a temporary name and renamed, so a run that dies leaves
-complete, readable files for every step it finished. ``pyarrow.dataset`` and ``dask.dataframe.read_parquet``
+complete, readable files for every step it finished; each is then recorded (rows, SHA-256) in
+``outputs/_written/`` for the readers to check (:mod:`hpcsim.output.written`). ``pyarrow.dataset`` and ``dask.dataframe.read_parquet``
 read a table folder directly (``federate`` becomes a column).
 
 Tables and columns (units in the names):
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hpcsim.output.written import record, sha256_of
 
 SCHEMAS: dict[str, pa.Schema] = {
     "transmission": pa.schema([
@@ -88,6 +91,7 @@ class StepWriter:
         if table not in SCHEMAS:
             raise KeyError(f"unknown output table {table!r}")
         self.schema = SCHEMAS[table]
+        self.out_dir, self.table, self.federate = Path(out_dir), table, federate
         self.folder = Path(out_dir) / table / f"federate={federate}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self._rows: dict[str, list] = {name: [] for name in self.schema.names}
@@ -108,7 +112,9 @@ class StepWriter:
         path = self.folder / f"part-{step:05d}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
         pq.write_table(table, tmp, compression="zstd")
+        digest = sha256_of(tmp)
         os.replace(tmp, path)
+        record(self.out_dir, self.table, self.federate, path, table.num_rows, digest)
         self._rows = {name: [] for name in self.schema.names}
         return path
 

@@ -31,6 +31,12 @@ mpc.bus = [
 	1	3	10	2	0	0	1	1	0	230	1	1.1	0.9;
 	2	1	20.5	5	0	0	1	1	0	230	1	1.1	0.9;  % a comment
 ];
+mpc.gen = [
+	1	30	0	100	-100	1	100	1	100	0;
+];
+mpc.branch = [
+	1	2	0.01	0.1	0.02	100	100	100	0	0	1;
+];
 """
 
 
@@ -211,6 +217,10 @@ MALFORMED_CASES = {
     "non_numeric_entry": (MINIMAL_CASE.replace("\t20.5\t", "\tabc\t"), "non-numeric"),
     "too_few_columns": (MINIMAL_CASE.replace("\t1.1\t0.9", ""), "11 columns"),
     "not_matpower_at_all": ("hello world\n", "not a MATPOWER case"),
+    "truncated_in_gen": (MINIMAL_CASE.split("mpc.gen")[0] + "mpc.gen = [\n\t1\t30\t0", "mpc.gen = [...];"),
+    "no_branch_matrix": (MINIMAL_CASE.split("mpc.branch")[0], "mpc.branch"),
+    "gen_at_unknown_bus": (MINIMAL_CASE.replace("\t1\t30\t0", "\t7\t30\t0"), "names bus 7"),
+    "branch_to_unknown_bus": (MINIMAL_CASE.replace("\t1\t2\t0.01", "\t1\t9\t0.01"), "names bus 9"),
 }
 
 

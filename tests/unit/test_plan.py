@@ -93,7 +93,8 @@ def test_plan_that_cannot_fit_in_memory_names_the_nodes_it_needs():
     (Cluster(4, 16, 64, ranks=60), r"over-subscribed: 60 feeder ranks need 60 cores but 4 node\(s\) × 16 cores leave 59"),
     (Cluster(1, 1, 64), r"node 0 needs 1 core for the brokers and 1 for the transmission federate"),
     (Cluster(1, 2, 64), r"leave no core for a feeder rank"),
-    (Cluster(200, 2, 64), r"200 nodes for 126 feeder rank\(s\): node\(s\) .* would idle; use --nodes 127"),
+    (Cluster(200, 2, 64), r"--nodes 200: the study's 126 feeders can use at most 127 nodes"),
+    (Cluster(10, 4, 64, ranks=5), r"10 nodes for 5 feeder rank\(s\): node\(s\) .* would idle; use --nodes \d+"),
 ])
 def test_core_errors_are_one_line_plan_errors(cluster, message):
     with pytest.raises(PlanError, match=message) as exc:
@@ -223,3 +224,13 @@ def test_iteration_law_is_per_method_and_an_old_model_file_is_gauss_seidel():
     newton = both.iterations_for("iterative", 916, "newton")
     assert newton in (4, 5) and newton < both.iterations_for("iterative", 916)
     assert M.iterations_for("iterative", 916, "newton") == M.iterations_for("iterative", 916)  # falls back
+
+
+@pytest.mark.parametrize("args, message", [
+    ((10**8, 4, 64), r"cluster of 100000000 node\(s\) .* beyond any machine"),
+    ((1, 4, float("inf")), r"cluster of 1 node\(s\) × 4 cores × inf GB is beyond any machine"),
+    ((1, 10**9, 64), r"beyond any machine"),
+])
+def test_absurd_clusters_are_refused_at_once(args, message):
+    with pytest.raises(PlanError, match=message):
+        Cluster(*args)
