@@ -51,7 +51,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
              "load_profile": (str, list)},
     "diversity": {"load_mult_std": (int, float), "seed": int},
-    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int, "engine_mode": str, "warm_start": bool},
+    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int, "engine_mode": str, "warm_start": bool,
+            "stall_timeout_s": (int, float)},
     "outputs": {"node_voltages": bool},
     "dynamics": dynamics_spec.SCHEMA,
 }
@@ -86,6 +87,7 @@ class Study:
     sub_brokers: int = 0
     engine_mode: str = "auto"
     warm_start: bool = True  # first solves from a solved state at each bus's case voltage (WarmStarts)
+    stall_timeout_s: float = 60.0  # a run with no progress and no federate computing this long ends (exit 3)
     node_voltages: bool = False
     description: str = ""
     dynamics: dynamics_spec.DynamicsSpec | None = None  # a dynamic frequency study (hpcsim.dynamics)
@@ -206,6 +208,8 @@ def _validate(s: Study, where: str) -> None:
         raise StudyError(f"{where}: [run] workers {s.workers} must be 0 (one per core) or more")
     if s.engine_mode not in ("auto", "separate", "shared"):
         raise StudyError(f"{where}: [run] engine_mode {s.engine_mode!r} must be 'auto', 'separate' or 'shared'")
+    if not 1 <= s.stall_timeout_s <= 86400 * 7:
+        raise StudyError(f"{where}: [run] stall_timeout_s {s.stall_timeout_s} must be from 1 s to a week")
     if s.sub_brokers < 0:
         raise StudyError(f"{where}: [run] sub_brokers {s.sub_brokers} must be 0 (flat) or more")
     if s.feeder_mw is not None and not s.feeder_mw > 0:
@@ -263,6 +267,7 @@ def load_study(path: str | Path) -> Study:
         sub_brokers=ru.get("sub_brokers", 0),
         engine_mode=ru.get("engine_mode", "auto"),
         warm_start=ru.get("warm_start", True),
+        stall_timeout_s=float(ru.get("stall_timeout_s", 60.0)),
         node_voltages=ou.get("node_voltages", False),
         dynamics=dynamics_spec.parse(data["dynamics"], base, where) if "dynamics" in data else None,
         source=path.resolve(),

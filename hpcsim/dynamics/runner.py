@@ -58,7 +58,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
         with ProcessGroup(run_dir / "logs") as group:
             start_federation(group, run_dir, processes)
             watch(group, names, run_dir, plan.spec.ticks, show_progress, peak, "dynamic co-simulation",
-                  _tick_progress)
+                  _tick_progress, stall_timeout_s=study.stall_timeout_s)
             completed = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):

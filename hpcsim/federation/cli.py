@@ -21,6 +21,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers, coupling=args.coupling, method=args.method, acceleration=args.acceleration,
         max_buses=args.max_buses,
         scale_mode=True if args.scale_mode else None, sub_brokers=args.sub_brokers,
+        stall_timeout_s=args.stall_timeout,
         tolerance=args.tolerance, max_iterations=args.max_iterations,
     )
     if study.dynamics is not None:  # a dynamic frequency study (hpcsim.dynamics)
@@ -101,6 +102,9 @@ def register(sub) -> None:
     p.add_argument("--max-buses", type=int, default=None, help="keep only the first N boundary buses")
     p.add_argument("--scale-mode", action="store_true",
                    help="one feeder per bus, its power multiplied by K (TDcoSim / ANDES-tutorial style)")
+    p.add_argument("--stall-timeout", type=float, default=None, metavar="S",
+                   help="end the run (exit 3) when it makes no progress and no federate computes for S seconds, "
+                        "or a federate stays stopped that long (default [run] stall_timeout_s, 60)")
     p.add_argument("--sub-brokers", type=int, default=None,
                    help="broker hierarchy: root + S sub-brokers, federates spread across them (default flat)")
     add_json_option(p, "the run's summary (summary.json)")

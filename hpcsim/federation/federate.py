@@ -173,8 +173,22 @@ def recorded_failure(run_dir: Path, failed: list[tuple[str, int]] | None = None)
     if failed:
         name, code = failed[0]
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        return FederateError(f"federate {name} {how} (log: {run_dir / 'logs' / (name + '.log')})")
+        return FederateError(f"federate {name} {how}{_disk_note(run_dir)} (log: {run_dir / 'logs' / (name + '.log')})")
     return None
+
+
+FULL_DISK_BYTES = 1 << 20  # below this much free space a federate could not write its error record either
+
+
+def _disk_note(run_dir: Path) -> str:
+    """Why a federate may have died without a record: the run folder's file system is full."""
+    import shutil  # noqa: PLC0415
+
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        return ""
+    return f": No space left on device for the run folder ({free // 1024} kB free)" if free < FULL_DISK_BYTES else ""
 
 
 FEDERATE_MAP = "federate_map.json"

@@ -1,6 +1,6 @@
 """Child processes of a run: started in their own session, watched, and always torn down.
 
-Children die with the runner even if it is killed hard (``PR_SET_PDEATHSIG``), and live in their own
+Children die with the runner even if it is killed hard (``PR_SET_PDEATHSIG``, SIGKILL), and live in their own
 session so a terminal's Ctrl-C reaches only the runner, which then stops them in order.
 """
 
@@ -21,7 +21,8 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL, not SIGTERM: a stopped (frozen) child would hold a SIGTERM pending forever
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
 
@@ -75,6 +76,7 @@ class ProcessGroup:
         live = [p for p in self.procs.values() if p.poll() is None]
         for p in live:
             _signal_group(p, signal.SIGTERM)
+            _signal_group(p, signal.SIGCONT)  # a stopped child acts on the SIGTERM only once continued
         deadline = time.monotonic() + grace_s
         for p in live:
             try:

@@ -28,6 +28,7 @@ from hpcsim.errors import FederateError, StudyError, raise_terminated
 from hpcsim.federation.brokers import BrokerSpec, broker_binary, free_port_block
 from hpcsim.federation.federate import recorded_failure
 from hpcsim.federation.helics_config import Process, federate_process, runner_file, write_config
+from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S, Liveness
 from hpcsim.federation.layout import build_layout, federate_configs, run_description, write_configs
 from hpcsim.federation.processes import ProcessGroup
 from hpcsim.output.summary import DESCRIPTION, build_run_summary, write_summary
@@ -36,6 +37,7 @@ from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
+LIVENESS_PERIOD_S = 1.0  # how often the watchdog looks at the processes (psutil costs ~1 ms per process)
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
     try:
         with ProcessGroup(run_dir / "logs") as group:
             start_federation(group, run_dir, processes)
-            watch(group, names, run_dir, study.n_steps, show_progress, peak)
+            watch(group, names, run_dir, study.n_steps, show_progress, peak,
+                  stall_timeout_s=study.stall_timeout_s)
             ran_ok = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
             if not group.wait(brokers, timeout_s=10.0):
@@ -157,12 +160,21 @@ def _step_progress(p: dict) -> tuple[int, str]:
 
 
 def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show: bool, peak: dict,
-          description: str = "co-simulation", progress=_step_progress) -> None:
-    """Poll until every federate exits 0; raise the recorded cause on the first failure. Tracks the peak total
+          description: str = "co-simulation", progress=_step_progress,
+          stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
+    """Poll until every federate exits 0; raise the recorded cause on the first failure, or a
+    :class:`FederateError` when the federation stalls (:mod:`hpcsim.federation.liveness`). Tracks the peak total
     RSS in ``peak``; ``progress`` turns ``<run>/progress.json`` into (completed, text) for the bar."""
     progress_file = run_dir / "progress.json"
+    liveness = Liveness(progress_file, stall_timeout_s)
+    next_check = time.monotonic() + LIVENESS_PERIOD_S
     with Progress(description, total, show) as bar:
         while True:
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + LIVENESS_PERIOD_S
+                cause = liveness.check({n: p.pid for n, p in group.procs.items() if p.poll() is None})
+                if cause:
+                    raise FederateError(cause)
             peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
             failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
             if failed:
