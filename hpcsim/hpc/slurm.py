@@ -84,6 +84,15 @@ def check_mpi(mpi: str) -> str:
     return mpi
 
 
+def stall_timeout_s(plan: Plan) -> int:
+    """The job watchdog's stall timeout: :data:`DEFAULT_STALL_TIMEOUT_S`, or 5 × the predicted start-up and one
+    iteration where that is longer (a big study's first progress comes late)."""
+    from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S  # noqa: PLC0415
+
+    e = plan.estimate
+    return int(math.ceil(max(DEFAULT_STALL_TIMEOUT_S, 5 * (e.startup_s + e.iteration_s + e.transmission_pf_s))))
+
+
 def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", prologue_name: str = "",
                   directives: Sequence[str] = (), mem_margin: float = MEM_MARGIN, mpi: str = "pmi2",
                   template: Path = TEMPLATE) -> str:
@@ -133,6 +142,7 @@ def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", pr
         "RANKS_PER_NODE": " ".join(str(n.ranks) for n in plan.nodes), "ROOT_FEDERATES": str(root["federates"]),
         "SUB_FEDERATES": " ".join(map(str, subs)), "PORT_BASE": str(plan.ports["base"]),
         "PORT_STRIDE": str(plan.ports["stride"]), "PORT_SLOTS": str(plan.ports["slots"]),
+        "STALL_S": str(stall_timeout_s(plan)),
     }
     try:
         text = template.read_text()

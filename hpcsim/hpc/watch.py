@@ -9,6 +9,10 @@ A node whose sub-broker answered once and then fails ``--misses`` checks in a ro
 answers (the federation has not ended by itself), is lost: the watchdog records why in
 ``<run>/errors/watchdog.json`` (the node, its address, the federates placed on it) and sends SIGUSR1 to the
 job script, which stops every step and exits 3 with that cause.
+
+It also ends a job that stops progressing (``--stall-timeout``: ``progress.json`` unchanged that long while the
+brokers answer, e.g. a frozen feeder rank on any node), with the same record and signal. The job script renders
+the timeout from the plan: at least 60 s, and 5 × the predicted start-up plus one iteration.
 """
 
 from __future__ import annotations
@@ -55,13 +59,50 @@ def federates_on(plan_path: Path, node: int) -> list[str]:
     return names + [group_name(r) for r in range(n["first_rank"], n["first_rank"] + n["ranks"])]
 
 
+STALLED = -1  # what watch() returns when the federation stopped progressing
+
+
+def _progress_mark(run_dir: Path) -> tuple[int, int] | None:
+    try:
+        st = (run_dir / "progress.json").stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None
+
+
+def _record(run_dir: Path, record: dict) -> None:
+    folder = run_dir / "errors"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "watchdog.json").write_text(json.dumps(record, indent=1))
+    log.error("%s", record["message"])
+
+
 def watch(run_dir: Path, nodes: list[str], addrs: list[str], sub_port: int, root_port: int, plan_path: Path,
-          interval_s: float = INTERVAL_S, misses: int = MISSES) -> int | None:
-    """Probe until a node is lost (returns its index) or the federation ends by itself (None)."""
+          interval_s: float = INTERVAL_S, misses: int = MISSES, stall_timeout_s: float = 0.0) -> int | None:
+    """Probe until a node is lost (returns its index), the federation stops progressing (``progress.json``
+    unchanged for ``stall_timeout_s`` while every broker answers: :data:`STALLED`; 0 = not checked) or the
+    federation ends by itself (None)."""
     seen = [False] * len(nodes)
     missed = [0] * len(nodes)
     why = [""] * len(nodes)
+    mark, mark_at = _progress_mark(run_dir), time.monotonic()
     while True:
+        now_mark = _progress_mark(run_dir)
+        if now_mark != mark:
+            mark, mark_at = now_mark, time.monotonic()
+        if stall_timeout_s > 0 and time.monotonic() - mark_at >= stall_timeout_s:
+            if probe(addrs[0], root_port) is not None:
+                log.info("the root broker is gone: the federation ended by itself")
+                return None
+            try:
+                last = (run_dir / "progress.json").read_text().strip()
+            except OSError:
+                last = "none recorded yet"
+            _record(run_dir, {"federate": "watchdog", "node": nodes[0], "type": "Stalled", "federates": [],
+                              "message": f"no progress for {time.monotonic() - mark_at:.0f} s (stall timeout "
+                                         f"{stall_timeout_s:g} s; last progress: {last}) while the brokers "
+                                         f"answer: a federate is frozen or deadlocked"})
+            return STALLED
         for i, addr in enumerate(addrs):
             reason = probe(addr, sub_port)
             if reason is None:
@@ -80,12 +121,8 @@ def watch(run_dir: Path, nodes: list[str], addrs: list[str], sub_port: int, root
                        f"failed {missed[i]} checks {interval_s:g} s apart ({why[i]}) while the federation ran; "
                        f"the federates on it ({', '.join(names) or 'none placed'}) are lost (node down, or its "
                        f"processes killed)")
-            folder = run_dir / "errors"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "watchdog.json").write_text(json.dumps(
-                {"federate": f"sub{i}_broker", "node": nodes[i], "type": "NodeLost", "message": message,
-                 "federates": names}, indent=1))
-            log.error("%s", message)
+            _record(run_dir, {"federate": f"sub{i}_broker", "node": nodes[i], "type": "NodeLost",
+                              "message": message, "federates": names})
             return i
         time.sleep(interval_s)
 
@@ -98,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notify", type=int, default=None, metavar="PID", help="send SIGUSR1 here when a node is lost")
     parser.add_argument("--interval", type=float, default=INTERVAL_S, help="seconds between checks (default %(default)s)")
     parser.add_argument("--misses", type=int, default=MISSES, help="failed checks in a row that lose a node")
+    parser.add_argument("--stall-timeout", type=float, default=0.0, metavar="S",
+                        help="end the job when progress.json has not changed for S seconds (0: never)")
     args = parser.parse_args(argv)
     setup_logging(logging.INFO)
     nodes = os.environ.get(ENV_NODES, "").split()
@@ -109,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     plan = args.plan or args.run_dir.parent / "plan.json"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the job script ends it when the steps are done
-    lost = watch(args.run_dir, nodes, addrs, int(port), args.root_port, plan, args.interval, args.misses)
+    lost = watch(args.run_dir, nodes, addrs, int(port), args.root_port, plan, args.interval, args.misses,
+                 args.stall_timeout)
     if lost is None:
         return 0
     if args.notify:

@@ -7,6 +7,7 @@ planned says so."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -223,23 +224,36 @@ def failed_as_expected(slurm, job: Path, job_id: str, t_hit: float, *must: str) 
     return cause
 
 
-def test_a_feeder_rank_killed_on_node_3_ends_the_job(slurm, long_job):
-    job_id = sl.submit(long_job)
-    wait_for_step(long_job / "run", 2, job_id)
-    rank = None
+def feeder_rank_on(node: str) -> psutil.Process:
+    """The feeder rank process SLURM started on ``node``."""
     for p in psutil.process_iter(["cmdline", "environ"]):
         try:
             cmd = p.info["cmdline"] or []
             env = p.info["environ"] or {}
-            if "hpcsim.hpc.rank" in cmd and cmd[-1] == "feeders" and env.get("SLURMD_NODENAME") == "node03":
-                rank = p
+            if "hpcsim.hpc.rank" in cmd and cmd[-1] == "feeders" and env.get("SLURMD_NODENAME") == node:
+                return p
         except psutil.Error:
             continue
-    assert rank is not None
-    rank.kill()
+    raise AssertionError(f"no feeder rank on {node}")
+
+
+def test_a_feeder_rank_killed_on_node_3_ends_the_job(slurm, long_job):
+    job_id = sl.submit(long_job)
+    wait_for_step(long_job / "run", 2, job_id)
+    feeder_rank_on("node03").kill()
     t_hit = time.time()
     cause = failed_as_expected(slurm, long_job, job_id, t_hit, "feeders_002 on node03", "Killed")
     assert "died without an error of its own" in cause
+
+
+def test_a_frozen_feeder_rank_on_node_2_ends_the_job_at_the_stall_timeout(slurm, long_job, monkeypatch):
+    monkeypatch.setenv("HPCSIM_STALL_S", "8")  # the job script's override of the rendered timeout (60 s here)
+    job_id = sl.submit(long_job)
+    wait_for_step(long_job / "run", 2, job_id)
+    feeder_rank_on("node02").send_signal(signal.SIGSTOP)
+    t_hit = time.time()
+    cause = failed_as_expected(slurm, long_job, job_id, t_hit, "Stalled: no progress for", "stall timeout 8 s")
+    assert "a federate is frozen or deadlocked" in cause
 
 
 def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):

@@ -15,7 +15,7 @@ from hpcsim.hpc import slurm as sl
 from hpcsim.hpc.finish import launcher_cause, root_cause
 from hpcsim.hpc.jobdir import Site, job_files
 from hpcsim.hpc.plan import Cluster
-from hpcsim.hpc.watch import probe, watch
+from hpcsim.hpc.watch import STALLED, probe, watch
 from hpcsim.cases import CASES_DIR
 from hpcsim.study import load_study
 
@@ -138,3 +138,28 @@ def test_the_watchdog_calls_it_an_ending_when_the_root_broker_is_gone(tmp_path):
     lost = watch(tmp_path / "run", ["node01"], ["127.0.0.1"], sub.port, root_port.port, tmp_path / "plan.json",
                  interval_s=0.2, misses=2)
     assert lost is None and not (tmp_path / "run" / "errors").exists()
+
+
+def test_the_watchdog_ends_a_federation_that_stops_progressing(tmp_path):
+    root, sub = Listener(), Listener()
+    run = tmp_path / "run"
+    run.mkdir()
+    progress = run / "progress.json"
+    progress.write_text('{"step": 0}')
+
+    def advance(k: int) -> None:  # progress every 0.2 s until 0.4 s, then nothing
+        progress.write_text(f'{{"step": {k}, "iterations": 1}}')
+        if k < 3:
+            threading.Timer(0.2, advance, (k + 1,)).start()
+
+    advance(1)
+    t0 = time.monotonic()
+    stalled = watch(run, ["node01"], ["127.0.0.1"], sub.port, root.port, tmp_path / "plan.json", interval_s=0.1,
+                    stall_timeout_s=1.0)
+    elapsed = time.monotonic() - t0
+    assert stalled == STALLED and 1.3 <= elapsed < 4, elapsed  # the last progress at 0.4 s
+    record = json.loads((run / "errors" / "watchdog.json").read_text())
+    assert record["type"] == "Stalled" and '"step": 3' in record["message"]
+    assert "federate watchdog on node01 failed: Stalled: no progress for 1 s" in str(root_cause(run))
+    root.close()
+    sub.close()
