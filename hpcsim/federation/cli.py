@@ -14,23 +14,33 @@ SHOW_BUSES = 40  # boundary rows in the text summary (all of them in summary.jso
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpcsim.federation.runner import run_study  # noqa: PLC0415
+    from hpcsim.errors import StudyError  # noqa: PLC0415
+    from hpcsim.federation.runner import resume_study, run_study  # noqa: PLC0415
     from hpcsim.study import load_study  # noqa: PLC0415
 
-    study = load_study(args.study).with_overrides(
+    overrides = {k: v for k, v in dict(
         workers=args.workers, coupling=args.coupling, method=args.method, acceleration=args.acceleration,
         max_buses=args.max_buses,
         scale_mode=True if args.scale_mode else None, sub_brokers=args.sub_brokers,
         stall_timeout_s=args.stall_timeout,
         tolerance=args.tolerance, max_iterations=args.max_iterations,
-    )
+    ).items() if v is not None}
+    if args.resume is not None:
+        if args.study is not None or args.out is not None or overrides:
+            raise StudyError("--resume RUN takes no study, --out or settings: the run folder has them")
+        summary = resume_study(args.resume, show_progress=not args.quiet)
+        emit_json(summary) if args.json else print_summary(summary)
+        return 0
+    if args.study is None:
+        raise StudyError("give a study file (or --resume RUN)")
+    study = load_study(args.study).with_overrides(**overrides)
     if study.dynamics is not None:  # a dynamic frequency study (hpcsim.dynamics)
         from hpcsim.dynamics.runner import print_dynamic_summary, run_dynamic_study  # noqa: PLC0415
 
         summary = run_dynamic_study(study, args.out, show_progress=not args.quiet)
         emit_json(summary) if args.json else print_dynamic_summary(summary)
         return 0
-    summary = run_study(study, args.out, show_progress=not args.quiet)
+    summary = run_study(study, args.out, show_progress=not args.quiet, overrides=overrides)
     emit_json(summary) if args.json else print_summary(summary)
     return 0
 
@@ -82,7 +92,10 @@ def print_summary(summary: dict) -> None:
 def register(sub) -> None:
     p = sub.add_parser("run", parents=[COMMON],
                        help="run a study on this machine (real HELICS broker, ANDES and OpenDSS federates)")
-    p.add_argument("study", type=Path, help="study file (cases/*.toml)")
+    p.add_argument("study", type=Path, nargs="?", default=None, help="study file (cases/*.toml)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                   help="continue the killed QSTS run in folder RUN from its last completed step (same study, "
+                        "same settings, same folder)")
     add_out_option(p, "run folder to create (default runs/<study>-<timestamp>/)")
     p.add_argument("--workers", type=int, default=None, help="feeder-group federates (default: one per core)")
     p.add_argument("--coupling", choices=("loose", "iterative"), default=None,

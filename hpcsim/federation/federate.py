@@ -67,7 +67,8 @@ def drive_transmission(fed, role, cfg: dict) -> None:
     clock = Clock(int(cfg["max_iterations"]))
     iterative = cfg["coupling"] == "iterative"
     tol, max_it = float(cfg["tolerance"]), int(cfg["max_iterations"])
-    for step in range(len(cfg["times_s"])):
+    first = int((cfg.get("resume") or {}).get("from_step", 0))  # resumed: the steps before are written
+    for step in range(first, len(cfg["times_s"])):
         compute_s = exchange_s = 0.0
         it = 0
         t0 = time.perf_counter()

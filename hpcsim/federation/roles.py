@@ -16,8 +16,8 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
-from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, FeederEngine,
-                                 FeederResult, SharedEngine, SolvedState, WarmStarts)
+from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, ControlState,
+                                 FeederEngine, FeederResult, SharedEngine, SolvedState, WarmStarts)
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
 from hpcsim.errors import FederateError
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
@@ -76,6 +76,17 @@ class TransmissionRole:
         self.rows = StepWriter(out, "transmission", self.name)
         self.steps = StepWriter(out, "steps", self.name)
         self.progress = Path(cfg["run_dir"]) / "progress.json"
+        if cfg.get("resume"):  # carried out of the last completed step (hpcsim.federation.resume)
+            carried = cfg["resume"]["feeders"]
+            self.s_mva = np.array([complex(carried[f["name"]]["p_mw"], carried[f["name"]]["q_mvar"])
+                                   for f in self.feeders])
+            v_of = {}
+            for f in self.feeders:
+                st = carried[f["name"]]
+                v_of.setdefault(int(f["bus"]), complex(polar_to_complex(np.array([st["v_pu"]]),
+                                                                        np.array([st["angle_deg"]]))[0]))
+            self.v_published = np.array([v_of[b] for b in self.buses])
+            self.await_start = False
 
     def register(self, pubs: dict, subs: dict) -> None:
         """Take the handles of the interfaces HELICS registered from the config (declared in
@@ -216,6 +227,12 @@ class FeederGroupRole:
         self.case_v = {int(b): (float(v[0]), float(v[1])) for b, v in cfg.get("case_v", {}).items()}
         self.start_states: dict[int, SolvedState] = {}  # per bus: the model solved at its case voltage (start "solved")
         self.start_s: dict[int, float] = {}  # and how long that solve took
+        # resumed (hpcsim.federation.resume): each clone's state out of the last completed step
+        self.carried: dict[str, dict] = dict((cfg.get("resume") or {}).get("feeders", {}))
+        self.carried_v = {name: st["v_pu"] for name, st in self.carried.items()}
+        for name, st in self.carried.items():
+            self.last_s[name] = complex(st["p_mw"], st["q_mvar"])
+            self.solved.add(name)
 
     def register(self, pubs: dict, subs: dict) -> None:
         self.subs = {b: subs[voltage_key(b)] for b in self.buses}
@@ -231,7 +248,7 @@ class FeederGroupRole:
         it depends on the bus alone, not on the grouping)."""
         import helics as h  # noqa: PLC0415
 
-        if not self.case_v or not self.clones:
+        if not self.case_v or not self.clones or self.carried:
             return
         t0 = time.perf_counter()
         mult = float(self.cfg["profile"][0])
@@ -271,7 +288,16 @@ class FeederGroupRole:
             c.v_pu, c.angle_deg = volts[c.bus]
             c.load_mult = base * mult
             start, warm_s = None, 0.0
-            if self.warm is not None and c.name not in self.solved:
+            carried = self.carried.pop(c.name, None)
+            if carried is not None:  # resumed: the model solved where this clone left off, with its controls
+                t0 = time.perf_counter()
+                engine = self.engines[c.name].solver(c.name)
+                base = (self.warm or WarmStarts(engine)).state_for(engine, carried["v_pu"], carried["angle_deg"],
+                                                                   carried["load_mult"])
+                start = SolvedState(base.voltages, ControlState(tuple(carried["reg_taps"]),
+                                                                tuple(carried["cap_states"])))
+                warm_s = time.perf_counter() - t0
+            elif self.warm is not None and c.name not in self.solved:
                 # its first solve: from the model solved at its bus's case voltage (start "solved") or at its
                 # bus's first voltage received (once per bus and multiplier)
                 t0 = time.perf_counter()
@@ -282,7 +308,8 @@ class FeederGroupRole:
                 warm_s = time.perf_counter() - t0 + self.start_s.pop(c.bus, 0.0)
                 self.solved.add(c.name)
             prev = self.last_results.get(c.name)
-            fine = prev is not None and abs(c.v_pu - prev.v_source_pu) < FINE_BELOW_DV_PU
+            prev_v = prev.v_source_pu if prev is not None else self.carried_v.get(c.name)
+            fine = prev_v is not None and abs(c.v_pu - prev_v) < FINE_BELOW_DV_PU
             res = self.engines[c.name].solve(c, node_voltages=want_nodes, start=start,
                                              tolerance=FINE_TOLERANCE if fine else COARSE_TOLERANCE)
             if self.newton:

@@ -104,20 +104,74 @@ def prepare_run_dir(run_dir: Path | None, study: Study) -> Path:
 
 
 
-def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = True) -> dict:
+def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = True,
+              overrides: dict | None = None) -> dict:
     """Run a study on this machine; returns the summary (also written to ``<run_dir>/summary.json``; the
-    returned copy also names the ``run_dir``)."""
+    returned copy also names the ``run_dir``). ``overrides``: the command-line settings already applied to
+    ``study``, recorded in ``run.json`` so that ``--resume`` rebuilds the same study."""
     out = check_new_folder(Path(run_dir)) if run_dir is not None else None
     layout = build_layout(study)
-    names = layout.federate_names
-    check_sub_brokers(study.sub_brokers, len(names))
+    check_sub_brokers(study.sub_brokers, len(layout.federate_names))
     run_dir = prepare_run_dir(out, study)
     metadata.write(layout.boundary, run_dir / "boundary_map.txt")
+    desc = run_description(layout, sub_brokers=study.sub_brokers,
+                           study_source=str(study.source) if study.source else None, overrides=overrides or {})
+    write_config(run_dir / DESCRIPTION, desc)
+    return _run_federation(study, layout, run_dir, desc, show_progress)
+
+
+def resume_study(run_dir: Path, show_progress: bool = True) -> dict:
+    """Continue a killed QSTS run from its last completed step (:mod:`hpcsim.federation.resume`) in the same
+    folder; returns the summary of the whole run."""
+    from hpcsim.federation.resume import prepare  # noqa: PLC0415
+    from hpcsim.study import load_study  # noqa: PLC0415
+
+    run_dir = Path(run_dir).resolve()
+    try:
+        desc = json.loads((run_dir / DESCRIPTION).read_text())
+    except FileNotFoundError:
+        raise StudyError(f"--resume {run_dir}: not a run folder (no {DESCRIPTION})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StudyError(f"--resume {run_dir}: unreadable {DESCRIPTION}: {exc}") from None
+    if desc.get("kind") != "steady":
+        raise StudyError(f"--resume {run_dir}: only steady-state runs (snapshot, QSTS) can be resumed so far")
+    source = desc.get("study_source")
+    if not source:
+        raise StudyError(f"--resume {run_dir}: the run does not record its study file (made before --resume)")
+    copy = run_dir / "study.toml"
+    try:
+        same = Path(source).read_bytes() == copy.read_bytes()
+    except OSError as exc:
+        raise StudyError(f"--resume {run_dir}: cannot read the study {source}: {exc.strerror}") from None
+    if not same:
+        raise StudyError(f"--resume {run_dir}: {source} changed since the run (it differs from {copy})")
+    study = load_study(source).with_overrides(**desc.get("overrides", {}))
+    layout = build_layout(study)
+    k, carried = prepare(run_dir, layout.federate_names, [f.name for f in layout.feeders], study.n_steps)
+    log.info("%s: resuming at step %d of %d", run_dir, k + 1, study.n_steps)
+    return _run_federation(study, layout, run_dir, desc, show_progress, resume=(k, carried) if k else None)
+
+
+def _with_resume(configs: dict[str, dict], from_step: int, carried: dict[str, dict]) -> dict[str, dict]:
+    """Each federate's config with what it carries into step ``from_step`` (its feeders' states)."""
+    for doc in configs.values():
+        role = doc["hpcsim"]
+        role["resume"] = {"from_step": from_step,
+                          "feeders": {f["name"]: carried[f["name"]] for f in role.get("feeders", [])}}
+    return configs
+
+
+def _run_federation(study: Study, layout, run_dir: Path, desc: dict, show_progress: bool,
+                    resume: tuple[int, dict] | None = None) -> dict:
+    """Start the brokers and federates of ``layout`` in ``run_dir`` (from step ``resume[0]`` with its carried
+    state, if given), watch them to the end and write the summary."""
+    names = layout.federate_names
     run_id = f"{int(time.time() * 1000) % 10**9}"
     hierarchy = local_hierarchy(names, study.sub_brokers, run_id)
-    desc = run_description(layout, sub_brokers=study.sub_brokers)
-    write_config(run_dir / DESCRIPTION, desc)
-    write_configs(federate_configs(layout, hierarchy.broker_of), run_dir)
+    configs = federate_configs(layout, hierarchy.broker_of)
+    if resume is not None:
+        configs = _with_resume(configs, *resume)
+    write_configs(configs, run_dir)
     processes = federation_processes(hierarchy, names, "hpcsim.federation.federate")
     write_runner(run_dir, study.name, processes)
     log.info("%s: %d boundary buses, %d feeders in %d groups, %s coupling, %d step(s) -> %s",
