@@ -118,11 +118,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _requeue_s(value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--requeue-before {value!r} is not a whole number of seconds") from None
+    if not 0 <= seconds <= 65535:  # SLURM's --signal takes up to 65535 s
+        raise argparse.ArgumentTypeError(f"--requeue-before {seconds} must be from 0 to 65535 s")
+    return seconds
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from hpcsim.hpc.jobdir import Site, render_job  # noqa: PLC0415
 
     site = Site(python=args.python, prologue=args.prologue, directives=tuple(args.sbatch),
-                mem_margin=args.mem_margin, mpi=args.mpi)
+                mem_margin=args.mem_margin, mpi=args.mpi, requeue_before_s=args.requeue_before)
     plan = render_job(_study(args), _cluster(args), args.out, _cost_model(args), site, force=args.force)
     if args.json:
         emit_json({"job_dir": args.out, "script": args.out / "job.sbatch", "plan": plan.to_dict()})
@@ -136,7 +146,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from hpcsim.hpc.slurm import submit  # noqa: PLC0415
 
-    job_id = submit(args.dir)
+    job_id = submit(args.dir, resume=args.resume)
     if args.json:
         emit_json({"job_id": job_id, "job_dir": args.dir})
     else:
@@ -284,6 +294,9 @@ def register(sub) -> None:
                    help="how the feeder ranks are launched: srun --mpi=pmi2 (default) or pmix, or none = MPICH's "
                         "mpiexec inside the allocation (set HYDRA_IFACE in the prologue if node names do not "
                         "resolve to the nodes' addresses)")
+    r.add_argument("--requeue-before", type=_requeue_s, default=0, metavar="S",
+                   help="requeue the job S seconds before its wall time (and after a node failure) and resume it "
+                        "from its last completed step (default 0: never; then `jobs submit DIR --resume`)")
     r.add_argument("--python", default=sys.executable, metavar="PATH",
                    help="the job's default $HPCSIM_PYTHON (default: this Python, %(default)s)")
     r.add_argument("--force", action="store_true",
@@ -292,6 +305,9 @@ def register(sub) -> None:
     r.set_defaults(func=cmd_render)
     s = js.add_parser("submit", parents=[COMMON], help="sbatch a rendered job folder; prints the job id")
     s.add_argument("dir", type=Path, help="job folder (from `hpcsim jobs render`)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the folder's run (killed, or stopped at its wall time) from its last completed "
+                        "step instead of starting a new one")
     add_json_option(s, "{job_id, job_dir}")
     s.set_defaults(func=cmd_submit)
     st = js.add_parser("status", parents=[COMMON], help="state of a submitted job and its run folder")

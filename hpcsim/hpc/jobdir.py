@@ -61,6 +61,7 @@ class Site:
     directives: tuple[str, ...] = ()
     mem_margin: float = MEM_MARGIN
     mpi: str = "pmi2"
+    requeue_before_s: int = 0  # > 0: the job requeues itself this long before its wall time, then resumes
 
     def prologue_text(self) -> str:
         if self.prologue is None:
@@ -119,7 +120,7 @@ def job_files(study: Study, cluster: Cluster, model: CostModel = DEFAULT, site: 
     files["job.sbatch"] = render_script(plan, python=site.python, prologue=prologue,
                                         prologue_name=site.prologue.name if site.prologue else "",
                                         directives=site.directives, mem_margin=site.mem_margin,
-                                        mpi=site.mpi).encode()
+                                        mpi=site.mpi, requeue_before_s=site.requeue_before_s).encode()
     files["study.toml"] = (study.source.read_bytes() if study.source is not None
                            else f"# study {study.name!r} was not read from a file\n".encode())
     files["boundary_map.txt"] = layout.boundary.to_text().encode()

@@ -181,9 +181,13 @@ def rank_slice(rank: int, n_feeders: int, n_ranks: int) -> tuple[int, int]:
     return start, start + q + (1 if rank >= light else 0)
 
 
-def broker_ports(ports: dict, job_id: int) -> tuple[int, int]:
-    """(root port, sub-broker port) of a job: spread by job id so jobs sharing a node do not collide."""
-    root = ports["base"] + (job_id % ports["slots"]) * ports["stride"]
+RESTART_PORT_SHIFT = 997  # a requeued job's next attempt moves this many slots on: its last brokers may linger
+
+
+def broker_ports(ports: dict, job_id: int, restart: int = 0) -> tuple[int, int]:
+    """(root port, sub-broker port) of a job: spread by job id so jobs sharing a node do not collide, and by
+    ``SLURM_RESTART_COUNT`` so a requeued job does not meet its previous attempt's brokers."""
+    root = ports["base"] + ((job_id + RESTART_PORT_SHIFT * restart) % ports["slots"]) * ports["stride"]
     return root, root + 2
 
 

@@ -151,6 +151,7 @@ def _run(kind: str, args: argparse.Namespace, mpi: tuple[int, int] | None) -> in
     from hpcsim.federation.federate import run_federate  # noqa: PLC0415
     from hpcsim.federation.helics_config import write_config  # noqa: PLC0415
     from hpcsim.federation.layout import federate_document  # noqa: PLC0415
+    from hpcsim.hpc.resume import carried_for  # noqa: PLC0415
 
     plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
     configs = Path(args.configs) if args.configs else Path(args.plan).parent / "configs"
@@ -160,6 +161,9 @@ def _run(kind: str, args: argparse.Namespace, mpi: tuple[int, int] | None) -> in
     cfg = _read_json(source)
     if kind == "feeders":
         cfg = feeder_config(cfg, plan, role)
+    carried = carried_for(Path(args.run_dir), cfg)  # a resumed job: start from its last completed step
+    if carried:
+        cfg["resume"] = carried
     name = cfg.pop("name", role.name)
     if args.log_dir is not None:
         _log_to(Path(args.log_dir) / f"{name}.log")

@@ -95,11 +95,12 @@ def stall_timeout_s(plan: Plan) -> int:
 
 def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", prologue_name: str = "",
                   directives: Sequence[str] = (), mem_margin: float = MEM_MARGIN, mpi: str = "pmi2",
-                  template: Path = TEMPLATE) -> str:
+                  requeue_before_s: int = 0, template: Path = TEMPLATE) -> str:
     """The batch script of a plan (pure; deterministic text). ``python`` is the default ``$HPCSIM_PYTHON``;
     ``prologue`` (site setup: module loads, a venv, environment) runs before hpcsim; ``directives`` are extra
     ``#SBATCH`` options, after hpcsim's (sbatch lets a later option win); ``mpi`` the feeder step's launcher
-    (:data:`MPI_LAUNCHERS`)."""
+    (:data:`MPI_LAUNCHERS`); ``requeue_before_s`` > 0: the job requeues itself that long before its wall time
+    (and SLURM requeues it after a node failure), resuming from the last completed step."""
     c, s = plan.cluster, plan.study
     mem_mb, mem_note = mem_request_mb(plan, mem_margin)
     header = [
@@ -118,9 +119,16 @@ def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", pr
         mem_note,
         f"#SBATCH --mem={mem_mb}M",
         f"#SBATCH --time={c.walltime}",
-        "# a co-simulation is not restarted by SLURM (after a node failure): its run folder exists; resubmit",
-        "#SBATCH --no-requeue",
     ]
+    if requeue_before_s:
+        header += [f"# requeued {requeue_before_s} s before the wall time (USR2) or after a node failure, then "
+                   "resumed from the last completed step",
+                   "#SBATCH --requeue", f"#SBATCH --signal=B:USR2@{requeue_before_s}",
+                   "#SBATCH --open-mode=append  # slurm-<id>.out keeps every attempt"]
+    else:
+        header += ["# a co-simulation is not restarted by SLURM (after a node failure); resume it with",
+                   "# `hpcsim jobs submit DIR --resume`, or render with --requeue-before S",
+                   "#SBATCH --no-requeue"]
     if c.partition:
         header.append(f"#SBATCH --partition={c.partition}")
     if c.account:
@@ -176,14 +184,19 @@ def _call(argv: list[str], cwd: Path | None = None, env: dict | None = None) -> 
     return r
 
 
-def submit(job_dir: Path) -> str:
-    """``sbatch --parsable job.sbatch`` in the job folder; returns the job id, also written to ``job_id``."""
+def submit(job_dir: Path, resume: bool = False) -> str:
+    """``sbatch --parsable job.sbatch`` in the job folder; returns the job id, also written to ``job_id``.
+    ``resume``: continue the folder's run from its last completed step (the job script's resume mode)."""
     job_dir = job_dir.resolve()
     if not (job_dir / "job.sbatch").is_file():
         raise SubmitError(f"{job_dir}: no job.sbatch (render one with `hpcsim jobs render`)")
-    if (job_dir / "run").exists():
-        raise SubmitError(f"{job_dir / 'run'} exists: this job folder has run already; render a new one")
-    env = {**os.environ, "HPCSIM_PYTHON": os.environ.get("HPCSIM_PYTHON", sys.executable)}
+    if resume and not (job_dir / "run").is_dir():
+        raise SubmitError(f"{job_dir}: --resume: no run folder to resume (submit it without --resume)")
+    if not resume and (job_dir / "run").exists():
+        raise SubmitError(f"{job_dir / 'run'} exists: this job folder has run already; resume it "
+                          f"(hpcsim jobs submit {job_dir} --resume) or render a new one")
+    env = {**os.environ, "HPCSIM_PYTHON": os.environ.get("HPCSIM_PYTHON", sys.executable),
+           "HPCSIM_RESUME": "1" if resume else "0"}
     out = _call(["sbatch", "--parsable", "job.sbatch"], cwd=job_dir, env=env).stdout.strip()
     job_id = out.split(";", 1)[0]
     if not job_id.isdigit():

@@ -19,7 +19,7 @@ import pytest
 from hpcsim.cases import CASES_DIR, PROJECT_ROOT
 from hpcsim.federation.runner import run_study
 from hpcsim.hpc import slurm as sl
-from hpcsim.hpc.jobdir import render_job
+from hpcsim.hpc.jobdir import Site, render_job
 from hpcsim.hpc.plan import Cluster
 from hpcsim.study import load_study
 from tests.integration.helpers import write_study
@@ -254,6 +254,72 @@ def test_a_frozen_feeder_rank_on_node_2_ends_the_job_at_the_stall_timeout(slurm,
     t_hit = time.time()
     cause = failed_as_expected(slurm, long_job, job_id, t_hit, "Stalled: no progress for", "stall timeout 8 s")
     assert "a federate is frozen or deadlocked" in cause
+
+
+def test_a_cancelled_job_resubmitted_with_resume_finishes_its_run(slurm, long_job, tmp_path):
+    import numpy as np  # noqa: PLC0415
+    import pyarrow.dataset as ds  # noqa: PLC0415
+
+    run = long_job / "run"
+    job_id = sl.submit(long_job)
+    wait_for_step(run, 10, job_id)
+    subprocess.run(["scancel", job_id], check=True)  # as its wall time would (SIGTERM, then SIGKILL)
+    assert sl.wait_for(job_id, timeout_s=60, poll_s=0.5).state in ("CANCELLED", "FAILED")
+    assert gone(slurm, job_id, run) == []
+    done = len(list((run / "outputs" / "steps" / "federate=transmission").glob("part-*.parquet")))
+    assert 10 <= done < 96
+    r = hpcsim("jobs", "submit", str(long_job), "--resume")
+    assert r.returncode == 0, r.stderr
+    again = r.stdout.strip()
+    status = sl.wait_for(again, timeout_s=240, poll_s=0.5)
+    out = (long_job / f"slurm-{again}.out").read_text()
+    assert status.state == "COMPLETED", out
+    assert f"resuming {run} at step " in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["converged"] is True and len(summary["steps"]) == 96
+    ref = tmp_path / "uninterrupted"
+    run_study(load_study(long_job.parent / "qsts96.toml").with_overrides(workers=RANKS), ref, show_progress=False)
+
+    def final(folder, name, key):
+        t = ds.dataset(folder / "outputs" / name, format="parquet", partitioning="hive").to_table().to_pandas()
+        return t.sort_values("iteration").groupby(["time_s", key]).last().sort_index()
+
+    for name, key, cols in (("transmission", "bus", ["v_pu", "angle_deg", "p_mw", "q_mvar"]),
+                            ("feeders", "feeder", ["v_source_pu", "p_mw", "q_mvar"])):
+        a, b = final(ref, name, key), final(run, name, key)
+        assert list(a.index) == list(b.index), name
+        for c in cols:
+            assert np.max(np.abs(a[c].to_numpy() - b[c].to_numpy())) < 1e-8, (name, c)
+        if name == "feeders":
+            assert [list(x) for x in a.reg_taps] == [list(x) for x in b.reg_taps]
+
+
+def test_a_job_signalled_before_its_wall_time_requeues_itself_and_resumes(slurm, long_job, tmp_path):
+    job = tmp_path / "requeue"
+    render_job(load_study(long_job.parent / "qsts96.toml"), cluster_for(slurm, ranks=3), job,
+               site=Site(requeue_before_s=120))
+    script = (job / "job.sbatch").read_text()
+    assert "#SBATCH --requeue" in script and "#SBATCH --signal=B:USR2@120" in script
+    run = job / "run"
+    job_id = sl.submit(job)
+    wait_for_step(run, 5, job_id)
+    # what SLURM does 120 s before the wall time (--signal=B:USR2@120): USR2 to the batch shell alone
+    (shell,) = [p for p in psutil.process_iter(["cmdline", "environ"])
+                if (p.info["environ"] or {}).get("SLURM_JOB_ID") == job_id
+                and any(a.endswith("slurm_script") for a in p.info["cmdline"] or [])]
+    shell.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 60
+    while sl.job_state(job_id).state != "PENDING":  # requeued: SLURM holds it ~2 min (BeginTime)
+        assert time.monotonic() < deadline, sl.job_state(job_id)
+        time.sleep(0.25)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)  # skip the hold
+    status = sl.wait_for(job_id, timeout_s=300, poll_s=0.5)
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert status.state == "COMPLETED", out
+    assert "requeueing job" in out and f"resuming {run} at step " in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["converged"] is True and len(summary["steps"]) == 96
+    assert gone(slurm, job_id, run) == []
 
 
 def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):

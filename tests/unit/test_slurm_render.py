@@ -87,9 +87,12 @@ def test_the_script_computes_the_ports_the_plan_documents(rendered):
     text = (out / "job.sbatch").read_text()
     lines = [line for line in text.splitlines() if line.startswith(("ROOT_PORT=", "SUB_PORT="))]
     for job_id in (1, 1999, 2000, 123457):
-        got = subprocess.run(["bash", "-c", f"SLURM_JOB_ID={job_id}\n" + "\n".join(lines) +
-                              '\necho "$ROOT_PORT $SUB_PORT"'], capture_output=True, text=True, check=True).stdout
-        assert tuple(map(int, got.split())) == broker_ports(plan.ports, job_id)
+        for restart in (None, 0, 1, 5):
+            env = f"SLURM_JOB_ID={job_id}\n" + ("" if restart is None else f"SLURM_RESTART_COUNT={restart}\n")
+            got = subprocess.run(["bash", "-c", env + "\n".join(lines) + '\necho "$ROOT_PORT $SUB_PORT"'],
+                                 capture_output=True, text=True, check=True).stdout
+            assert tuple(map(int, got.split())) == broker_ports(plan.ports, job_id, restart or 0)
+    assert broker_ports(plan.ports, 7, 1) != broker_ports(plan.ports, 7, 0)
 
 
 def test_site_prologue_and_directives_are_in_the_script_in_order(rendered):
@@ -232,3 +235,19 @@ def test_render_refuses_a_job_folder_that_has_run(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(StudyError, match="has run"):
         render_job(load_study(STUDY), CLUSTER, tmp_path)
+
+
+def test_a_requeueing_job_asks_for_the_signal_and_keeps_every_attempt_in_its_log(tmp_path):
+    job = tmp_path / "requeue"
+    render_job(load_study(CASES_DIR / "activsg200_ieee8500_bus8.toml"), Cluster(1, 4, 16.0), job,
+               site=Site(requeue_before_s=300))
+    script = (job / "job.sbatch").read_text()
+    for line in ("#SBATCH --requeue", "#SBATCH --signal=B:USR2@300", "#SBATCH --open-mode=append"):
+        assert line in script.splitlines() or any(ln.startswith(line) for ln in script.splitlines()), line
+    assert "#SBATCH --no-requeue" not in script
+    assert "scontrol requeue \"$SLURM_JOB_ID\"" in script and "hpcsim.hpc.resume" in script
+    subprocess.run(["bash", "-n", str(job / "job.sbatch")], check=True)
+    r = subprocess.run([sys.executable, "-m", "hpcsim.cli", "jobs", "render", str(CASES_DIR / "activsg200_ieee8500_bus8.toml"),
+                        "--nodes", "1", "--cores-per-node", "4", "--mem-per-node-gb", "16", "--requeue-before",
+                        "-5", "-o", str(tmp_path / "bad")], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert r.returncode == 2 and "--requeue-before -5 must be from 0 to 65535 s" in r.stderr
