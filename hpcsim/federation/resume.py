@@ -11,14 +11,17 @@ carried out of step k − 1, read back from what was written:
   multiplier. Its first solve starts from the model solved at that voltage and multiplier with those controls
   (the node voltages themselves are not written; they only start the solve).
 
-What is not restored is what only speeds a solve up (the power-flow start, a feeder's node voltages, Newton's
-slopes, which every feeder sends again at a step's first exchange), so a resumed run gives the uninterrupted
-run's answer to the coupling tolerance (tested: every table, each step's iterations and taps equal).
+- Newton: the slope each feeder sent last (the transmission's boundary equivalents of the next step's first
+  power flow are built from it).
+
+What is not restored is what only starts a solve (the power flow's initial voltages, a feeder's node voltages),
+so a resumed run gives the uninterrupted run's tables to the solvers' tolerances (tested: every row).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -28,6 +31,7 @@ import pyarrow.parquet as pq
 from hpcsim.errors import StudyError
 from hpcsim.output.written import RECORDS, verify
 
+SLOPE_COLUMNS = ("ds_dv_p_mw_per_pu", "ds_dv_q_mvar_per_pu")
 PART_RE = re.compile(r"^part-(\d+)\.parquet$")
 TABLES = ("transmission", "feeders", "steps", "node_voltages")
 
@@ -79,13 +83,20 @@ def carried_state(run_dir: Path, step: int) -> dict[str, dict]:
     folder = run_dir / "outputs" / "feeders"
     state: dict[str, dict] = {}
     for part in sorted(folder.glob(f"federate=*/part-{step:05d}.parquet")):
-        t = pq.read_table(part, columns=["iteration", "feeder", "v_source_pu", "angle_deg", "load_mult", "p_mw",
-                                         "q_mvar", "reg_taps", "cap_states"]).to_pylist()
+        pf = pq.ParquetFile(part)
+        slopes = [c for c in SLOPE_COLUMNS if c in pf.schema_arrow.names]  # absent in runs before they existed
+        t = pf.read(columns=["iteration", "feeder", "v_source_pu", "angle_deg", "load_mult", "p_mw", "q_mvar",
+                             "reg_taps", "cap_states", *slopes]).to_pylist()
         for row in sorted(t, key=lambda r: r["iteration"]):  # the last iteration wins
-            state[row["feeder"]] = {"p_mw": row["p_mw"], "q_mvar": row["q_mvar"], "v_pu": row["v_source_pu"],
-                                    "angle_deg": row["angle_deg"], "load_mult": row["load_mult"],
-                                    "reg_taps": list(row["reg_taps"] or []),
-                                    "cap_states": list(row["cap_states"] or [])}
+            before = state.get(row["feeder"], {})
+            st = {"p_mw": row["p_mw"], "q_mvar": row["q_mvar"], "v_pu": row["v_source_pu"],
+                  "angle_deg": row["angle_deg"], "load_mult": row["load_mult"],
+                  "reg_taps": list(row["reg_taps"] or []), "cap_states": list(row["cap_states"] or []),
+                  # Newton: the slope the transmission holds is the last one sent (not every iteration sends one)
+                  "ds_dv_mva_re": before.get("ds_dv_mva_re"), "ds_dv_mva_im": before.get("ds_dv_mva_im")}
+            if len(slopes) == 2 and row[slopes[0]] is not None and not math.isnan(row[slopes[0]]):
+                st["ds_dv_mva_re"], st["ds_dv_mva_im"] = row[slopes[0]], row[slopes[1]]
+            state[row["feeder"]] = st
     return state
 
 

@@ -86,6 +86,8 @@ class TransmissionRole:
                 v_of.setdefault(int(f["bus"]), complex(polar_to_complex(np.array([st["v_pu"]]),
                                                                         np.array([st["angle_deg"]]))[0]))
             self.v_published = np.array([v_of[b] for b in self.buses])
+            self.ds_dv = np.array([complex(carried[f["name"]].get("ds_dv_mva_re") or 0.0,
+                                           carried[f["name"]].get("ds_dv_mva_im") or 0.0) for f in self.feeders])
             self.await_start = False
 
     def register(self, pubs: dict, subs: dict) -> None:
@@ -312,8 +314,9 @@ class FeederGroupRole:
             fine = prev_v is not None and abs(c.v_pu - prev_v) < FINE_BELOW_DV_PU
             res = self.engines[c.name].solve(c, node_voltages=want_nodes, start=start,
                                              tolerance=FINE_TOLERANCE if fine else COARSE_TOLERANCE)
+            sent = None
             if self.newton:
-                res = self._slope(c, res, iteration == 0)
+                res, sent = self._slope(c, res, iteration == 0)
             self.last_results[c.name] = res
             s = complex(res.p_mw, res.q_mvar)
             h.helicsPublicationPublishComplex(self.pubs[c.name], s)
@@ -326,20 +329,24 @@ class FeederGroupRole:
                           q_total_mvar=res.q_total_mvar, min_v_pu=res.min_v_pu, mean_v_pu=res.mean_v_pu,
                           max_v_pu=res.max_v_pu, solve_s=res.solve_s + res.slope_s + warm_s,
                           reg_taps=list(res.control.reg_taps),
-                          cap_states=list(res.control.cap_states))
+                          cap_states=list(res.control.cap_states),
+                          ds_dv_p_mw_per_pu=math.nan if sent is None else sent.real,
+                          ds_dv_q_mvar_per_pu=math.nan if sent is None else sent.imag)
         self.ds_pu = max(changes) if changes else 0.0
 
-    def _slope(self, c: CloneState, res: FeederResult, first: bool) -> FeederResult:
+    def _slope(self, c: CloneState, res: FeederResult, first: bool) -> tuple[FeederResult, complex | None]:
         """Newton: publish the clone's slope dS/d|V| with its controls held (:meth:`FeederEngine.power_slope`,
         one more solve on the solution just found), at the first exchange of a step and whenever its regulators
-        or capacitors moved; otherwise the transmission keeps the slope it has."""
+        or capacitors moved; otherwise the transmission keeps the slope it has. Returns the result and the slope
+        sent (None if none)."""
         import helics as h  # noqa: PLC0415
 
         if first or res.control != self.slope_control.get(c.name):
             res = self.engines[c.name].solver(c.name).with_slope(c, res)  # the engine still holds the solution
             self.slope_control[c.name] = res.control
             h.helicsPublicationPublishComplex(self.slope_pubs[c.name], complex(res.ds_dv_mva))
-        return res
+            return res, complex(res.ds_dv_mva)
+        return res, None
 
     def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:
         self.rows.flush(step)

@@ -17,7 +17,9 @@ Tables and columns (units in the names):
 - ``feeders``: one row per feeder and iteration — time_s, iteration, feeder, bus, model, load_mult,
   v_source_pu, angle_deg, p_mw, q_mvar (positive sequence, one feeder, unscaled), p_total_mw, q_total_mvar
   (sum over phases), min_v_pu, mean_v_pu, max_v_pu, solve_s, reg_taps and cap_states (the feeder's discrete
-  control state after the solve: regulator tap numbers and capacitor steps, in OpenDSS element order).
+  control state after the solve: regulator tap numbers and capacitor steps, in OpenDSS element order),
+  ds_dv_p_mw_per_pu, ds_dv_q_mvar_per_pu (Newton coupling: the slope dS/d|V| the feeder sent in this iteration,
+  controls held; NaN when it sent none).
 - ``steps``: one row per federate and time step — time_s, iterations, dv_pu and ds_pu (the federate's last:
   the transmission federate both, a feeder group ds_pu only), compute_s, exchange_s (time inside HELICS calls),
   peak_rss_mb.
@@ -30,6 +32,7 @@ sqrt(Σ ΔVm² + ΔVa²) over the boundary buses (pu, angles in rad) and ``ds_pu
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -51,6 +54,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("p_total_mw", pa.float64()), ("q_total_mvar", pa.float64()), ("min_v_pu", pa.float64()),
         ("mean_v_pu", pa.float64()), ("max_v_pu", pa.float64()), ("solve_s", pa.float64()),
         ("reg_taps", pa.list_(pa.int16())), ("cap_states", pa.list_(pa.int8())),
+        ("ds_dv_p_mw_per_pu", pa.float64()), ("ds_dv_q_mvar_per_pu", pa.float64()),
     ]),
     "steps": pa.schema([
         ("time_s", pa.float64()), ("iterations", pa.int32()), ("dv_pu", pa.float64()), ("ds_pu", pa.float64()),
@@ -84,6 +88,10 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+# Columns a writer may leave out (their value then): what only some runs have (Newton's slopes).
+OPTIONAL = {"ds_dv_p_mw_per_pu": math.nan, "ds_dv_q_mvar_per_pu": math.nan}
+
+
 class StepWriter:
     """Buffers rows of one federate for one table and writes a file per time step."""
 
@@ -98,11 +106,13 @@ class StepWriter:
 
     def add(self, **row) -> None:
         for name in self.schema.names:
-            self._rows[name].append(row[name])
+            self._rows[name].append(row[name] if name not in OPTIONAL else row.get(name, OPTIONAL[name]))
 
     def extend(self, columns: dict[str, list]) -> None:
+        n = len(next(iter(columns.values()))) if columns else 0
         for name in self.schema.names:
-            self._rows[name].extend(columns[name])
+            self._rows[name].extend(columns[name] if name not in OPTIONAL
+                                    else columns.get(name, [OPTIONAL[name]] * n))
 
     def flush(self, step: int) -> Path | None:
         """Write the buffered rows as ``part-<step>.parquet`` (atomically) and clear the buffer."""
