@@ -181,7 +181,7 @@ def node_stats(run_dir: Path, band: tuple[float, float], total_rows: int, split_
 
 def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, float] = BAND_PU
                      ) -> dict[str, dd.DataFrame]:
-    """The lazy aggregate frames of a run (nothing computed yet); ``rows``: :func:`input_rows`."""
+    """The lazy aggregate frames of a run (nothing computed yet); ``rows``: rows per input table (from the Parquet footers, :func:`hpcsim.output.written.verify`)."""
     run_dir = info.run_dir
     # (feeder, time) groups are at most the feeders table's rows; keep each result partition to ~ROWS_PER_PARTITION
     split = max(1, math.ceil(rows["feeders"] / ROWS_PER_PARTITION))
@@ -257,20 +257,6 @@ def _rows(folder: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
 
 
-def input_rows(run_dir: Path) -> dict[str, int]:
-    """Rows per output table, from the Parquet footers (no data read)."""
-    out = {}
-    for table in TABLES:
-        n = 0
-        for _, path in output_files(run_dir, table):
-            try:
-                n += pq.ParquetFile(path).metadata.num_rows
-            except (OSError, pa.ArrowInvalid):
-                continue
-        out[table] = n
-    return out
-
-
 def run_status(info: RunInfo, steps_done: int) -> str:
     """'converged', 'not converged' or 'incomplete (k of n steps)' — from summary.json and the steps written."""
     planned = info.planned_steps
@@ -291,7 +277,7 @@ def aggregate_run(run_dir: str | Path, scheduler: str = "threads", band: tuple[f
         raise OutputError(f"{info.run_dir}: {checked.line()}; nothing aggregated")
     folder = info.run_dir / "aggregate"
     folder.mkdir(exist_ok=True)
-    rows = input_rows(info.run_dir)
+    rows = {table: checked.rows.get(table, 0) for table in TABLES}  # the footers verify() read
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler, slurm_jobs=slurm_jobs) as label:
         frames = build_aggregates(info, rows, band)
         writes = []

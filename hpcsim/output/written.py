@@ -54,6 +54,7 @@ def record(out_dir: Path, table: str, federate: str, path: Path, rows: int, sha2
 class Verification:
     files: int = 0  # part files found on disk
     problems: list[str] = field(default_factory=list)  # one "<path>: <why>" per damaged, missing or stray file
+    rows: dict[str, int] = field(default_factory=dict)  # per table: rows of its readable files (from the footers)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +100,7 @@ def verify(run_dir: Path, tables: dict[str, list[str]]) -> Verification:
     out_dir = run_dir / "outputs"
     result = Verification()
     for table, columns in tables.items():
+        result.rows.setdefault(table, 0)
         folder = out_dir / table
         feds = {p.name.split("=", 1)[1]: p for p in sorted(folder.glob("federate=*")) if p.is_dir()}
         rec_dir = out_dir / RECORDS / table
@@ -110,6 +112,7 @@ def verify(run_dir: Path, tables: dict[str, list[str]]) -> Verification:
             result.files += len(on_disk)
             for name, path in on_disk.items():
                 problem, rows = _footer_problem(path, columns)
+                result.rows[table] = result.rows.get(table, 0) + rows
                 if problem is None and records is not None:
                     rec = records.get(name)
                     if rec is None:
