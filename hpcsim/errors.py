@@ -1,7 +1,7 @@
 """Exception hierarchy. The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``.
 
 Input errors (bad files, bad options) exit 2; run-time failures of a federation exit 3 (a federate died)
-or 4 (the coupling did not converge).
+or 4 (the coupling did not converge); an answer that fails its independent checks (``hpcsim check``) exits 5.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ class ConvergenceError(HpcsimError):
     """The iterative T&D coupling did not converge within the allowed iterations."""
 
     exit_code = 4
+
+
+class CheckError(HpcsimError):
+    """A converged answer fails an independent check (:mod:`hpcsim.checks`)."""
+
+    exit_code = 5
 
 
 class OutputError(HpcsimError):

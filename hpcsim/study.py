@@ -35,6 +35,9 @@ RTS_WINTER_WEEKDAY_PCT = (
 # K = ceil(PD / P_feeder) and feeder losses a bus then draws up to ~1.5 x its PD). "bus": every clone of a bus
 # is scaled so that the K clones together draw the bus's PD at 1 pu (see hpcsim.federation.layout).
 CLONE_LOADS = ("nominal", "bus")
+# What each generator holds: "setpoint" the case's VG (as MATPOWER's runpf); "solution" its bus's VM in the case's
+# published solution (cases solved with remote regulation carry VG != VM; see hpcsim.transmission)
+GEN_VOLTAGES = ("setpoint", "solution")
 
 LOAD_PROFILES: dict[str, tuple[float, ...]] = {
     "rts_winter_weekday": tuple(p / 100.0 for p in RTS_WINTER_WEEKDAY_PCT),
@@ -43,9 +46,9 @@ LOAD_PROFILES: dict[str, tuple[float, ...]] = {
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"name": str, "description": str},
-    "transmission": {"case": str},
+    "transmission": {"case": str, "gen_voltage": str},
     "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int,
-                     "clone_load": str},
+                     "clone_load": str, "residual_load": bool},
     "coupling": {"mode": str, "method": str, "acceleration": str, "start": str, "tolerance": (int, float),
                  "max_iterations": int},
     "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
@@ -69,6 +72,12 @@ class Study:
     feeder_mw: float | None = None
     max_buses: int | None = None
     clone_load: str = "nominal"  # see CLONE_LOADS
+    # keep (case load − feeders' draw at the case voltage) at each boundary bus as a constant-power load, so the
+    # bus's total load at the case voltage is the case's PD + jQD; None: yes for clone_load "bus", no otherwise
+    residual_load: bool | None = None
+    # what generators regulate to: the case's setpoint VG ("setpoint"), or their bus's voltage in the case's
+    # published solution ("solution", which reproduces it); None: "solution" with residual_load, else "setpoint"
+    gen_voltage: str | None = None
     coupling: str = "iterative"
     method: str = DEFAULT_METHOD  # see hpcsim.coupling.METHODS
     acceleration: str = "none"  # or "anderson" on the boundary voltages (hpcsim.coupling.Anderson)
@@ -99,6 +108,18 @@ class Study:
         if self.time_mode == "snapshot":
             return [self.start_s]
         return [self.start_s + k * self.step_s for k in range(self.n_steps)]
+
+    @property
+    def keeps_residual(self) -> bool:
+        """Whether each boundary bus keeps the case's load beyond the feeders' draw (``residual_load``)."""
+        return self.clone_load == "bus" if self.residual_load is None else self.residual_load
+
+    @property
+    def generator_voltage(self) -> str:
+        """``gen_voltage`` with its default resolved."""
+        if self.gen_voltage is not None:
+            return self.gen_voltage
+        return "solution" if self.keeps_residual else "setpoint"
 
     @property
     def n_steps(self) -> int:
@@ -200,6 +221,13 @@ def _validate(s: Study, where: str) -> None:
                              f"525600); split the study or take longer steps")
     if s.clone_load not in CLONE_LOADS:
         raise StudyError(f"{where}: [distribution] clone_load {s.clone_load!r} must be 'nominal' or 'bus'")
+    if s.keeps_residual and s.start != "solved" and s.dynamics is None:
+        why = "" if s.residual_load else " (the default with clone_load = 'bus')"
+        raise StudyError(f"{where}: [distribution] residual_load{why} needs [coupling] start = 'solved': the "
+                         f"residual is the case's load minus the feeders' draw solved at the case voltage; set "
+                         f"residual_load = false to start from {s.start!r}")
+    if s.gen_voltage not in (None, *GEN_VOLTAGES):
+        raise StudyError(f"{where}: [transmission] gen_voltage {s.gen_voltage!r} must be 'setpoint' or 'solution'")
     if not 0 <= s.seed < 2**63:
         raise StudyError(f"{where}: [diversity] seed {s.seed} must be a whole number from 0 to 2^63 - 1")
     if not 0 <= s.load_mult_std < 0.5:
@@ -249,6 +277,8 @@ def load_study(path: str | Path) -> Study:
         feeder_mw=float(di["feeder_mw"]) if "feeder_mw" in di else None,
         max_buses=di.get("max_buses"),
         clone_load=di.get("clone_load", "nominal"),
+        residual_load=di.get("residual_load"),
+        gen_voltage=tr.get("gen_voltage"),
         coupling=co.get("mode", "iterative"),
         method=co.get("method", DEFAULT_METHOD),
         acceleration=co.get("acceleration", "none"),

@@ -89,6 +89,28 @@ def print_summary(summary: dict) -> None:
     emit_table(table)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from hpcsim.checks import check_run  # noqa: PLC0415
+    from hpcsim.errors import CheckError, StudyError  # noqa: PLC0415
+
+    if args.sample is not None and args.sample < 1:
+        raise StudyError(f"--sample {args.sample}: give at least 1 feeder")
+    report = check_run(args.run_dir, sample=args.sample, seed=args.seed)
+    if args.json:
+        emit_json(report.as_dict())
+    else:
+        pub = ("" if report.published_worst_bus is None else
+               f"; every transmission bus within {report.published_max_dv_pu:.2g} pu of the case's published solution "
+               f"(worst bus {report.published_worst_bus})")
+        emit_line(f"{args.run_dir}: {report.feeders_checked} of {report.feeders_total} feeders re-solved alone: "
+                  f"power within {max(report.max_dp_mw, report.max_dq_mvar):.2g} MW/Mvar, "
+                  f"{len(report.controls_moved)} would move a control; the transmission alone: boundary voltages "
+                  f"within {report.transmission_max_dv_pu:.2g} pu{pub} ({report.check_s:.0f} s)")
+    if not report.ok:
+        raise CheckError(f"{args.run_dir}: " + "; ".join(report.problems))
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", parents=[COMMON],
                        help="run a study on this machine (real HELICS broker, ANDES and OpenDSS federates)")
@@ -129,3 +151,13 @@ def register(sub) -> None:
     s.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder (from hpcsim run or a SLURM job)")
     add_json_option(s, "the summary")
     s.set_defaults(func=cmd_summarize)
+
+    c = sub.add_parser("check", parents=[COMMON],
+                       help="check a converged run independently: every feeder (or --sample N) re-solved alone at "
+                            "its reported voltage, taps and capacitor steps; the transmission alone with the "
+                            "reported loads (exit 0 pass, 5 fail)")
+    c.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a converged steady-state run folder")
+    c.add_argument("--sample", type=int, default=None, metavar="N", help="check N feeders drawn at random (seeded)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the --sample draw (default %(default)s)")
+    add_json_option(c, "the check report")
+    c.set_defaults(func=cmd_check)

@@ -225,6 +225,8 @@ def role_configs(layout: Layout) -> dict[str, dict]:
         "profile": [s.profile_at(t) for t in s.times_s],
         "node_voltages": s.node_voltages,
         "start": s.start,
+        "residual_load": s.keeps_residual,
+        "gen_voltage": s.generator_voltage,
     }
     configs = {
         TRANSMISSION: {
@@ -302,7 +304,8 @@ def run_description(layout: Layout, *, workers: int | None = None, sub_brokers: 
         "max_iterations": s.max_iterations,
         "times_s": s.times_s, "scale_mode": s.scale_mode,
         "workers": len(layout.groups) if workers is None else workers, "sub_brokers": sub_brokers,
-        "engine_mode": layout.engine_mode, "clone_load": s.clone_load,
+        "engine_mode": layout.engine_mode, "clone_load": s.clone_load, "residual_load": s.keeps_residual,
+        "gen_voltage": s.generator_voltage,
         "n_feeders": layout.boundary.n_feeders, "n_buses": layout.boundary.n_buses,
         "boundary_pd_mw": layout.pd_mw, **extra,
     }

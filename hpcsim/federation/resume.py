@@ -11,6 +11,8 @@ carried out of step k − 1, read back from what was written:
   multiplier. Its first solve starts from the model solved at that voltage and multiplier with those controls
   (the node voltages themselves are not written; they only start the solve).
 
+- ``residual_load``: the static load each boundary bus carried beside its feeders (scaled by the load profile
+  from the step it was carried in).
 - Newton: the slope each feeder sent last (the transmission's boundary equivalents of the next step's first
   power flow are built from it).
 
@@ -100,9 +102,22 @@ def carried_state(run_dir: Path, step: int) -> dict[str, dict]:
     return state
 
 
+def carried_residual(run_dir: Path, step: int) -> dict[str, list[float]]:
+    """Per boundary bus (str): the static residual load (P MW, Q Mvar) the transmission carried in ``step``
+    (``residual_load``; empty for runs without the columns)."""
+    out: dict[str, list[float]] = {}
+    for part in sorted((run_dir / "outputs" / "transmission").glob(f"federate=*/part-{step:05d}.parquet")):
+        pf = pq.ParquetFile(part)
+        if "residual_p_mw" not in pf.schema_arrow.names:
+            continue
+        for row in pf.read(columns=["bus", "residual_p_mw", "residual_q_mvar"]).to_pylist():
+            out[str(row["bus"])] = [row["residual_p_mw"], row["residual_q_mvar"]]
+    return out
+
+
 def prepare(run_dir: Path, federates: list[str], feeders: list[str], n_steps: int) -> tuple[int, dict]:
     """Check the run folder, find the step to resume from, remove what comes after and return (k, the carried
-    state of step k − 1; empty when k = 0)."""
+    state of step k − 1: ``{"feeders": per feeder, "residual": per bus}``; empty when k = 0)."""
     from hpcsim.output.readers import COLUMNS  # noqa: PLC0415
 
     checked = verify(run_dir, dict(COLUMNS))
@@ -120,7 +135,17 @@ def prepare(run_dir: Path, federates: list[str], feeders: list[str], n_steps: in
     missing = sorted(set(feeders) - set(state))
     if missing:
         raise StudyError(f"{run_dir}: cannot resume: step {k - 1} has no row of feeder {missing[0]}")
-    return k, state
+    return k, {"feeders": state, "residual": carried_residual(run_dir, k - 1)}
+
+
+def resume_section(role: dict, from_step: int, carried: dict) -> dict:
+    """The ``resume`` section of one federate's config: the carried states of its own feeders, and (the
+    transmission) the boundary buses' residual loads."""
+    section = {"from_step": from_step,
+               "feeders": {f["name"]: carried["feeders"][f["name"]] for f in role.get("feeders", [])}}
+    if role.get("role") == "transmission":
+        section["residual"] = carried.get("residual", {})
+    return section
 
 
 def _is_after(problem: str, k: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsim.cases import resolve_feeder, resolve_transmission_case
+from hpcsim.cases import case_solution, resolve_feeder, resolve_transmission_case
 from hpcsim.console import to_json
 from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, ControlState,
                                  FeederEngine, FeederResult, SharedEngine, SolvedState, WarmStarts)
@@ -56,7 +56,9 @@ class TransmissionRole:
         self.name = cfg["name"]
         self.newton = cfg.get("method") == "newton"
         self.anderson = Anderson(ANDERSON_DEPTH) if cfg.get("acceleration") == "anderson" else None
-        self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"], equivalents=self.newton)
+        self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"], equivalents=self.newton,
+                                       hold_voltages=case_solution(cfg["case"])
+                                       if cfg.get("gen_voltage") == "solution" else None)
         self.buses = [int(b) for b in cfg["buses"]]
         self.clones = {int(b): int(k) for b, k in cfg["clones"].items()}
         self.feeders = cfg["feeders"]
@@ -65,6 +67,10 @@ class TransmissionRole:
         self.s_mva = np.array([complex(f["p0_mw"], f["q0_mvar"]) for f in self.feeders])
         self.ds_dv = np.zeros(len(self.feeders), dtype=complex)  # MVA per pu; none known before the first answer
         self.await_start = cfg.get("start") == "solved"  # the feeder groups send the first loads (initialize)
+        # residual_load: per bus, (case PD + jQD − the feeders' draw at the case voltage) per unit of the load
+        # profile, a constant-power load beside the feeders (set from the start solve, or carried on resume)
+        self.residual_on = bool(cfg.get("residual_load"))
+        self.residual_ref = np.zeros(len(self.buses), dtype=complex)
         self.pubs: list = []
         self.subs: list = []
         self.slope_subs: list = []
@@ -89,6 +95,13 @@ class TransmissionRole:
             self.ds_dv = np.array([complex(carried[f["name"]].get("ds_dv_mva_re") or 0.0,
                                            carried[f["name"]].get("ds_dv_mva_im") or 0.0) for f in self.feeders])
             self.await_start = False
+            if self.residual_on:
+                res = cfg["resume"].get("residual") or {}  # as carried in step from_step − 1
+                mult = float(cfg["profile"][int(cfg["resume"]["from_step"]) - 1])
+                self.residual_ref = np.array([complex(*res.get(str(b), (math.nan, math.nan))) for b in self.buses])
+                self.residual_ref /= mult
+                if not np.all(np.isfinite(self.residual_ref)):
+                    raise FederateError(f"{self.name}: the resumed run carries no residual load for some buses")
 
     def register(self, pubs: dict, subs: dict) -> None:
         """Take the handles of the interfaces HELICS registered from the config (declared in
@@ -113,17 +126,21 @@ class TransmissionRole:
         if self.await_start:
             self.s_mva = self.start_powers()
             self.await_start = False
+            if self.residual_on:
+                self.residual_ref = self.residual_from(self.bus_totals(), float(self.cfg["profile"][0]))
+        residual = self.residual_ref * mult
         s_bus = self.bus_totals()
         if self.newton and self.v_published is not None:  # the feeders answered at |v_published|
             a, b = zip_split(s_bus, self.bus_totals(self.ds_dv), np.abs(self.v_published))
-            self.net.set_boundary_equivalents(a, b)
+            self.net.set_boundary_equivalents(a + residual, b)
         else:
             a = b = None
-            self.net.set_boundary_loads(dict(zip(self.buses, s_bus.real)), dict(zip(self.buses, s_bus.imag)))
+            total = s_bus + residual
+            self.net.set_boundary_loads(dict(zip(self.buses, total.real)), dict(zip(self.buses, total.imag)))
         solve_s = self.net.solve()
         v_pu, angle_deg = self.net.boundary_voltages()
         if a is not None:
-            s_bus = carried(a, b, v_pu)  # what the buses drew in this solve (= the feeders' at convergence)
+            s_bus = carried(a, b, v_pu)  # what the feeders' part drew in this solve (= the feeders' at convergence)
         self.v = polar_to_complex(v_pu, angle_deg)
         dv_pu = math.inf if self.v_published is None else voltage_mismatch(self.v, self.v_published)
         self.v_next = self.v
@@ -136,8 +153,21 @@ class TransmissionRole:
         for i, b in enumerate(self.buses):
             self.rows.add(time_s=t, iteration=iteration, bus=b, clones=self.clones[b], v_pu=float(v_pu[i]),
                           angle_deg=float(angle_deg[i]), p_mw=float(s_bus[i].real), q_mvar=float(s_bus[i].imag),
+                          residual_p_mw=float(residual[i].real), residual_q_mvar=float(residual[i].imag),
                           solve_s=solve_s, dv_pu=dv_pu, ds_pu=ds_pu)
         return dv_pu
+
+    def residual_from(self, feeders_mva: np.ndarray, mult0: float) -> np.ndarray:
+        """Per bus, per unit of the load profile: (PD + jQD)·m0 − the feeders' start draw (solved at the case
+        voltage and multiplier m0), divided by m0 — so at the case voltage the bus draws its case load."""
+        if not mult0 > 0:
+            raise FederateError(f"{self.name}: residual_load needs a positive first load multiplier, not {mult0}")
+        case = np.array([complex(self.net.original_p_mw[b], self.net.original_q_mvar[b]) for b in self.buses])
+        ref = (case * mult0 - feeders_mva) / mult0
+        log.info("%s: residual load at %d boundary buses: %.1f MW + j%.1f Mvar (feeders at the case voltage: %.1f "
+                 "MW + j%.1f Mvar)", self.name, len(self.buses), ref.real.sum() * mult0, ref.imag.sum() * mult0,
+                 feeders_mva.real.sum(), feeders_mva.imag.sum())
+        return ref
 
     def start_powers(self) -> np.ndarray:
         """The draws the feeder groups published in initializing mode (start "solved"), one per feeder."""

@@ -31,6 +31,7 @@ from hpcsim.federation.helics_config import Process, federate_process, runner_fi
 from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S, Liveness
 from hpcsim.federation.layout import build_layout, federate_configs, run_description, write_configs
 from hpcsim.federation.processes import ProcessGroup
+from hpcsim.federation.resume import resume_section
 from hpcsim.output.summary import DESCRIPTION, build_run_summary, write_summary
 from hpcsim.rundir import check_new_folder, create_folder, create_unique_folder
 from hpcsim.study import Study
@@ -156,8 +157,7 @@ def _with_resume(configs: dict[str, dict], from_step: int, carried: dict[str, di
     """Each federate's config with what it carries into step ``from_step`` (its feeders' states)."""
     for doc in configs.values():
         role = doc["hpcsim"]
-        role["resume"] = {"from_step": from_step,
-                          "feeders": {f["name"]: carried[f["name"]] for f in role.get("feeders", [])}}
+        role["resume"] = resume_section(role, from_step, carried)
     return configs
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from hpcsim.errors import HpcsimError
+from hpcsim.federation.resume import resume_section
 
 RESUME_FILE = "resume.json"
 
@@ -29,7 +30,7 @@ def prepare_job(run: Path, plan_path: Path, configs: Path) -> dict:
     feeders = [f["name"] for f in trans["feeders"]]
     k, carried = prepare(run, federates, feeders, len(trans["times_s"]))
     (run / "configs" / "steps.tsv").unlink(missing_ok=True)  # the steps of this attempt are recorded anew
-    state = {"from_step": k, "feeders": carried}
+    state = {"from_step": k, **carried}
     (run / "configs" / RESUME_FILE).write_text(json.dumps(state))
     return state
 
@@ -42,8 +43,7 @@ def carried_for(run: Path, cfg: dict) -> dict | None:
         return None
     if not state.get("from_step"):
         return None
-    return {"from_step": state["from_step"],
-            "feeders": {f["name"]: state["feeders"][f["name"]] for f in cfg.get("feeders", [])}}
+    return resume_section(cfg, state["from_step"], state)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,12 +10,14 @@ with ``DataFrame.to_parquet`` in one ``dask.compute``. Nothing is collected into
 Aggregates (schema in docs/outputs.md):
 
 - ``boundary``: per boundary bus and time, final iteration: v_pu, angle_deg, p_mw, q_mvar (Σ weight × feeder
-  power, what the transmission model carried), clones (K), and the feeders table's own Σ p/q at the bus;
+  power, what the transmission model carried), residual_p_mw, residual_q_mvar (the static part beside the
+  feeders, ``residual_load``), clones (K), and the feeders table's own Σ p/q at the bus;
 - ``feeder_voltages``: per feeder and time: min/mean/max/std node voltage and nodes outside 0.95–1.05 pu (from
   ``node_voltages`` when written; otherwise min/mean/max of the feeders table and std/counts null);
 - ``steps``: per time step: iterations and the final mismatches ``dv_pu`` and ``ds_pu``; ``iterations``: both
   mismatches of every iteration; ``federates``: compute and exchange time each;
-- ``system``: per time step, distribution load at the boundary buses vs the case's original PD/QD there
+- ``system``: per time step, distribution load at the boundary buses (feeders: p/q_dist; static residual:
+  p/q_residual) vs the case's original PD/QD there
   (× the load-profile multiplier of the step).
 
 A run killed mid-way aggregates what it wrote: part files are complete (written atomically), ``*.tmp`` leftovers
@@ -196,7 +198,8 @@ def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, flo
 
     at_bus = grouped(feeders, ["time_s", "bus"], {"n_feeders": ("feeder", "count"), "feeders_p_mw": ("p_mw", "sum"),
                                                    "feeders_q_mvar": ("q_mvar", "sum")})
-    boundary = trans[["time_s", "bus", "clones", "iteration", "v_pu", "angle_deg", "p_mw", "q_mvar"]].merge(
+    boundary = trans[["time_s", "bus", "clones", "iteration", "v_pu", "angle_deg", "p_mw", "q_mvar",
+                      "residual_p_mw", "residual_q_mvar"]].merge(
         at_bus, on=["time_s", "bus"], how="left")
     boundary = apply(boundary, add_case_load, case_loads(info.case))
 
@@ -220,6 +223,7 @@ def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, flo
 
     system = grouped(boundary, "time_s", {
         "n_buses": ("bus", "count"), "p_dist_mw": ("p_mw", "sum"), "q_dist_mvar": ("q_mvar", "sum"),
+        "p_residual_mw": ("residual_p_mw", "sum"), "q_residual_mvar": ("residual_q_mvar", "sum"),
         "p_case_nominal_mw": ("pd_case_mw", "sum"), "q_case_nominal_mvar": ("qd_case_mvar", "sum")})
     system = apply(system, add_profile, info.load_mult_of())
     return {"boundary": boundary, "feeder_voltages": volts, "steps": per_step, "iterations": iterations,

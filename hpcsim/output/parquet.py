@@ -12,7 +12,9 @@ read a table folder directly (``federate`` becomes a column).
 Tables and columns (units in the names):
 
 - ``transmission``: one row per boundary bus and iteration — time_s, iteration, bus, clones, v_pu, angle_deg,
-  p_mw, q_mvar (total load the bus received from its feeders), solve_s, dv_pu (voltage mismatch of this solve
+  p_mw, q_mvar (total load the bus received from its feeders), residual_p_mw, residual_q_mvar (the static
+  constant-power load kept beside them with ``residual_load``: case load − feeders' draw at the case voltage;
+  0 without), solve_s, dv_pu (voltage mismatch of this solve
   against the voltages last published), ds_pu (the feeders' power mismatch of the powers this solve used).
 - ``feeders``: one row per feeder and iteration — time_s, iteration, feeder, bus, model, load_mult,
   v_source_pu, angle_deg, p_mw, q_mvar (positive sequence, one feeder, unscaled), p_total_mw, q_total_mvar
@@ -45,6 +47,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "transmission": pa.schema([
         ("time_s", pa.float64()), ("iteration", pa.int32()), ("bus", pa.int64()), ("clones", pa.int32()),
         ("v_pu", pa.float64()), ("angle_deg", pa.float64()), ("p_mw", pa.float64()), ("q_mvar", pa.float64()),
+        ("residual_p_mw", pa.float64()), ("residual_q_mvar", pa.float64()),
         ("solve_s", pa.float64()), ("dv_pu", pa.float64()), ("ds_pu", pa.float64()),
     ]),
     "feeders": pa.schema([
@@ -89,7 +92,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 # Columns a writer may leave out (their value then): what only some runs have (Newton's slopes).
-OPTIONAL = {"ds_dv_p_mw_per_pu": math.nan, "ds_dv_q_mvar_per_pu": math.nan}
+OPTIONAL = {"ds_dv_p_mw_per_pu": math.nan, "ds_dv_q_mvar_per_pu": math.nan, "residual_p_mw": 0.0, "residual_q_mvar": 0.0}
 
 
 class StepWriter:

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 LIVE_PU = 0.01  # nodes at or below this are de-energized and left out (the rule the feeders table uses)
 # columns read from each table (the rest, e.g. the feeders' control state, is not aggregated)
 COLUMNS = {
-    "transmission": ["time_s", "iteration", "bus", "clones", "v_pu", "angle_deg", "p_mw", "q_mvar", "solve_s",
-                     "dv_pu", "ds_pu"],
+    "transmission": ["time_s", "iteration", "bus", "clones", "v_pu", "angle_deg", "p_mw", "q_mvar",
+                     "residual_p_mw", "residual_q_mvar", "solve_s", "dv_pu", "ds_pu"],
     "feeders": ["time_s", "iteration", "feeder", "bus", "v_source_pu", "p_mw", "q_mvar", "min_v_pu", "mean_v_pu",
                 "max_v_pu"],
     "steps": ["time_s", "iterations", "dv_pu", "ds_pu", "compute_s", "exchange_s", "peak_rss_mb"],

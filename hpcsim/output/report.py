@@ -95,8 +95,11 @@ def boundary_section(b: pd.DataFrame, system: pd.DataFrame) -> Section:
                          f"{r.q_mvar:.2f}", _f(r.pd_case_mw, ".2f")])
     s_last = system[system["time_s"] == system["time_s"].max()].iloc[0]
     ratio = system["p_ratio"].astype("float64")
-    sec.note = (f"all {len(last)} buses: distribution load {s_last['p_dist_mw']:.1f} MW / {s_last['q_dist_mvar']:.1f} "
-                f"Mvar vs case {_f(s_last['p_case_mw'], '.1f')} MW / {_f(s_last['q_case_mvar'], '.1f')} Mvar "
+    res_p, res_q = s_last.get("p_residual_mw"), s_last.get("q_residual_mvar")
+    residual = (f" + static residual {res_p:.1f} MW / {res_q:.1f} Mvar"
+                if res_p is not None and pd.notna(res_p) and (res_p or res_q) else "")
+    sec.note = (f"all {len(last)} buses: feeders' load {s_last['p_dist_mw']:.1f} MW / {s_last['q_dist_mvar']:.1f} "
+                f"Mvar{residual} vs case {_f(s_last['p_case_mw'], '.1f')} MW / {_f(s_last['q_case_mvar'], '.1f')} Mvar "
                 f"(× load profile {_f(s_last['load_mult'], 'g')}); P ratio over the run "
                 f"{_f(ratio.min(), '.3f')} – {_f(ratio.max(), '.3f')}")
     return sec

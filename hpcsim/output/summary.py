@@ -64,7 +64,9 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
     boundary = []
     for r in _final_rows(trans, "bus").to_pylist():
         boundary.append({"bus": r["bus"], "v_pu": r["v_pu"], "angle_deg": r["angle_deg"], "p_mw": r["p_mw"],
-                         "q_mvar": r["q_mvar"], "feeders": feeder_bus_names.get(r["bus"], [])})
+                         "q_mvar": r["q_mvar"], "residual_p_mw": r.get("residual_p_mw") or 0.0,
+                         "residual_q_mvar": r.get("residual_q_mvar") or 0.0,
+                         "feeders": feeder_bus_names.get(r["bus"], [])})
     boundary.sort(key=lambda b: b["bus"])
 
     feeder_rows = []
@@ -106,7 +108,10 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
         "peak_rss_mb": float(peak_rss_mb),
         "steps": step_rows,
         "boundary": boundary,
-        "boundary_p_mw": sum(b["p_mw"] for b in boundary),
+        "boundary_p_mw": sum(b["p_mw"] for b in boundary),  # the feeders' part
+        "boundary_q_mvar": sum(b["q_mvar"] for b in boundary),
+        "residual_p_mw": sum(b["residual_p_mw"] for b in boundary),  # the static part (residual_load)
+        "residual_q_mvar": sum(b["residual_q_mvar"] for b in boundary),
         "feeders": feeder_rows,
         "timing": {
             "transmission_solve_s": t_solve,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psutil
 
+from hpcsim.checks import POWER_ATOL_MW  # noqa: F401 - the tolerance the tests use too
+
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "cases"
 BUS8_STUDY = CASES / "activsg200_ieee8500_bus8.toml"
@@ -85,48 +87,28 @@ def hpcsim(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProces
 
 def resolve_alone(feeder: dict, v_pu: float, angle_deg: float, model: str = "ieee8500", controls: bool = False):
     """An independent OpenDSS solve of one reported feeder: a fresh engine, the feeder's reported regulator taps
-    and capacitor steps, its source at the given boundary voltage; the controls frozen, or (``controls``)
-    acting from that state (then an equilibrium leaves every tap and step where it is)."""
+    and capacitor steps, its source at the given boundary voltage; the controls held, or (``controls``) acting
+    from the held solution (then an equilibrium leaves every tap and step where it is)."""
     from hpcsim.cases import FEEDERS  # noqa: PLC0415
-    from hpcsim.distribution import CloneState, ControlState, FeederEngine  # noqa: PLC0415
+    from hpcsim.checks import check_feeder  # noqa: PLC0415
+    from hpcsim.distribution import FeederEngine  # noqa: PLC0415
 
     with FeederEngine(FEEDERS[model]) as engine:
-        engine.apply_control_state(ControlState(tuple(feeder["reg_taps"]), tuple(feeder["cap_states"])))
-        if not controls:
-            engine.freeze_controls()
-        return engine.solve(CloneState("alone", feeder["bus"], feeder.get("load_mult", 1.0), v_pu, angle_deg))
+        held, acting = check_feeder(engine, feeder, v_pu, angle_deg)
+    return acting if controls else held
 
 
 def independent_checks(summary: dict, case: str = "ACTIVSg200", model: str = "ieee8500",
                        v_atol_pu: float = 1e-6) -> None:
-    """The checks every converged answer must pass, independently of the coupling that produced it:
-    - every feeder re-solved alone at its bus's reported voltage with its reported taps and capacitor steps
-      draws the reported power (within the coupling tolerance plus OpenDSS's own noise), and from that state,
-      controls acting, no tap or step moves (the controls are at an equilibrium);
-    - ANDES alone with the reported boundary loads gives the reported boundary voltages."""
-    from hpcsim.cases import resolve_transmission_case  # noqa: PLC0415
-    from hpcsim.transmission import TransmissionNetwork  # noqa: PLC0415
+    """The checks every converged answer must pass, independently of the coupling that produced it
+    (:func:`hpcsim.checks.check_answer`: every feeder compiled afresh and re-solved alone at its bus's reported
+    voltage with its reported taps and capacitor steps draws the reported power, and from there, controls
+    acting, nothing moves; ANDES alone with the reported boundary loads gives the reported voltages)."""
+    from hpcsim.checks import check_answer  # noqa: PLC0415
 
-    buses = {b["bus"]: b for b in summary["boundary"]}
-    for f in summary["feeders"]:
-        b = buses[f["bus"]]
-        alone = resolve_alone(f, b["v_pu"], b["angle_deg"], model)
-        assert abs(alone.p_mw - f["p_mw"]) <= POWER_ATOL_MW and abs(alone.q_mvar - f["q_mvar"]) <= POWER_ATOL_MW, \
-            (f["name"], alone.p_mw - f["p_mw"], alone.q_mvar - f["q_mvar"])
-        acting = resolve_alone(f, b["v_pu"], b["angle_deg"], model, controls=True)
-        assert acting.control.reg_taps == tuple(f["reg_taps"]), (f["name"], "a regulator would move")
-        assert acting.control.cap_states == tuple(f["cap_states"]), (f["name"], "a capacitor would switch")
-    net = TransmissionNetwork(resolve_transmission_case(case), sorted(buses))
-    net.set_boundary_loads({k: b["p_mw"] for k, b in buses.items()}, {k: b["q_mvar"] for k, b in buses.items()})
-    net.solve()
-    v, a = net.boundary_voltages()
-    for k, vk, ak in zip(sorted(buses), v, a):
-        assert abs(vk - buses[k]["v_pu"]) <= v_atol_pu, (k, vk - buses[k]["v_pu"])
-        assert abs(ak - buses[k]["angle_deg"]) <= 1e-3, (k, ak - buses[k]["angle_deg"])
-
-
-# the coupling tolerance (1e-6 on 100 MVA = 1e-4 MW) plus OpenDSS's own solution noise at tolerance 1e-6
-POWER_ATOL_MW = 2e-4
+    report = check_answer(summary, case, model, summary.get("gen_voltage", "setpoint"), v_atol_pu=v_atol_pu)
+    assert report.feeders_checked == len(summary["feeders"]) > 0
+    assert report.ok, report.problems
 
 
 def qsts_study(tmp_path: Path, **extra) -> Path:

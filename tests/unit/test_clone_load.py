@@ -32,3 +32,23 @@ def test_clone_load_is_validated(tmp_path):
         load_study(path)
     path.write_text('[transmission]\ncase = "ACTIVSg200"\n[distribution]\nclone_load = "bus"\n')
     assert load_study(path).clone_load == "bus"
+
+
+def test_operating_point_keys_default_with_clone_load_and_are_validated(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[transmission]\ncase = "ACTIVSg200"\n[distribution]\nclone_load = "bus"\n')
+    s = load_study(path)
+    assert s.keeps_residual and s.generator_voltage == "solution"
+    path.write_text('[transmission]\ncase = "ACTIVSg200"\n')
+    s = load_study(path)
+    assert not s.keeps_residual and s.generator_voltage == "setpoint"
+    path.write_text('[transmission]\ncase = "ACTIVSg200"\ngen_voltage = "flat"\n')
+    with pytest.raises(StudyError, match=r"gen_voltage 'flat' must be 'setpoint' or 'solution'"):
+        load_study(path)
+    path.write_text('[transmission]\ncase = "ACTIVSg200"\n[distribution]\nresidual_load = "yes"\n')
+    with pytest.raises(StudyError, match=r"residual_load"):
+        load_study(path)
+    path.write_text('[transmission]\ncase = "ACTIVSg200"\n[distribution]\nclone_load = "bus"\n'
+                    '[coupling]\nstart = "predicted"\n')
+    with pytest.raises(StudyError, match=r"needs \[coupling\] start = 'solved'"):
+        load_study(path)

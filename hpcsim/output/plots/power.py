@@ -55,8 +55,17 @@ def boundary_power_figure(b: pd.DataFrame, system: pd.DataFrame | None, study: s
     at = f"t = {time_label(t_peak)}" if len(totals) == 1 else f"the step of the largest load (t = {time_label(t_peak)})"
     _suptitle(fig, f"{study}: boundary load at {at}, {count_of(len(step), 'bus', 'buses')}, "
                    f"{count_of(int(step['clones'].sum()), 'feeder')}\n"
-                   f"feeders P {tot['p_mw']:,.1f} MW, Q {tot['q_mvar']:,.1f} Mvar; {versus}")
+                   f"feeders P {tot['p_mw']:,.1f} MW, Q {tot['q_mvar']:,.1f} Mvar{_residual(b, t_peak)}; {versus}")
     return fig
+
+
+def _residual(b: pd.DataFrame, t: float) -> str:
+    """ " + static residual P, Q" when the run kept one (``residual_load``), else ""."""
+    if "residual_p_mw" not in b:
+        return ""
+    at = b[b["time_s"] == t]
+    p, q = float(at["residual_p_mw"].sum()), float(at["residual_q_mvar"].sum())
+    return f" + static residual {p:,.1f} MW, {q:,.1f} Mvar" if p or q else ""
 
 
 def _power_scatter(ax: Axes, g: pd.DataFrame) -> None:
