@@ -166,13 +166,13 @@ def _parse_matrix(text: str, name: str, path: Path) -> np.ndarray:
     return values.reshape(len(rows), width)
 
 
-@lru_cache(maxsize=8)
 def case_solution(name_or_path: str | Path) -> dict[int, tuple[float, float]]:
     """The case's published solution: bus -> (VM pu, VA degrees)."""
     case = read_matpower(name_or_path)
     return {int(b): (float(vm), float(va)) for b, vm, va in zip(case.bus_ids, case.bus[:, 7], case.bus[:, 8])}
 
 
+@lru_cache(maxsize=8)
 def read_matpower(name_or_path: str | Path) -> MatpowerCase:
     """Read base MVA and the bus matrix of a MATPOWER case (named or by path)."""
     path = resolve_transmission_case(name_or_path)

@@ -231,6 +231,8 @@ def serve(path: str | Path, build_role, drive_of) -> int:
     fed = None
     try:
         role = build_role(cfg)
+        if hasattr(role, "prepare"):  # work that needs no federation (the start solves) before connecting
+            role.prepare()
         fed = create_federate(path)
         role.register(*attach(fed, doc))
         if hasattr(role, "initialize"):  # values it publishes now reach the others at time 0

@@ -259,6 +259,7 @@ class FeederGroupRole:
         self.case_v = {int(b): (float(v[0]), float(v[1])) for b, v in cfg.get("case_v", {}).items()}
         self.start_states: dict[int, SolvedState] = {}  # per bus: the model solved at its case voltage (start "solved")
         self.start_s: dict[int, float] = {}  # and how long that solve took
+        self.start_draw: dict[int, complex] = {}  # and what it drew (published in initializing mode)
         # resumed (hpcsim.federation.resume): each clone's state out of the last completed step
         self.carried: dict[str, dict] = dict((cfg.get("resume") or {}).get("feeders", {}))
         self.carried_v = {name: st["v_pu"] for name, st in self.carried.items()}
@@ -272,14 +273,12 @@ class FeederGroupRole:
         if self.newton:
             self.slope_pubs = {c.name: pubs[slope_key(c.name)] for c in self.clones}
 
-    def initialize(self) -> None:
-        """Start "solved" (HELICS initializing mode, before the first power flow): solve the feeder model once
-        per boundary bus at the bus's case voltage and first load multiplier, from the compiled state, and
-        publish that draw for each of the bus's clones — the transmission's first boundary loads. A solved
-        state also starts its clones' first solves if their first voltage is near (:data:`START_REUSE_BELOW_DV_PU`;
-        it depends on the bus alone, not on the grouping)."""
-        import helics as h  # noqa: PLC0415
-
+    def prepare(self) -> None:
+        """Start "solved", before the federate connects (so it overlaps the transmission's start-up): solve the
+        feeder model once per boundary bus at the bus's case voltage and first load multiplier, from the
+        compiled state; :meth:`initialize` publishes the draws. A solved state also starts its clones' first
+        solves if their first voltage is near (:data:`START_REUSE_BELOW_DV_PU`; it depends on the bus alone, not
+        on the grouping)."""
         if not self.case_v or not self.clones or self.carried:
             return
         t0 = time.perf_counter()
@@ -297,10 +296,19 @@ class FeederGroupRole:
             self.start_states[b] = engine.state()
             self.start_s[b] = time.perf_counter() - t1  # counted in the solve time of the bus's first clone
             draw[b] = complex(res.p_mw, res.q_mvar)
-        for c in self.clones:
-            h.helicsPublicationPublishComplex(self.pubs[c.name], draw[c.bus])
+        self.start_draw = draw
         log.info("%s: start solved for %d buses at their case voltages in %.1f s", self.name, len(self.buses),
                  time.perf_counter() - t0)
+
+    def initialize(self) -> None:
+        """HELICS initializing mode, before the first power flow: publish each clone's start draw (its bus's,
+        :meth:`prepare`) — the transmission's first boundary loads."""
+        import helics as h  # noqa: PLC0415
+
+        if not self.start_draw:
+            return
+        for c in self.clones:
+            h.helicsPublicationPublishComplex(self.pubs[c.name], self.start_draw[c.bus])
 
     def respond(self, step: int, iteration: int) -> None:
         """Solve every feeder at the boundary voltages received and publish its positive-sequence power (Newton:
