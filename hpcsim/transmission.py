@@ -1,7 +1,8 @@
 """Transmission side: ANDES power flow on a MATPOWER case, with boundary-bus loads set from the feeders.
 
-Loads are made constant power for co-simulation (``PQ.config.p2p = q2q = 1``, ``p2z = q2z = 0``) so the
-power the feeders report is exactly what the transmission network sees. During a power flow a load is set
+Loads are made constant power for co-simulation (``PQ.config.p2p = q2q = 1``, ``p2z = q2z = 0``, and
+``pq2z = 0``: no conversion to constant impedance at low voltage) so the power the feeders report is exactly
+what the transmission network sees. During a power flow a load is set
 through ``PQ.p0`` / ``PQ.q0`` (per unit on the system MVA base).
 
 ANDES generates code into a cache folder; hpcsim keeps it inside the Python environment
@@ -54,8 +55,12 @@ def prepare(force: bool = False) -> Path:
 def load_system(case: str | Path, setup: bool = True, constant_power: bool = True):
     """``andes.load`` with hpcsim's options; loads made constant power before set-up."""
     andes = _quiet_andes()
+    # constant power means no silent switch to constant impedance below PQ.vmin either (ANDES's pq2z, on by
+    # default; it must be off before the models are built: their limiter takes it at construction): a boundary
+    # bus carries exactly what its feeders draw, at any voltage, or the power flow fails
+    options = {"config_option": ["PQ.pq2z=0"]} if constant_power else {}
     try:
-        ss = andes.load(str(case), setup=False, **andes_options())
+        ss = andes.load(str(case), setup=False, **options, **andes_options())
     except Exception as exc:  # ANDES raises plain exceptions for unreadable files
         raise CaseError(f"ANDES cannot read case {case}: {exc}") from None
     if ss is None:
@@ -71,6 +76,16 @@ def load_system(case: str | Path, setup: bool = True, constant_power: bool = Tru
 
 
 EQUIVALENT_PREFIX = "hpcsim_eq_"  # the Shunt that carries a boundary bus's voltage-dependent part
+CONTINUATION_STEPS = 6  # halvings of the load step a failed power flow may take (down to 1/128 of the move)
+
+
+class PowerFlowError(SolverError):
+    """The transmission power flow did not converge; ``mismatch`` holds the per-bus residuals of its last
+    iterate (:meth:`TransmissionNetwork.mismatch`)."""
+
+    def __init__(self, message: str, mismatch: dict[str, np.ndarray]):
+        super().__init__(message)
+        self.mismatch = mismatch
 
 
 class TransmissionNetwork:
@@ -101,35 +116,46 @@ class TransmissionNetwork:
         self.load_s = time.perf_counter() - t0
         self.s_base_mva = float(self.ss.config.mva)
         self.boundary_buses = [int(b) for b in boundary_buses]
-        bus_ids = list(self.ss.Bus.idx.v)
-        unknown = [b for b in self.boundary_buses if b not in bus_ids]
+        bus_pos = {int(b): i for i, b in enumerate(self.ss.Bus.idx.v)}
+        unknown = [b for b in self.boundary_buses if b not in bus_pos]
         if unknown:
             raise CaseError(f"boundary bus {unknown[0]} is not a bus of {case_path}")
-        self._bus_pos = np.array([bus_ids.index(b) for b in self.boundary_buses], dtype=int)
-        pq_bus = list(self.ss.PQ.bus.v)
+        self._bus_pos = np.array([bus_pos[b] for b in self.boundary_buses], dtype=int)
         pq_idx = list(self.ss.PQ.idx.v)
-        self._pq_at: dict[int, list] = {}
-        for b in self.boundary_buses:
-            at = [pq_idx[i] for i, pb in enumerate(pq_bus) if pb == b]
-            if not at:
-                raise CaseError(f"boundary bus {b} has no load (PQ) in {case_path}")
-            self._pq_at[b] = at
-        p0 = dict(zip(pq_idx, self.ss.PQ.p0.v))
-        q0 = dict(zip(pq_idx, self.ss.PQ.q0.v))
-        boundary_pq = {i for at in self._pq_at.values() for i in at}
-        self._other_pq = [(i, p, q) for i, p, q in zip(pq_idx, self.ss.PQ.p0.v, self.ss.PQ.q0.v) if i not in boundary_pq]
-        self.original_p_mw = {b: float(pu_to_mw(sum(p0[i] for i in at), self.s_base_mva)) for b, at in self._pq_at.items()}
-        self.original_q_mvar = {b: float(pu_to_mw(sum(q0[i] for i in at), self.s_base_mva)) for b, at in self._pq_at.items()}
+        at_bus: dict[int, list[int]] = {}
+        for i, pb in enumerate(self.ss.PQ.bus.v):
+            at_bus.setdefault(int(pb), []).append(i)
+        missing = [b for b in self.boundary_buses if b not in at_bus]
+        if missing:
+            raise CaseError(f"boundary bus {missing[0]} has no load (PQ) in {case_path}")
+        p0 = np.asarray(self.ss.PQ.p0.v, dtype=float).copy()
+        q0 = np.asarray(self.ss.PQ.q0.v, dtype=float).copy()
+        # the first PQ of each boundary bus carries its load, the others are zeroed (positions into PQ)
+        self._first_pq = [pq_idx[at_bus[b][0]] for b in self.boundary_buses]
+        self._rest_pq = [pq_idx[i] for b in self.boundary_buses for i in at_bus[b][1:]]
+        boundary = {i for b in self.boundary_buses for i in at_bus[b]}
+        other = [i for i in range(len(pq_idx)) if i not in boundary]
+        self._other_pq = ([pq_idx[i] for i in other], p0[other], q0[other])
+        self.original_p_mw = {b: float(pu_to_mw(p0[at_bus[b]].sum(), self.s_base_mva)) for b in self.boundary_buses}
+        self.original_q_mvar = {b: float(pu_to_mw(q0[at_bus[b]].sum(), self.s_base_mva)) for b in self.boundary_buses}
+        n = len(self.boundary_buses)
+        # what the boundary buses carry (pu on the system base): PQ p, q and (equivalents) Shunt g, b; the
+        # target of the next solve and the last one a power flow converged with (continuation steps between)
+        self._target = np.zeros((4, n))
+        self._target[0] = [mw_to_pu(self.original_p_mw[b], self.s_base_mva) for b in self.boundary_buses]
+        self._target[1] = [mw_to_pu(self.original_q_mvar[b], self.s_base_mva) for b in self.boundary_buses]
+        self._converged_at = self._target.copy()  # the case's own loads: assumed to solve, the first step's start
+        self._shunts = [f"{EQUIVALENT_PREFIX}{b}" for b in self.boundary_buses] if equivalents else []
+        self._all_bus = list(self.ss.Bus.idx.v)
+        self._case_start = (np.asarray(self.ss.Bus.v0.v, dtype=float).copy(),
+                            np.asarray(self.ss.Bus.a0.v, dtype=float).copy())
+        self._last_solution: tuple[np.ndarray, np.ndarray] | None = None
+        self.pf_iterations: list[int] = []  # Newton iterations of each solve (continuation steps summed)
 
     def set_boundary_loads(self, p_mw: Mapping[int, float], q_mvar: Mapping[int, float]) -> None:
         """Replace each boundary bus load by the given totals (the first PQ at the bus carries it)."""
-        for b in self.boundary_buses:
-            first, *rest = self._pq_at[b]
-            self.ss.PQ.set(src="p0", idx=first, attr="v", value=float(mw_to_pu(p_mw[b], self.s_base_mva)))
-            self.ss.PQ.set(src="q0", idx=first, attr="v", value=float(mw_to_pu(q_mvar[b], self.s_base_mva)))
-            for other in rest:
-                self.ss.PQ.set(src="p0", idx=other, attr="v", value=0.0)
-                self.ss.PQ.set(src="q0", idx=other, attr="v", value=0.0)
+        self._target[0] = [mw_to_pu(p_mw[b], self.s_base_mva) for b in self.boundary_buses]
+        self._target[1] = [mw_to_pu(q_mvar[b], self.s_base_mva) for b in self.boundary_buses]
 
     def set_boundary_equivalents(self, a_mva: Sequence[complex], b_mva: Sequence[complex]) -> None:
         """Each boundary bus's load as S(V) = A + B·V² (constant power + constant impedance; MW + j Mvar, B per
@@ -137,12 +163,42 @@ class TransmissionNetwork:
         B: g = B_P / S_base consumes g·V², b = −B_Q / S_base (ANDES's b injects reactive power)."""
         if not self.equivalents:
             raise SolverError("this network was loaded without boundary equivalents")
-        for bus, b in zip(self.boundary_buses, b_mva):
-            idx = f"{EQUIVALENT_PREFIX}{bus}"
-            self.ss.Shunt.set(src="g", idx=idx, attr="v", value=float(b.real) / self.s_base_mva)
-            self.ss.Shunt.set(src="b", idx=idx, attr="v", value=-float(b.imag) / self.s_base_mva)
-        self.set_boundary_loads({bus: float(a.real) for bus, a in zip(self.boundary_buses, a_mva)},
-                                {bus: float(a.imag) for bus, a in zip(self.boundary_buses, a_mva)})
+        b = np.asarray(b_mva, dtype=complex)
+        self._target[2] = b.real / self.s_base_mva
+        self._target[3] = -b.imag / self.s_base_mva
+        a = np.asarray(a_mva, dtype=complex)
+        self._target[0] = a.real / self.s_base_mva
+        self._target[1] = a.imag / self.s_base_mva
+
+    def _apply(self, loads: np.ndarray) -> None:
+        """Write boundary loads (rows p, q, g, b in pu) into ANDES, one vectorized set per quantity."""
+        self.ss.PQ.set(src="p0", idx=self._first_pq, attr="v", value=loads[0])
+        self.ss.PQ.set(src="q0", idx=self._first_pq, attr="v", value=loads[1])
+        if self._rest_pq:
+            zeros = np.zeros(len(self._rest_pq))
+            self.ss.PQ.set(src="p0", idx=self._rest_pq, attr="v", value=zeros)
+            self.ss.PQ.set(src="q0", idx=self._rest_pq, attr="v", value=zeros)
+        if self._shunts:
+            self.ss.Shunt.set(src="g", idx=self._shunts, attr="v", value=loads[2])
+            self.ss.Shunt.set(src="b", idx=self._shunts, attr="v", value=loads[3])
+
+    def _start_from(self, v: np.ndarray, a: np.ndarray) -> None:
+        """The next power flow's initial bus voltages (ANDES initializes Bus v, a from v0, a0)."""
+        self.ss.Bus.set(src="v0", idx=self._all_bus, attr="v", value=v)
+        self.ss.Bus.set(src="a0", idx=self._all_bus, attr="v", value=a)
+
+    def _run(self, loads: np.ndarray, start: tuple[np.ndarray, np.ndarray]) -> bool:
+        self._apply(loads)
+        self._start_from(*start)
+        andes_log = logging.getLogger("andes")
+        level = andes_log.level
+        andes_log.setLevel(logging.CRITICAL)  # a failed attempt is not the end: solve() reports the outcome
+        try:
+            self.ss.PFlow.run()
+        finally:
+            andes_log.setLevel(level)
+        self._iterations += int(self.ss.PFlow.niter)
+        return bool(self.ss.PFlow.converged)
 
     def hold_generator_voltages(self, solution: Mapping[int, tuple[float, float]]) -> None:
         """Every generator (PV, Slack) holds its bus's voltage of the given solution (bus -> (VM pu, VA deg)),
@@ -164,16 +220,70 @@ class TransmissionNetwork:
         """Multiply every non-boundary load by ``mult`` (relative to the case) — the QSTS load profile."""
         for i, p0, q0 in self._other_pq:
             self.ss.PQ.set(src="p0", idx=i, attr="v", value=float(p0 * mult))
-            self.ss.PQ.set(src="q0", idx=i, attr="v", value=float(q0 * mult))
+
+    def scale_other_loads(self, mult: float) -> None:
+        """Multiply every non-boundary load by ``mult`` (relative to the case) — the QSTS load profile."""
+        idx, p0, q0 = self._other_pq
+        if idx:
+            self.ss.PQ.set(src="p0", idx=idx, attr="v", value=p0 * mult)
+            self.ss.PQ.set(src="q0", idx=idx, attr="v", value=q0 * mult)
 
     def solve(self) -> float:
-        """Run the power flow; returns its wall time in seconds."""
+        """Run the power flow with the boundary loads set; returns its wall time in seconds.
+
+        Robust by construction (:data:`CONTINUATION_STEPS`): it starts from the last converged solution (the
+        case's voltages the first time); if Newton fails from there it tries again from the case's voltages,
+        then walks the boundary loads from the last converged ones to the new ones in halving steps, each
+        started from the step before. When all of that fails it raises :class:`PowerFlowError`, with the
+        per-bus mismatch of the last attempt."""
         t0 = time.perf_counter()
-        self.ss.PFlow.run()
-        elapsed = time.perf_counter() - t0
-        if not self.ss.PFlow.converged:
-            raise SolverError("ANDES power flow did not converge with the boundary loads received")
-        return elapsed
+        self._iterations = 0
+        self._reached = 0.0
+        target = self._target.copy()
+        start = self._last_solution or self._case_start
+        ok = self._run(target, start)
+        if not ok and self._last_solution is not None:
+            ok = self._run(target, self._case_start)
+        if not ok:
+            ok = self._continuation(self._converged_at, target)
+        self.pf_iterations.append(self._iterations)
+        if not ok:
+            raise PowerFlowError("ANDES power flow did not converge with the boundary loads received "
+                                 f"({self._iterations} Newton iterations; the continuation from the last "
+                                 f"converged loads got {self._reached:.1%} of the way)", self.mismatch())
+        self._converged_at = target
+        self._last_solution = (np.asarray(self.ss.Bus.v.v, dtype=float).copy(),
+                               np.asarray(self.ss.Bus.a.v, dtype=float).copy())
+        return time.perf_counter() - t0
+
+    def _continuation(self, frm: np.ndarray, to: np.ndarray) -> bool:
+        """Boundary loads from ``frm`` (converged) to ``to`` in steps that halve on failure (at most
+        :data:`CONTINUATION_STEPS` halvings), each power flow started from the previous step's solution."""
+        lam, step = 0.0, 0.5
+        solution = self._last_solution or self._case_start
+        halvings = 0
+        while lam < 1.0:
+            self._reached = lam
+            nxt = min(1.0, lam + step)
+            if self._run(frm + nxt * (to - frm), solution):
+                lam = nxt
+                solution = (np.asarray(self.ss.Bus.v.v, dtype=float).copy(),
+                            np.asarray(self.ss.Bus.a.v, dtype=float).copy())
+                step = min(2 * step, 1.0 - lam) if lam < 1.0 else step
+            else:
+                halvings += 1
+                if halvings > CONTINUATION_STEPS:
+                    return False
+                step /= 2
+        return True
+
+    def mismatch(self) -> dict[str, np.ndarray]:
+        """Per bus, at the power flow's last iterate: id, |V| pu, angle deg, and the active and reactive power
+        balance residuals (MW, Mvar; ANDES's equations of the bus's angle and voltage variables)."""
+        return {"bus": np.asarray(self.ss.Bus.idx.v), "v_pu": np.asarray(self.ss.Bus.v.v, dtype=float).copy(),
+                "angle_deg": np.rad2deg(np.asarray(self.ss.Bus.a.v, dtype=float)),
+                "p_mismatch_mw": np.asarray(self.ss.Bus.a.e, dtype=float) * self.s_base_mva,
+                "q_mismatch_mvar": np.asarray(self.ss.Bus.v.e, dtype=float) * self.s_base_mva}
 
     def boundary_voltages(self) -> tuple[np.ndarray, np.ndarray]:
         """(magnitude pu, angle degrees) at the boundary buses, in ``boundary_buses`` order."""

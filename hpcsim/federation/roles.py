@@ -19,11 +19,11 @@ from hpcsim.console import to_json
 from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERANCE, CloneState, ControlState,
                                  FeederEngine, FeederResult, SharedEngine, SolvedState, WarmStarts)
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
-from hpcsim.errors import FederateError
+from hpcsim.errors import ConvergenceError, FederateError
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
 from hpcsim.output.parquet import StepWriter
-from hpcsim.transmission import TransmissionNetwork
+from hpcsim.transmission import PowerFlowError, TransmissionNetwork
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,10 @@ class TransmissionRole:
             a = b = None
             total = s_bus + residual
             self.net.set_boundary_loads(dict(zip(self.buses, total.real)), dict(zip(self.buses, total.imag)))
-        solve_s = self.net.solve()
+        try:
+            solve_s = self.net.solve()
+        except PowerFlowError as exc:
+            raise self._power_flow_failed(exc, step, iteration) from None
         v_pu, angle_deg = self.net.boundary_voltages()
         if a is not None:
             s_bus = carried(a, b, v_pu)  # what the feeders' part drew in this solve (= the feeders' at convergence)
@@ -156,6 +159,28 @@ class TransmissionRole:
                           residual_p_mw=float(residual[i].real), residual_q_mvar=float(residual[i].imag),
                           solve_s=solve_s, dv_pu=dv_pu, ds_pu=ds_pu)
         return dv_pu
+
+    def _power_flow_failed(self, exc: PowerFlowError, step: int, iteration: int) -> ConvergenceError:
+        """Write the per-bus mismatch of the failed power flow (``<run>/errors/pf_mismatch.csv``, worst first)
+        and return the error that ends the run (exit 4)."""
+        m = exc.mismatch
+        worst = np.hypot(m["p_mismatch_mw"], m["q_mismatch_mvar"])
+        order = np.argsort(-worst)
+        folder = Path(self.cfg["run_dir"]) / "errors"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "pf_mismatch.csv"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            f.write("bus,v_pu,angle_deg,p_mismatch_mw,q_mismatch_mvar\n")
+            for i in order:
+                f.write(f"{m['bus'][i]},{m['v_pu'][i]:.6f},{m['angle_deg'][i]:.4f},{m['p_mismatch_mw'][i]:.6g},"
+                        f"{m['q_mismatch_mvar'][i]:.6g}\n")
+        os.replace(tmp, path)
+        i = int(order[0]) if len(order) else 0
+        where = f"worst at bus {m['bus'][i]}: {m['p_mismatch_mw'][i]:.3g} MW, {m['q_mismatch_mvar'][i]:.3g} Mvar" \
+            if len(order) else "no buses"
+        return ConvergenceError(f"step {step} (t = {self.cfg['times_s'][step]:g} s) iteration {iteration}: {exc}; "
+                                f"{where}; per-bus mismatch in {path}")
 
     def residual_from(self, feeders_mva: np.ndarray, mult0: float) -> np.ndarray:
         """Per bus, per unit of the load profile: (PD + jQD)·m0 − the feeders' start draw (solved at the case

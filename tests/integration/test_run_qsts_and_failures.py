@@ -120,3 +120,29 @@ def test_missing_study_file():
     r = hpcsim("run", "cases/nope.toml")
     assert r.returncode == 2 and r.stderr.strip() == "hpcsim: error: cases/nope.toml: no such study file"
     assert sys.executable
+
+
+def test_a_power_flow_beyond_the_nose_exits_4_with_the_per_bus_mismatch(tmp_path):
+    """3,000 nominal IEEE 8500 clones on bus 8 in scale mode (one feeder solved, its power × 3,000: ~32 GW where
+    the case has 23.7 MW): no power flow exists, the damped continuation from the case's solution fails too,
+    and the run ends with one line, exit 4, naming the worst bus and the per-bus mismatch file, nothing left
+    running."""
+    bmap = tmp_path / "bus8x3000.txt"
+    names = [f"8,dcase_tbdry_8_feeder_{k}" for k in range(1, 3001)]
+    bmap.write_text("1,3000\n8\n" + "\n".join(names) + "\n")
+    study = write_study(tmp_path / "nose.toml", "activsg200_ieee8500_bus8.toml",
+                        distribution={"boundary_map": str(bmap)},
+                        coupling={"method": "newton", "start": "solved"}, run={"workers": 1, "scale_mode": True})
+    run_dir = tmp_path / "run"
+    r = hpcsim("run", str(study), "--out", str(run_dir), timeout=300)
+    assert r.returncode == 4, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("hpcsim: error:") and "power flow did not converge" in line and "worst at bus" in line
+    assert "Traceback" not in r.stderr
+    mismatch = run_dir / "errors" / "pf_mismatch.csv"
+    assert str(mismatch) in line
+    rows = mismatch.read_text().splitlines()
+    assert rows[0] == "bus,v_pu,angle_deg,p_mismatch_mw,q_mismatch_mvar" and len(rows) == 1 + 200
+    worst = rows[1].split(",")
+    assert abs(float(worst[3])) + abs(float(worst[4])) > 1.0  # MW / Mvar: far from a solution
+    assert wait_gone(run_dir) == []
