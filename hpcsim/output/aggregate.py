@@ -98,11 +98,12 @@ def merge_voltage_sources(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["time_s", "feeder"])
 
 
-def add_case_load(df: pd.DataFrame, loads: dict[int, tuple[float, float]]) -> pd.DataFrame:
-    """Original PD/QD of the case at each row's bus (NaN when unknown)."""
+def add_case_load(df: pd.DataFrame, loads: dict[int, tuple[float, float, float]]) -> pd.DataFrame:
+    """Original PD/QD and published VM of the case at each row's bus (NaN when unknown)."""
     df = df.copy()
     df["pd_case_mw"] = df["bus"].map({b: pq_[0] for b, pq_ in loads.items()}).astype("float64")
     df["qd_case_mvar"] = df["bus"].map({b: pq_[1] for b, pq_ in loads.items()}).astype("float64")
+    df["vm_case_pu"] = df["bus"].map({b: pq_[2] for b, pq_ in loads.items()}).astype("float64")
     return df.sort_values(["time_s", "bus"])
 
 

@@ -106,8 +106,9 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     )
 
 
-def case_loads(case: str | None) -> dict[int, tuple[float, float]]:
-    """Bus -> (PD MW, QD Mvar) of the original transmission case; empty (with a warning) if it cannot be read."""
+def case_loads(case: str | None) -> dict[int, tuple[float, float, float]]:
+    """Bus -> (PD MW, QD Mvar, published VM pu) of the original transmission case; empty (with a warning) if it
+    cannot be read."""
     if not case:
         log.warning("the run folder does not name its transmission case; case load columns will be null")
         return {}
@@ -115,7 +116,9 @@ def case_loads(case: str | None) -> dict[int, tuple[float, float]]:
     from hpcsim.errors import CaseError  # noqa: PLC0415
 
     try:
-        return read_matpower(case).load_of()
+        c = read_matpower(case)
+        return {int(b): (float(p), float(q), float(vm))
+                for b, p, q, vm in zip(c.bus_ids, c.pd_mw, c.qd_mvar, c.bus[:, 7])}
     except CaseError as exc:
         log.warning("case load columns will be null: %s", exc)
         return {}

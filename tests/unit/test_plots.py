@@ -35,7 +35,7 @@ def synthetic(n_buses: int = 37, steps: int = 1, k_max: int = 8, seed: int = 3, 
         frame = pd.DataFrame({"time_s": t, "bus": bus, "clones": k.astype("int32"), "iteration": 3, "v_pu": 1.02,
                               "angle_deg": -5.0, "p_mw": k * 12.0 * m, "q_mvar": k * 1.3 * m, "n_feeders": k,
                               "feeders_p_mw": k * 12.0 * m, "feeders_q_mvar": k * 1.3 * m, "pd_case_mw": pd_mw,
-                              "qd_case_mvar": pd_mw * 0.28})
+                              "qd_case_mvar": pd_mw * 0.28, "vm_case_pu": 1.02 - 0.001 * (np.arange(n_buses) % 7)})
         b.append(frame)
         sysrows.append({"time_s": t, "n_buses": n_buses, "p_dist_mw": frame["p_mw"].sum(),
                         "q_dist_mvar": frame["q_mvar"].sum(), "p_case_nominal_mw": pd_mw.sum(),
@@ -82,6 +82,7 @@ def write(tables: dict[str, pd.DataFrame], tmp_path) -> tuple:
 def figures(t: dict[str, pd.DataFrame], study: str = "synthetic", band=BAND, coupling: str = "iterative") -> dict:
     return {"voltage_envelope": plots.voltage_envelope_figure(t["feeder_voltages"], band, study),
             "boundary_power": plots.boundary_power_figure(t["boundary"], t["system"], study),
+            "boundary_voltages": plots.boundary_voltage_figure(t["boundary"], band, study),
             "convergence": plots.convergence_figure(t["steps"], t["iterations"], study, 1e-6, coupling),
             "time_breakdown": plots.time_breakdown_figure(t["federates"], study)}
 
@@ -159,7 +160,7 @@ def test_wrap_title_breaks_long_names_to_the_figure_width():
 def test_plot_run_writes_every_figure_in_the_format(tmp_path, fmt, magic):
     agg, manifest = write(synthetic(5), tmp_path)
     out = plots.plot_run(agg, manifest, fmt=fmt, dpi=60)
-    assert set(out) == {"voltage_envelope", "boundary_power", "convergence", "time_breakdown"}
+    assert set(out) == {"voltage_envelope", "boundary_power", "boundary_voltages", "convergence", "time_breakdown"}
     for name, path in out.items():
         assert path == agg / f"{name}.{fmt}" and path.read_bytes().startswith(magic)
 
@@ -274,3 +275,17 @@ def test_ten_thousand_feeders_draw_in_a_few_seconds(tmp_path):
     start = time.perf_counter()
     plots.plot_run(agg, manifest, fmt="png", dpi=80)
     assert time.perf_counter() - start < 10.0
+
+
+def test_boundary_voltages_against_the_case_name_the_worst_bus():
+    t = synthetic(40)
+    b = t["boundary"].copy()
+    b.loc[b["bus"] == b["bus"].iloc[5], "v_pu"] = 1.071  # one bus pushed 0.05+ pu off the case's VM
+    fig = plots.boundary_voltage_figure(b, BAND, "s")
+    worst = int(b["bus"].iloc[5])
+    title = fig.axes[1].get_title()
+    expected = 1.071 - float(b["vm_case_pu"].iloc[5])
+    assert f"max |V − VM| {expected:.2g} pu (bus {worst})" in title
+    assert "case's published VM" in legend_texts(fig)
+    no_case = plots.boundary_voltage_figure(b.drop(columns=["vm_case_pu"]), BAND, "s")
+    assert "unknown" in no_case.axes[1].get_title()

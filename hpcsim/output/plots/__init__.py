@@ -9,6 +9,8 @@ identical clones (same min/mean/max node voltage to ``CLONE_TOL_PU``) are one en
 - ``boundary_power``: what the feeders draw (P, Q) against the case's load (PD, QD × load profile) per bus: a
   scatter with the 1:1 line and the median ratio, bars for the largest buses; several steps add the totals and
   the P/PD ratio over time (the bus panels are then at the step of the largest load);
+- ``boundary_voltages``: histograms of the boundary buses' |V| against the case's published VM there, and of
+  V − VM per bus (how far the coupled answer moved the case's operating point);
 - ``convergence``: transmission ΔV (pu) and worst feeder |ΔS| (pu of 100 MVA) against the tolerance, per
   iteration (snapshot) or per step with the iterations per step (several steps); ∞ and missing values are marked;
 - ``time_breakdown``: compute vs exchange time per federate (stacked bars).
@@ -33,9 +35,9 @@ from hpcsim.output.plots.style import (
     pooled_envelope,
     wrap_title,
 )
-from hpcsim.output.plots.voltage import voltage_envelope_figure
+from hpcsim.output.plots.voltage import boundary_voltage_figure, voltage_envelope_figure
 
-__all__ = ["CLONE_TOL_PU", "LOWEST_GROUPS", "boundary_power_figure", "case_load_at", "clone_groups", "collapse_identical",
+__all__ = ["CLONE_TOL_PU", "LOWEST_GROUPS", "boundary_power_figure", "boundary_voltage_figure", "case_load_at", "clone_groups", "collapse_identical",
            "convergence_figure", "group_label", "plot_run", "pooled_envelope", "time_breakdown_figure",
            "voltage_envelope_figure", "wrap_title"]
 
@@ -54,6 +56,7 @@ def plot_run(agg_dir: Path, manifest: dict, fmt: str = "png", dpi: int = 110) ->
         figures["voltage_envelope"] = lambda: voltage_envelope_figure(fv, band, study)
     if b is not None and len(b):
         figures["boundary_power"] = lambda: boundary_power_figure(b, read("system"), study)
+        figures["boundary_voltages"] = lambda: boundary_voltage_figure(b, band, study)
     if s is not None and len(s):
         figures["convergence"] = lambda: convergence_figure(s, read("iterations"), study, manifest.get("tolerance"),
                                                             manifest.get("coupling"))

@@ -138,3 +138,50 @@ def _series_envelope(fv: pd.DataFrame, band: tuple[float, float], study: str) ->
         ax.legend(**OUTSIDE_RIGHT)
     _suptitle(fig, f"{study}: feeder node-voltage envelope over {len(env)} steps\n{_source_note(fv)}")
     return fig
+
+
+# --- boundary voltages against the case's operating point ---------------------------------------------------
+
+
+def boundary_voltage_figure(b: pd.DataFrame, band: tuple[float, float], study: str) -> Figure:
+    """The transmission side at the boundary, at the last step: the distribution of the boundary buses' |V|
+    against the case's published VM at the same buses, and of the difference V − VM per bus (how far the
+    coupled answer moved the case's operating point). Histograms, so 20,000 buses read like 37."""
+    last = b[b["time_s"] == b["time_s"].max()]
+    v = last["v_pu"].astype("float64")
+    vm = last["vm_case_pu"].astype("float64") if "vm_case_pu" in last else pd.Series(np.nan, index=last.index)
+    n = len(last)
+    fig = _figure(4.8)
+    ax_v, ax_d = fig.subplots(1, 2)
+    both = pd.concat([v, vm.dropna()])
+    lo, hi = min(float(both.min()), band[0]), max(float(both.max()), band[1])
+    bins = np.linspace(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo), int(np.clip(2 * math.sqrt(n), 20, 80)) + 1)
+    ax_v.hist(v, bins, histtype="stepfilled", facecolor=(MEAN_COLOR, 0.35), edgecolor=MEAN_COLOR, lw=1.2,
+              label="coupled answer")
+    if vm.notna().any():
+        ax_v.hist(vm.dropna(), bins, histtype="step", edgecolor="k", lw=1.2, ls="--", label="case's published VM")
+    _band(ax_v, band, vertical=True)
+    ax_v.set_xlabel("boundary bus voltage (pu)")
+    ax_v.set_ylabel("buses")
+    ax_v.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _ax_title(ax_v, f"all {count_of(n, 'boundary bus', 'boundary buses')}")
+    ax_v.grid(alpha=0.3)
+    if vm.notna().any():
+        d = (v - vm).dropna()
+        worst = int(last.loc[d.abs().idxmax(), "bus"]) if len(d) else None
+        ax_d.hist(d, bins=int(np.clip(2 * math.sqrt(len(d)), 20, 80)), color=(MEAN_COLOR, 0.6), edgecolor=MEAN_COLOR)
+        ax_d.axvline(0.0, color="k", lw=0.9)
+        ax_d.set_xlabel("V − published VM (pu)")
+        ax_d.set_ylabel("buses")
+        if len(d) >= 500:
+            ax_d.set_yscale("log")
+            ax_d.set_ylim(bottom=0.7)
+        _ax_title(ax_d, f"max |V − VM| {d.abs().max():.2g} pu (bus {worst}), rms {math.sqrt((d * d).mean()):.2g} pu")
+        ax_d.grid(alpha=0.3)
+    else:
+        _ax_title(ax_d, "the case's published voltages are unknown (case not readable)")
+        ax_d.set_axis_off()
+    _legend_below(fig, [ax_v], ncols=3)
+    _suptitle(fig, f"{study}: boundary voltages at t = {time_label(float(last['time_s'].iloc[0]))} against the "
+                   f"case's operating point")
+    return fig
