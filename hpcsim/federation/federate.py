@@ -229,6 +229,7 @@ def serve(path: str | Path, build_role, drive_of) -> int:
         log.error("%s", exc)
         return exc.exit_code
     fed = None
+    t0 = time.perf_counter()
     try:
         role = build_role(cfg)
         if hasattr(role, "prepare"):  # work that needs no federation (the start solves) before connecting
@@ -239,6 +240,7 @@ def serve(path: str | Path, build_role, drive_of) -> int:
             h.helicsFederateEnterInitializingMode(fed)
             role.initialize()
         h.helicsFederateEnterExecutingMode(fed)
+        role.startup_s = time.perf_counter() - t0
         if cfg["role"] == "transmission":
             write_federate_map(fed, Path(cfg["run_dir"]))
         drive_of(cfg)(fed, role, cfg)

@@ -42,12 +42,24 @@ def _out_dir(cfg: dict) -> Path:
 
 
 def _steps_row(cfg: dict, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
-               exchange_s: float, rss: float) -> dict:
+               exchange_s: float, rss: float, startup_s: float = math.nan) -> dict:
     return {"time_s": cfg["times_s"][step], "iterations": iterations, "dv_pu": dv_pu, "ds_pu": ds_pu,
-            "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss}
+            "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss, "startup_s": startup_s}
 
 
-class TransmissionRole:
+class _Startup:
+    """A role's start-up time (:func:`hpcsim.federation.federate.serve` sets ``startup_s``: from the start of
+    its federate's life to executing mode — solver load, compile, start solves, connecting), written once, in
+    the ``steps`` row of the first step it ends."""
+
+    startup_s: float = math.nan
+
+    def take_startup(self) -> float:
+        value, self.startup_s = self.startup_s, math.nan
+        return value
+
+
+class TransmissionRole(_Startup):
     """ANDES power flow; boundary loads from Σ (weight × feeder power) (and, Newton, Σ weight × slope); publishes
     boundary voltages."""
 
@@ -237,14 +249,15 @@ class TransmissionRole:
     def end_step(self, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
                  exchange_s: float, rss: float) -> None:
         self.rows.flush(step)
-        self.steps.add(**_steps_row(self.cfg, step, iterations, dv_pu, ds_pu, compute_s, exchange_s, rss))
+        self.steps.add(**_steps_row(self.cfg, step, iterations, dv_pu, ds_pu, compute_s, exchange_s, rss,
+                                    self.take_startup()))
         self.steps.flush(step)
         self.report_progress(step + 1, iterations, dv_pu, ds_pu)
         log.info("step %d/%d t=%g s: %d iterations, dV %.3g pu, dS %.3g pu", step + 1, len(self.cfg["times_s"]),
                  self.cfg["times_s"][step], iterations, dv_pu, ds_pu)
 
 
-class FeederGroupRole:
+class FeederGroupRole(_Startup):
     """A group of feeders, one OpenDSS engine each; sources set from the boundary voltages received."""
 
     def __init__(self, cfg: dict):
@@ -413,7 +426,8 @@ class FeederGroupRole:
 
     def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:
         self.rows.flush(step)
-        self.steps.add(**_steps_row(self.cfg, step, iterations, math.nan, self.ds_pu, compute_s, exchange_s, rss))
+        self.steps.add(**_steps_row(self.cfg, step, iterations, math.nan, self.ds_pu, compute_s, exchange_s, rss,
+                                    self.take_startup()))
         self.steps.flush(step)
         if self.nodes is not None:
             t = self.cfg["times_s"][step]

@@ -24,7 +24,8 @@ Tables and columns (units in the names):
   controls held; NaN when it sent none).
 - ``steps``: one row per federate and time step — time_s, iterations, dv_pu and ds_pu (the federate's last:
   the transmission federate both, a feeder group ds_pu only), compute_s, exchange_s (time inside HELICS calls),
-  peak_rss_mb.
+  peak_rss_mb, startup_s (in the federate's first row: from its start to HELICS executing mode — solver load,
+  compile, start solves, connecting; NaN in the other rows).
 
 The two coupling mismatches have one name everywhere (Parquet, aggregates, ``summary.json``): ``dv_pu`` =
 sqrt(Σ ΔVm² + ΔVa²) over the boundary buses (pu, angles in rad) and ``ds_pu`` = max over feeders of
@@ -62,6 +63,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "steps": pa.schema([
         ("time_s", pa.float64()), ("iterations", pa.int32()), ("dv_pu", pa.float64()), ("ds_pu", pa.float64()),
         ("compute_s", pa.float64()), ("exchange_s", pa.float64()), ("peak_rss_mb", pa.float64()),
+        ("startup_s", pa.float64()),
     ]),
     "node_voltages": pa.schema([
         ("time_s", pa.float64()), ("feeder", pa.string()), ("node", pa.string()), ("v_pu", pa.float32()),
@@ -92,7 +94,8 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 # Columns a writer may leave out (their value then): what only some runs have (Newton's slopes).
-OPTIONAL = {"ds_dv_p_mw_per_pu": math.nan, "ds_dv_q_mvar_per_pu": math.nan, "residual_p_mw": 0.0, "residual_q_mvar": 0.0}
+OPTIONAL = {"ds_dv_p_mw_per_pu": math.nan, "ds_dv_q_mvar_per_pu": math.nan, "residual_p_mw": 0.0, "residual_q_mvar": 0.0,
+            "startup_s": math.nan}
 
 
 class StepWriter:

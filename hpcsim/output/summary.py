@@ -7,6 +7,7 @@ draws (positive sequence), not scaled; a bus's p/q is the total it received. Ang
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -92,8 +93,11 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
     if steps.num_rows:
         for fed in sorted(set(steps["federate"].to_pylist())):
             sel = steps.filter(pc.equal(steps["federate"], fed))
+            start = [x for x in (sel["startup_s"].to_pylist() if "startup_s" in sel.column_names else [])
+                     if x is not None and not math.isnan(x)]
             per_fed[fed] = {"compute_s": total(sel, "compute_s"), "exchange_s": total(sel, "exchange_s"),
-                            "peak_rss_mb": float(pc.max(sel["peak_rss_mb"]).as_py())}
+                            "peak_rss_mb": float(pc.max(sel["peak_rss_mb"]).as_py()),
+                            "startup_s": start[0] if start else None}
     d_exchange = [v["exchange_s"] for k, v in per_fed.items() if k != TRANSMISSION]
     # Transmission solve time counts each PF once per iteration (every bus row of an iteration repeats it).
     t_solve = 0.0
@@ -115,6 +119,9 @@ def build_summary(run_dir: str | Path, *, study: str, coupling: str, converged: 
         "feeders": feeder_rows,
         "timing": {
             "transmission_solve_s": t_solve,
+            # the transmission federate's compute beyond its power flows: setting loads, publishing 1 voltage per
+            # boundary bus and reading 1 power (Newton: and a slope) per feeder, writing rows
+            "transmission_io_s": max(per_fed.get(TRANSMISSION, {}).get("compute_s", 0.0) - t_solve, 0.0),
             "feeder_solve_s": total(feeders, "solve_s"),
             # coupling cost on the critical path: the busiest feeder group's time inside HELICS calls
             "exchange_s": min(d_exchange) if d_exchange else total(t_rows, "exchange_s"),
