@@ -74,7 +74,9 @@ def test_a_qsts_killed_at_step_16_and_resumed_equals_the_uninterrupted_run(day, 
         assert a[keys].equals(b[keys]), name
         for c in cols:
             # a slope is a difference of two solves 1e-3 pu apart: it carries 1e3 x the solves' last digits
-            atol = 1e-5 if c.startswith("ds_dv") else 1e-7
+            # (each power flow now starts from the last converged solution, which a resumed run does not carry:
+            # its first power flow starts from the case's voltages and stops at ANDES's tolerance elsewhere)
+            atol = 1e-5 if c.startswith("ds_dv") else 1e-6
             assert np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=0, atol=atol, equal_nan=True), (name, c)
     sa = table(whole, "steps").sort_values(["federate", "time_s"])
     sb = table(run, "steps").sort_values(["federate", "time_s"])
