@@ -151,6 +151,8 @@ class TransmissionNetwork:
                             np.asarray(self.ss.Bus.a0.v, dtype=float).copy())
         self._last_solution: tuple[np.ndarray, np.ndarray] | None = None
         self.pf_iterations: list[int] = []  # Newton iterations of each solve (continuation steps summed)
+        self._iterations = 0  # of the solve under way
+        self._reached = 0.0  # how far its continuation got
 
     def set_boundary_loads(self, p_mw: Mapping[int, float], q_mvar: Mapping[int, float]) -> None:
         """Replace each boundary bus load by the given totals (the first PQ at the bus carries it)."""
@@ -252,9 +254,12 @@ class TransmissionNetwork:
                                  f"({self._iterations} Newton iterations; the continuation from the last "
                                  f"converged loads got {self._reached:.1%} of the way)", self.mismatch())
         self._converged_at = target
-        self._last_solution = (np.asarray(self.ss.Bus.v.v, dtype=float).copy(),
-                               np.asarray(self.ss.Bus.a.v, dtype=float).copy())
+        self._last_solution = self._solution()
         return time.perf_counter() - t0
+
+    def _solution(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bus voltages (|V| pu, angle rad) the last power flow ended at (copies)."""
+        return (np.asarray(self.ss.Bus.v.v, dtype=float).copy(), np.asarray(self.ss.Bus.a.v, dtype=float).copy())
 
     def _continuation(self, frm: np.ndarray, to: np.ndarray) -> bool:
         """Boundary loads from ``frm`` (converged) to ``to`` in steps that halve on failure (at most
@@ -267,8 +272,7 @@ class TransmissionNetwork:
             nxt = min(1.0, lam + step)
             if self._run(frm + nxt * (to - frm), solution):
                 lam = nxt
-                solution = (np.asarray(self.ss.Bus.v.v, dtype=float).copy(),
-                            np.asarray(self.ss.Bus.a.v, dtype=float).copy())
+                solution = self._solution()
                 step = min(2 * step, 1.0 - lam) if lam < 1.0 else step
             else:
                 halvings += 1
