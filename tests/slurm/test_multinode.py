@@ -289,7 +289,9 @@ def test_a_cancelled_job_resubmitted_with_resume_finishes_its_run(slurm, long_jo
         a, b = final(ref, name, key), final(run, name, key)
         assert list(a.index) == list(b.index), name
         for c in cols:
-            assert np.max(np.abs(a[c].to_numpy() - b[c].to_numpy())) < 1e-8, (name, c)
+            # each power flow starts from the last converged solution, which a resumed run does not carry: its
+            # first power flow starts from the case's voltages and stops at ANDES's tolerance elsewhere
+            assert np.max(np.abs(a[c].to_numpy() - b[c].to_numpy())) < 1e-6, (name, c)
         if name == "feeders":
             assert [list(x) for x in a.reg_taps] == [list(x) for x in b.reg_taps]
 
