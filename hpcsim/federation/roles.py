@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # ACTIVSg2000: its first exchange 38 s faster, but its regulators settled elsewhere in their bands and the
 # second exchange took 150 s longer.)
 START_REUSE_BELOW_DV_PU = 0.005
+START_LOG_EVERY_S = 60.0  # progress of the start solves in the group's log, this often
 
 
 def _out_dir(cfg: dict) -> Path:
@@ -326,7 +327,13 @@ class FeederGroupRole(_Startup):
         first_clone = {}
         for c in self.clones:
             first_clone.setdefault(c.bus, c.name)
-        for b in self.buses:
+        shown = t0
+        for i, b in enumerate(self.buses):
+            if time.perf_counter() - shown >= START_LOG_EVERY_S:  # a 70k start runs for half an hour: say so
+                shown = time.perf_counter()
+                rate = i / (shown - t0)
+                log.info("%s: start solves %d/%d buses (%.1f/s, ≈ %.0f s left)", self.name, i, len(self.buses),
+                         rate, (len(self.buses) - i) / rate)
             v_pu, angle_deg = self.case_v[b]
             engine = self.engines[first_clone[b]].solver(first_clone[b])
             t1 = time.perf_counter()

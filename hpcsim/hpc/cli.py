@@ -81,11 +81,20 @@ def _cost_model(args: argparse.Namespace):
 
 def print_prediction(plan, model) -> None:
     """The performance model's prediction for a plan: time per iteration, per step, memory per node."""
+    from hpcsim.hpc.plan import buses_per_rank  # noqa: PLC0415
+
     s, e = plan.study, plan.estimate
     f, _ = model.feeder(s.model)
     solve = model.solve_s(s.model, plan.engine_mode) - f.overhead_s
     cold = model.solve_s(s.model, plan.engine_mode, first=True) - f.overhead_s
-    first = e.feeders_per_rank * max(0.0, cold - solve)
+    buses = buses_per_rank(s.n_buses, plan.ranks, e.feeders_per_rank)
+    first = model.first_extra_s(s.model, plan.engine_mode, s.start, e.feeders_per_rank, buses)
+    if s.start == "solved":
+        first_row = ("start solves", f"{first:.3g} s",
+                     f"{buses} boundary bus(es) on the busiest rank × {f.start_solve_s * 1e3:.3g} ms, before "
+                     f"connecting; the clones then start warm")
+    else:
+        first_row = ("first iteration, extra", f"{first:.3g} s", f"cold first solves ({cold * 1e3:.3g} ms each)")
     mems = [n.mem_mb for n in plan.nodes]
     table = Table(f"prediction (cost model: {model.source})", ["quantity", "predicted", "from"],
                   align=["l", "r", "l"])
@@ -93,9 +102,10 @@ def print_prediction(plan, model) -> None:
         ("coupling iteration", f"{e.iteration_s:.3g} s",
          f"{e.feeders_per_rank} clones × ({solve * 1e3:.3g} ms solve + {f.overhead_s * 1e3:.3g} ms overhead) "
          f"+ PF {e.transmission_pf_s * 1e3:.3g} ms + exchange {e.exchange_s * 1e3:.3g} ms ({s.n_feeders} values)"),
-        ("first iteration, extra", f"{first:.3g} s", f"cold first solves ({cold * 1e3:.3g} ms each)"),
+        first_row,
         ("time step", f"{e.step_s:.3g} s", f"{e.iterations} iterations ({s.coupling}) + one PF"),
-        ("start-up", f"{e.startup_s:.3g} s", "case load / compile, federation start, cold first solves"),
+        ("start-up", f"{e.startup_s:.3g} s", "case load / compile, federation start, "
+                                              + ("start solves" if s.start == "solved" else "cold first solves")),
         ("run", f"{e.total_s:.4g} s", f"{e.steps} step(s)"),
         ("memory, node 0", _mb(mems[0]), "transmission federate, root + sub-broker, ranks"),
         ("memory, other nodes", _mb(max(mems[1:], default=0.0)), f"largest; {plan.engine_mode} OpenDSS engines"),

@@ -10,9 +10,10 @@ A coupling iteration of a plan costs (see :mod:`hpcsim.hpc.plan`)::
 
     t_it = k_max · (t_solve + t_overhead) + t_pf(buses) + t_lat + n_values · t_value
 
-with k_max the busiest rank's clones; the first iteration of a run uses the cold first solve instead of
-t_solve. Memory of a feeder rank: separate engines ``m_base + k · m_engine``; a shared engine
-``m_base + m_engine + k · m_clone``.
+with k_max the busiest rank's clones. Before the first iteration, a run that starts "solved" (the default) does
+one start solve per boundary bus on each rank (``b_max · t_start``, part of the start-up); one that does not pays
+a cold first solve instead of t_solve for each clone of its first iteration. Memory of a feeder rank: separate
+engines ``m_base + k · m_engine``; a shared engine ``m_base + m_engine + k · m_clone``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class FeederCost:
     shared_solve_s: float  # a re-solve on a shared engine (state swapped in: Y rebuilt when taps differ)
     shared_first_solve_s: float  # a clone's first solve on a shared engine (from the compiled state)
     overhead_s: float = 0.0  # per clone and iteration outside OpenDSS: HELICS reads/writes, Parquet rows
+    # start "solved": one solve per boundary bus a rank holds, from the compiled state at the bus's case voltage
+    # and load (controls settle far from the model's own operating point), before the federate connects; the
+    # bus's clones then start warm from it
+    start_solve_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,14 @@ class CostModel:
             solve = f.first_solve_s if first else f.solve_s
         return solve + f.overhead_s
 
+    def first_extra_s(self, model: str, engine_mode: str, start: str, clones: int, buses: int) -> float:
+        """What a rank of ``clones`` clones on ``buses`` boundary buses spends before its first warm iteration:
+        start "solved", one start solve per bus (before connecting; the clones then start warm); otherwise every
+        clone's first solve is a cold one."""
+        if start == "solved":
+            return buses * self.feeder(model)[0].start_solve_s
+        return clones * max(0.0, self.solve_s(model, engine_mode, first=True) - self.solve_s(model, engine_mode))
+
     def iteration_s(self, feeder_model: str, engine_mode: str, clones_per_rank: int, n_values: int,
                     case_buses: int) -> float:
         """One coupling iteration: the busiest rank's re-solves, the power flow and the HELICS exchange."""
@@ -189,19 +202,25 @@ def load_model(path: str | Path) -> CostModel:
 
 DEFAULT = CostModel(
     feeders={
+        # start solve 0.22 s per bus: ACTIVSg2000 + 6,580 feeders (2026-12-02), 916 start solves in 102 s on 2
+        # workers (not refitted by the suite: its studies' start-ups are mostly imports and compiles).
         # fitted by the full `hpcsim bench` (benchmarks/results/2026-11-21/): one engine 32.7 MB; cold first solve
         # 90 ms, warm re-solve 16.8 ms (+1.75 ms per clone and iteration outside OpenDSS); shared engine: 138 kB
         # per clone (16 bytes x 8,531 nodes + taps), first solve 118 ms, re-solve 25.9 ms (state swapped in, the Y
         # matrix rebuilt when taps differ); compile 0.1–0.36 s (measured separately)
         "ieee8500": FeederCost(rss_mb=32.7, compile_s=0.2, first_solve_s=0.090, solve_s=0.0168,
                                shared_clone_mb=0.138, shared_solve_s=0.0259, shared_first_solve_s=0.118,
-                               overhead_s=0.00175),
-        # measured: +2.1 MB per engine, compile 52 ms, first solve ≤ 22 ms, re-solve 0.5 ms
+                               overhead_s=0.00175, start_solve_s=0.22),
+        # measured: +2.1 MB per engine, compile 52 ms, first solve ≤ 22 ms, re-solve 0.5 ms (start solve: as a
+        # first solve, not measured apart)
         "ieee34": FeederCost(rss_mb=2.1, compile_s=0.052, first_solve_s=0.022, solve_s=0.0005,
-                             shared_clone_mb=0.003, shared_solve_s=0.001, shared_first_solve_s=0.022),
-        # measured: +1.9 MB per engine, compile 47 ms, first solve ≤ 13 ms, re-solve 0.1 ms
+                             shared_clone_mb=0.003, shared_solve_s=0.001, shared_first_solve_s=0.022,
+                             start_solve_s=0.022),
+        # measured: +1.9 MB per engine, compile 47 ms, first solve ≤ 13 ms, re-solve 0.1 ms (start solve: as a
+        # first solve)
         "ieee13": FeederCost(rss_mb=1.9, compile_s=0.047, first_solve_s=0.013, solve_s=0.0001,
-                             shared_clone_mb=0.001, shared_solve_s=0.0005, shared_first_solve_s=0.013),
+                             shared_clone_mb=0.001, shared_solve_s=0.0005, shared_first_solve_s=0.013,
+                             start_solve_s=0.013),
     },
     # fitted: a feeder-group process (Python, numpy, pyarrow, HELICS, opendssdirect) without its clones, from the
     # calibration run's peak memory

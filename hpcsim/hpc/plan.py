@@ -97,6 +97,7 @@ class StudyShape:
     scale_mode: bool = False
     engine_mode: str = "auto"  # what the study asks: separate | shared | auto (the plan picks by memory)
     method: str = "gauss-seidel"  # the iterative coupling method (its own iteration law)
+    start: str = "solved"  # [coupling] start: "solved" does one start solve per boundary bus on each rank
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,13 @@ def _check_cores(shape: StudyShape, cluster: Cluster) -> None:
                         f"{BROKER_CORES} for its broker, node 0 {TRANSMISSION_CORES} more for transmission)")
 
 
+def buses_per_rank(n_buses: int, ranks: int, clones_per_rank: int) -> int:
+    """Boundary buses the busiest rank holds: its clones are consecutive in bus order, so they span the even
+    share of the buses plus at most one bus cut at each end (and never more buses than clones)."""
+    share = -(-n_buses // max(ranks, 1)) + (1 if ranks > 1 else 0)
+    return max(1, min(clones_per_rank, n_buses, share))
+
+
 def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:
     """Place a study on a cluster (pure); raises :class:`PlanError` when it cannot fit."""
     if shape.n_feeders < 1:
@@ -340,9 +348,12 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
     iterations = model.iterations_for(shape.coupling, shape.n_buses, shape.method)
     step_s = tcost.pf_s + iterations * iteration_s
     compile_s = fcost.compile_s * (1 if engine_mode == "shared" else k_max)
-    first_extra_s = k_max * max(0.0, model.solve_s(shape.model, engine_mode, first=True)
-                                - model.solve_s(shape.model, engine_mode))
-    startup_s = max(tcost.load_s, compile_s) + model.federation_start_s + first_extra_s
+    first_extra_s = model.first_extra_s(shape.model, engine_mode, shape.start, k_max,
+                                        buses_per_rank(shape.n_buses, ranks, k_max))
+    if shape.start == "solved":  # the start solves run before the ranks connect, beside the case load
+        startup_s = max(tcost.load_s, compile_s + first_extra_s) + model.federation_start_s
+    else:  # the cold first solves are the first iteration's
+        startup_s = max(tcost.load_s, compile_s) + model.federation_start_s + first_extra_s
     total_s = startup_s + shape.steps * step_s
     if total_s > walltime_s(cluster.walltime):
         warnings.append(f"predicted {_hms(total_s)} exceeds --walltime {cluster.walltime}")
@@ -379,7 +390,7 @@ def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     return StudyShape(name=study.name, case=case_label(study.case), case_buses=len(read_matpower(study.case).bus),
                       model=model, coupling=study.coupling, steps=study.n_steps, n_buses=bmap.n_buses,
                       n_feeders=bmap.n_buses if study.scale_mode else bmap.n_feeders, scale_mode=study.scale_mode,
-                      engine_mode=study.engine_mode, method=study.method)
+                      engine_mode=study.engine_mode, method=study.method, start=study.start)
 
 
 def plan_study(study: Study, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.unit
 def _run(label="calibration", feeders=126, workers=2, mode="separate", iterations=8, loop_s=15.0, peak=4700.0):
     return {"label": label, "study": "activsg200_ieee8500", "feeders": feeders, "buses": 37, "workers": workers,
             "engine_mode": mode, "steps": 1, "iterations": iterations, "loop_s": loop_s, "wall_s": loop_s + 12,
+            "startup_s": 12.0, "coupling": "iterative", "method": "gauss-seidel", "start": "case",
             "peak_rss_mb": peak, "cold_solve_s": 0.094, "warm_solve_s": 0.0177, "clone_overhead_s": 0.002,
             "pf_s": 0.0167, "overhead": 1.1, "imbalance": 1.0}
 
@@ -54,6 +55,30 @@ def test_local_prediction_is_cold_first_iteration_plus_warm_iterations_plus_powe
     assert predict_local(m, run, 200, "ieee8500")["loop_s"] == pytest.approx(expect)
     shared = predict_local(m, run | {"engine_mode": "shared"}, 200, "ieee8500")
     assert shared["peak_rss_mb"] < predict_local(m, run, 200, "ieee8500")["peak_rss_mb"] / 5
+
+
+def test_a_solved_start_moves_the_first_solves_into_the_start_up_one_per_bus():
+    m = _fitted()
+    case = _run(feeders=63, workers=1, iterations=5)
+    solved = case | {"start": "solved"}
+    f = m.feeders["ieee8500"]
+    a, b = predict_local(m, case, 200, "ieee8500"), predict_local(m, solved, 200, "ieee8500")
+    assert a["loop_s"] - b["loop_s"] == pytest.approx(63 * (f.first_solve_s - f.solve_s))
+    # 37 buses on the one worker, each solved once from the compiled state, beside ANDES's case load
+    tload = m.transmission(200, 63).load_s
+    assert b["startup_s"] == pytest.approx(max(tload, f.compile_s * 63 + 37 * f.start_solve_s) + m.federation_start_s)
+    assert b["wall_s"] == pytest.approx(b["startup_s"] + b["loop_s"])
+
+
+def test_validation_predicts_the_iterations_from_the_law_as_well_as_from_the_run():
+    m = _fitted()
+    run = _run("a", feeders=63, workers=1, iterations=5) | {"method": "newton", "start": "solved"}
+    row = validate(m, [run], {"activsg200_ieee8500": 200}, "ieee8500")[0]
+    law = m.iterations_for("iterative", 37, "newton")
+    assert row["iterations"] == 5 and row["iterations_predicted"] == law
+    per_it = m.iteration_s("ieee8500", "separate", 63, 63, 200)
+    assert row["loop_model_s_predicted"] - row["loop_s_predicted"] == pytest.approx((law - 5) * per_it)
+    assert row["wall_s_predicted"] == pytest.approx(row["startup_s_predicted"] + row["loop_model_s_predicted"])
 
 
 def test_validation_reports_signed_errors_and_the_25_percent_verdict():
