@@ -226,8 +226,7 @@ def test_dynamics_section_rejects_bad_values_in_one_line(tmp_path, body, message
 
 
 def test_steady_state_studies_have_no_dynamics_section():
+    from hpcsim.cases import CASES_DIR  # noqa: PLC0415
     from hpcsim.study import load_study  # noqa: PLC0415
 
-    from tests.integration.helpers import CASES  # noqa: PLC0415
-
-    assert load_study(CASES / "activsg200_ieee8500_bus8.toml").dynamics is None
+    assert load_study(CASES_DIR / "activsg200_ieee8500_bus8.toml").dynamics is None
