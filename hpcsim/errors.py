@@ -44,6 +44,11 @@ class SolverError(HpcsimError):
     exit_code = 3
 
 
+class DynamicsError(SolverError):
+    """A dynamic study's solvers failed while running: ANDES's power flow or TDS, a feeder with its DERs, the
+    headroom LP or the voltage-coordination MILP (bad dynamic input is a :class:`StudyError`)."""
+
+
 class FederateError(HpcsimError):
     """A federate (or the broker) failed during a run."""
 

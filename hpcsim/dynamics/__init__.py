@@ -7,8 +7,6 @@ the HELICS federates in :mod:`roles` / :mod:`federate`; the local runner in :mod
 
 from __future__ import annotations
 
-from hpcsim.errors import HpcsimError
+from hpcsim.errors import DynamicsError
 
-
-class DynamicsError(HpcsimError):
-    """A dynamic study cannot be set up or failed while running (one line, with the offending value)."""
+__all__ = ["DynamicsError"]

@@ -138,7 +138,7 @@ def prepare(force: bool = False) -> Path:
     code = f"from hpcsim.dynamics.andes_der import _generate; _generate(force={bool(force)})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if result.returncode != 0 or not (PYCODE_PATH / f"{MODEL}.py").is_file():
-        from hpcsim.dynamics import DynamicsError  # noqa: PLC0415
+        from hpcsim.errors import DynamicsError  # noqa: PLC0415
 
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise DynamicsError(f"generating ANDES code for {MODEL} in {PYCODE_PATH} failed: {tail}")
@@ -160,7 +160,7 @@ def _generate(force: bool = False) -> Path:
             system = andes.System(options={**andes_options(), "pycode_path": str(tmp)}, no_undill=True)
             system.prepare(quick=True, incremental=True, nomp=True)
             if not (tmp / f"{MODEL}.py").is_file():
-                from hpcsim.dynamics import DynamicsError  # noqa: PLC0415
+                from hpcsim.errors import DynamicsError  # noqa: PLC0415
 
                 raise DynamicsError(f"ANDES did not generate code for {MODEL} in {tmp}")
             shutil.rmtree(PYCODE_PATH, ignore_errors=True)

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import sparse
 
+from hpcsim.errors import DynamicsError
+
 log = logging.getLogger(__name__)
 
 FIXED_TAP_STEP = 0.025
@@ -150,7 +152,7 @@ def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi
                integrality=np.concatenate([integer.astype(float), [0.0]]),
                options={"node_limit": MILP_NODE_LIMIT, "time_limit": MILP_TIME_LIMIT_S, "mip_rel_gap": MILP_GAP})
     if res.x is None:
-        raise RuntimeError(f"voltage coordination MILP failed: {res.message}")
+        raise DynamicsError(f"voltage coordination MILP failed: {res.message}")
     log.debug("MILP %d x %d (%d integer): %s, t = %.5f, %s branch-and-bound nodes", a.shape[0], m,
               int(integer.sum()), res.message, res.x[-1], getattr(res, "mip_node_count", "?"))
     return res.x[:m], float(res.x[-1])

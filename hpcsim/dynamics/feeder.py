@@ -28,7 +28,7 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
-from hpcsim.dynamics import DynamicsError
+from hpcsim.errors import DynamicsError
 from hpcsim.dynamics.coordination import Coordination, coordinate
 from hpcsim.errors import CaseError, one_line
 
@@ -53,7 +53,7 @@ def place_ders(engine: FeederEngine, n: int, span: tuple[float, float]) -> list[
             candidates.append((float(dist), bus))
     d.Text.Command(f"EnergyMeter.{METER}.enabled=no")
     if not candidates:
-        raise DynamicsError(f"feeder {engine.model.name} has no three-phase MV bus for DERs")
+        raise CaseError(f"feeder {engine.model.name} has no three-phase MV bus for DERs")
     candidates.sort()
     pos = np.linspace(span[0], span[1], n) * (len(candidates) - 1)
     return [candidates[int(round(p))][1] for p in pos]

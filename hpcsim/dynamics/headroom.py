@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcsim.dynamics import DynamicsError
+from hpcsim.errors import DynamicsError
 
 SolveFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """DER powers (MW) -> (node voltage magnitudes in pu, line loadings in % of normal rating)."""

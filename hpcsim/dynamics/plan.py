@@ -27,7 +27,8 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
-from hpcsim.dynamics import DynamicsError, agc, andes_der, der, droop
+from hpcsim.dynamics import agc, andes_der, der, droop
+from hpcsim.errors import StudyError
 from hpcsim.dynamics import coordination as voltage_coordination
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
@@ -110,7 +111,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     ``v_dip_pu``: the bus voltage after the study's trip (:func:`_transmission_preview`), an extreme the
     coordination must also hold."""
     if bus not in case["loads"] or case["loads"][bus][0] <= 0:
-        raise DynamicsError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
+        raise StudyError(f"feeder bus {bus} has no positive load in the case to scale the feeder to")
     n = spec.ders_per_feeder
     buses = (first.der_buses if first else None) or spec.buses_for(bus) or place_ders(
         FeederEngine(resolve_feeder(feeder)), n, spec.span_for(bus))
@@ -142,7 +143,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     p_bus = case["loads"][bus][0]
     gross = st.s_gross_mva
     if gross.real <= 0:
-        raise DynamicsError(f"feeder {feeder} at bus {bus} has no positive gross load ({gross.real:.3f} MW)")
+        raise StudyError(f"feeder {feeder} at bus {bus} has no positive gross load ({gross.real:.3f} MW)")
     plan = FeederPlan(bus, feeder, buses, names, v_source, gross.real, gross.imag, p_bus, p_bus / gross.real,
                       base[0], base[1], settings, coordination)
     log.info("bus %d: %s gross %.3f MW -> scale %.3f to %.1f MW; DERs at %s", bus, feeder, gross.real,
@@ -225,15 +226,15 @@ def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[Feede
 def build_plan(study: Study) -> Plan:
     spec = study.dynamics
     if spec is None:
-        raise DynamicsError(f"study {study.name} has no [dynamics] section")
+        raise StudyError(f"study {study.name} has no [dynamics] section")
     case = read_case(study.case)
     machines = set(case["machines"])
     if spec.trip_gen and spec.trip_gen not in machines:
         have = ", ".join(sorted(machines))
-        raise DynamicsError(f"trip_gen {spec.trip_gen!r} is not a machine of the case (have {have})")
+        raise StudyError(f"trip_gen {spec.trip_gen!r} is not a machine of the case (have {have})")
     n_der = spec.ders_per_feeder * len(spec.feeders)
     if n_der and spec.balance_gen not in case["static_gen_mw"]:
-        raise DynamicsError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
+        raise StudyError(f"balance_gen {spec.balance_gen!r} is not a PV generator of the case "
                             f"(have {', '.join(case['static_gen_mw'])})")
     feeders = tuple(_plan_feeder(spec, bus, name, case, envelope=not spec.coordinate_voltage)
                     for bus, name in spec.feeders)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsim.dynamics import DynamicsError, andes_der
-from hpcsim.errors import CaseError
+from hpcsim.dynamics import andes_der
+from hpcsim.errors import CaseError, DynamicsError
 
 log = logging.getLogger(__name__)
 
