@@ -190,7 +190,7 @@ def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, bus
 
 
 def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[FeederPlan, ...], governors: list[dict],
-                          mppt0_mw: np.ndarray) -> tuple[dict[int, float], dict[int, float]]:
+                          mppt0_mw: np.ndarray, f0_hz: float) -> tuple[dict[int, float], dict[int, float]]:
     """The transmission federate's start-up, previewed: (bus voltages of the run's first power flow — DERs,
     redispatch, feeder loads —, the lowest voltage of each feeder bus at the exchanges after the study's trip).
 
@@ -205,7 +205,7 @@ def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[Feede
         bus_loads={f.bus: (f.scale * f.p_gross0_mw, f.scale * f.q_gross0_mvar) for f in feeders},
         droop_gain_pu=spec.droop_gain_pu, deadband_hz=spec.pfr_deadband_hz,
         pmx_mw=der.limit_mw(mppt0_mw, p_cap, p_cap), balance_gen=spec.balance_gen, trip_gen=spec.trip_gen,
-        trip_s=spec.trip_s, tds_step_s=spec.tds_step_s, governors=[g["idx"] for g in governors])
+        trip_s=spec.trip_s, tds_step_s=spec.tds_step_s(f0_hz), governors=[g["idx"] for g in governors])
     v = dict(zip((int(b) for b in grid.ss.Bus.idx.v), (float(x) for x in grid.ss.Bus.v.v)))
     log.info("first operating point: %s", ", ".join(f"bus {f.bus} {v[f.bus]:.4f} pu" for f in feeders))
     dip: dict[int, float] = {}
@@ -228,6 +228,7 @@ def build_plan(study: Study) -> Plan:
     if spec is None:
         raise StudyError(f"study {study.name} has no [dynamics] section")
     case = read_case(study.case)
+    spec.check_step(case["f0_hz"], str(study.source or study.name))
     machines = set(case["machines"])
     if spec.trip_gen and spec.trip_gen not in machines:
         have = ", ".join(sorted(machines))
@@ -243,7 +244,7 @@ def build_plan(study: Study) -> Plan:
                            std_mw=spec.mppt_std_kw / 1000, p_cap_mw=spec.der_kva / 1000, seed=spec.seed)
     load_mult = der.load_multiplier_series(seconds, std=spec.load_std, seed=spec.seed)
     if spec.coordinate_voltage:  # coordinate at the run's first operating point: DERs on, generator redispatched
-        v_run, v_dip = _transmission_preview(study, spec, feeders, case["governors"], mppt[0])
+        v_run, v_dip = _transmission_preview(study, spec, feeders, case["governors"], mppt[0], case["f0_hz"])
         exchanged = load_mult[:spec.exchanges]
         feeders = tuple(_plan_feeder(spec, f.bus, f.feeder, case, v_run[f.bus],
                                      load_range=(float(exchanged.min()), float(exchanged.max())), first=f,
@@ -284,7 +285,7 @@ def role_configs(plan: Plan) -> dict[str, dict]:
     }
     configs = {TRANSMISSION: {
         **common, "role": "tds",
-        "case": plan.study.case, "tds_step_s": s.tds_step_s, "droop_gain_pu": s.droop_gain_pu,
+        "case": plan.study.case, "tds_step_s": s.tds_step_s(plan.f0_hz), "droop_gain_pu": s.droop_gain_pu,
         "pfr_deadband_hz": s.pfr_deadband_hz, "balance_gen": s.balance_gen, "trip_gen": s.trip_gen,
         "trip_s": s.trip_s, "bias_mw_per_01hz": plan.bias_mw_per_01hz, "mppt_mw": plan.mppt_mw.tolist(),
         "feeder_of_bus": {str(f.bus): f.feeder for f in plan.feeders},

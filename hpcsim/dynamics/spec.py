@@ -41,7 +41,7 @@ class DynamicsSpec:
 
     feeders: tuple[tuple[int, str], ...]  # (transmission bus, feeder name or .dss path)
     stop_s: float = 60.0
-    tds_step_cycles: int = 2  # transmission step: two cycles (1/30 s at 60 Hz)
+    tds_step_cycles: int = 2  # transmission step: two cycles of the case's frequency (1/30 s at 60 Hz)
     exchange_s: float = 1.0  # T <-> D
     control_s: float = 0.5  # frequency and ACE to the controllers
     agc_s: float = 4.0  # AGC set points back
@@ -93,9 +93,15 @@ class DynamicsSpec:
                 return lo, hi
         return DEFAULT_SPAN
 
-    @property
-    def tds_step_s(self) -> float:
-        return self.tds_step_cycles / 60.0
+    def tds_step_s(self, f0_hz: float) -> float:
+        """The TDS step in seconds: ``tds_step_cycles`` of the case's nominal frequency."""
+        return self.tds_step_cycles / f0_hz
+
+    def check_step(self, f0_hz: float, where: str) -> None:
+        """control_s must hold a whole number of TDS steps at the case's frequency (known once the case is read)."""
+        if not _multiple(self.control_s, self.tds_step_s(f0_hz)):
+            raise StudyError(f"{where}: [dynamics] control_s {self.control_s} must be a multiple of the TDS step "
+                             f"({self.tds_step_cycles} cycles of {f0_hz:g} Hz)")
 
     @property
     def ticks(self) -> int:
@@ -178,8 +184,6 @@ def _validate(s: DynamicsSpec, where: str) -> None:
             raise bad(f"{name} {getattr(s, name)} must be a multiple of control_s {s.control_s}")
     if not _multiple(s.headroom_s, s.exchange_s):
         raise bad(f"headroom_s {s.headroom_s} must be a multiple of exchange_s {s.exchange_s}")
-    if not _multiple(s.control_s, s.tds_step_s):
-        raise bad(f"control_s {s.control_s} must be a multiple of the TDS step ({s.tds_step_cycles} cycles)")
     if s.ders_per_feeder < 0 or (s.ders_per_feeder and not 0 < s.der_kw <= s.der_kva):
         raise bad(f"DERs: need ders_per_feeder >= 0 and 0 < der_kw ({s.der_kw}) <= der_kva ({s.der_kva})")
     buses = {b for b, _ in s.feeders}

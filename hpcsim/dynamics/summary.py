@@ -120,7 +120,7 @@ def describe_run(plan) -> dict:
         "load_std": s.load_std, "seed": s.seed, "n_der": plan.n_der, "balance": plan.balance,
         "f0_hz": plan.f0_hz, "bias_mw_per_01hz": plan.bias_mw_per_01hz,
         "feeders": [{k: f[k] for k in STATIC_FEEDER_KEYS} for f in feeders],
-        "settings": {"tds_step_s": s.tds_step_s, "exchange_s": s.exchange_s, "control_s": s.control_s,
+        "settings": {"tds_step_s": s.tds_step_s(plan.f0_hz), "exchange_s": s.exchange_s, "control_s": s.control_s,
                      "agc_s": s.agc_s, "headroom_s": s.headroom_s, "pfr_deadband_hz": s.pfr_deadband_hz,
                      "droop_gain_pu": s.droop_gain_pu, "agc_kp": s.agc_kp, "agc_ki_per_s": s.agc_ki,
                      "agc_deadband_hz": s.agc_deadband_hz, "der_agc_share": s.der_agc_share,

@@ -168,6 +168,7 @@ class DynamicGrid:
                 ss.add("BusFreq", {"idx": busf[g.bus], "bus": g.bus, "Tf": 0.02, "Tw": 0.02})
             for name in g.names:
                 ss.add(andes_der.MODEL, {"idx": name, "name": name, "bus": g.bus, "gen": f"DERG_{g.bus}",
+                                         "fn": float(ss.config.freq),
                                          "Sn": g.kva / 1000.0, "busf": busf[g.bus], "gammap": 1.0 / n,
                                          "gammaq": 1.0 / n, "ddn": ddn, "dbuf": db_hz, "dbof": db_hz,
                                          "pmx": pmx_mw[k] / (g.kva / 1000.0)})

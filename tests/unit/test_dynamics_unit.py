@@ -182,12 +182,22 @@ def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
     s = _study(tmp_path, 'feeders = { 4 = "ieee34", 9 = "ieee8500" }\nder_span = { 4 = [0.0, 0.2] }\nstop_s = 60')
     d = s.dynamics
     assert d.feeders == ((4, "ieee34"), (9, "ieee8500"))
-    assert d.tds_step_s == pytest.approx(1 / 30)
+    assert d.tds_step_s(60.0) == pytest.approx(1 / 30) and d.tds_step_s(50.0) == pytest.approx(1 / 25)
     assert (d.exchange_s, d.control_s, d.agc_s, d.headroom_s) == (1, 0.5, 4, 10)
     assert d.span_for(4) == (0.0, 0.2) and d.span_for(9) == (0.1, 1.0)
     assert (d.ders_per_feeder, d.der_kva, d.der_kw, d.pfr_deadband_hz, d.der_agc_share) == (10, 900, 500, 0.017, 0.1)
     assert d.ticks == 120 and d.every(d.agc_s) == 8
     assert d.stop_s == 60.0 and d.ticks * d.control_s == pytest.approx(d.stop_s)  # 60 s of 0.5-s control ticks
+
+
+def test_the_tds_step_is_cycles_of_the_cases_frequency_and_control_s_must_hold_whole_steps(tmp_path):
+    from hpcsim.errors import StudyError  # noqa: PLC0415
+
+    d = _study(tmp_path, 'feeders = { 4 = "ieee34" }\ntds_step_cycles = 3\ncontrol_s = 0.5').dynamics
+    d.check_step(60.0, "dyn.toml")  # 0.5 s = 10 steps of 3 cycles at 60 Hz
+    with pytest.raises(StudyError, match=r"dyn.toml: \[dynamics\] control_s 0.5 must be a multiple of the TDS step "
+                                         r"\(3 cycles of 50 Hz\)"):
+        d.check_step(50.0, "dyn.toml")  # 0.5 s = 8.33 steps of 3 cycles at 50 Hz
 
 
 def test_der_buses_name_the_interconnection_points_of_one_feeder(tmp_path):
