@@ -13,6 +13,9 @@ log = logging.getLogger("hpcsim")
 SHOW_BUSES = 40  # boundary rows in the text summary (all of them in summary.json / --json)
 
 
+DYNAMIC_OVERRIDES = {"sub_brokers", "stall_timeout_s"}  # the `run` options a dynamic study honours
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hpcsim.errors import StudyError  # noqa: PLC0415
     from hpcsim.federation.runner import resume_study, run_study  # noqa: PLC0415
@@ -35,6 +38,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise StudyError("give a study file (or --resume RUN)")
     study = load_study(args.study).with_overrides(**overrides)
     if study.dynamics is not None:  # a dynamic frequency study (hpcsim.dynamics)
+        ignored = sorted(set(overrides) - DYNAMIC_OVERRIDES)
+        if ignored:  # the dynamic federation has its own exchange schedule and one federate per feeder
+            flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+            raise StudyError(f"{args.study}: {flags}: not for a dynamic study (its [dynamics] section sets the "
+                             f"exchange schedule, and each feeder is a federate of its own)")
         from hpcsim.dynamics.runner import print_dynamic_summary, run_dynamic_study  # noqa: PLC0415
 
         summary = run_dynamic_study(study, args.out, show_progress=not args.quiet)

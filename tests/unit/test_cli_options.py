@@ -69,3 +69,19 @@ def test_every_command_that_prints_a_result_takes_json(words):
 def test_an_option_value_that_is_itself_an_option_is_attached():
     assert _attach_option_values(["jobs", "render", "--sbatch", "--qos=high", "--sbatch=--x", "-o", "d"]) == \
         ["jobs", "render", "--sbatch=--qos=high", "--sbatch=--x", "-o", "d"]
+
+
+def test_run_options_a_dynamic_study_would_ignore_are_refused_before_anything_starts(tmp_path):
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from hpcsim.cases import CASES_DIR  # noqa: PLC0415
+
+    study = CASES_DIR / "dyn_ieee14_load_variation.toml"
+    r = subprocess.run([sys.executable, "-m", "hpcsim", "run", str(study), "--workers", "3", "--coupling", "loose",
+                        "-o", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"hpcsim: error: {study}: --coupling, --workers: not for a dynamic study (its [dynamics] section "
+                     "sets the exchange schedule, and each feeder is a federate of its own)"]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,7 @@
+"""``python -m hpcsim``: the same command line as the ``hpcsim`` script."""
+
+import sys
+
+from hpcsim.cli import main
+
+sys.exit(main())
