@@ -27,10 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpcsim.cases import resolve_feeder
+from hpcsim.coordination import DEFAULT, Coordination, CoordinationSettings, coordinate
 from hpcsim.distribution import FeederEngine
-from hpcsim.errors import DynamicsError
-from hpcsim.dynamics.coordination import Coordination, coordinate
-from hpcsim.errors import CaseError, one_line
+from hpcsim.errors import CaseError, DynamicsError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class DerFeeder:
             kv_ll = d.Bus.kVBase() * np.sqrt(3.0)
             self._command(f"New Generator.{name} bus1={bus} phases=3 kV={kv_ll:.4f} kW={der_kw} kVA={der_kva} "
                           f"pf=1 model=1")
-        for cmd in settings:  # a voltage coordination (hpcsim.dynamics.coordination), as OpenDSS commands
+        for cmd in settings:  # a voltage coordination (hpcsim.coordination), as OpenDSS commands
             self._command(cmd)
         if settings:  # keep the coordinated taps: regulators must not re-tap at the model's own source voltage
             self._command("set controlmode=off")
@@ -160,7 +159,8 @@ class DerFeeder:
                            float(v.mean()), float(v.std()), float(v.max()), solve_s)
 
     def coordinate(self, v_source_pu: float, der_p_mw: np.ndarray, *, v_min_pu: float, v_max_pu: float,
-                   margin_pu: float, extremes: tuple[tuple[float, float], ...] = ()) -> Coordination:
+                   margin_pu: float, extremes: tuple[tuple[float, float], ...] = (),
+                   settings: CoordinationSettings = DEFAULT) -> Coordination:
         """Re-coordinate regulators and transformer taps at this operating point (load multiplier 1), robust to
         the (load multiplier, source voltage) ``extremes`` if given."""
         self.solve(v_source_pu, 0.0, der_p_mw, 1.0)
@@ -174,7 +174,7 @@ class DerFeeder:
 
         t0 = time.perf_counter()
         c = coordinate(d, self.engine.model.source, solve, self.node_mask, v_min_pu=v_min_pu, v_max_pu=v_max_pu,
-                       margin_pu=margin_pu, extremes=extremes)
+                       margin_pu=margin_pu, extremes=extremes, settings=settings)
         moved = c.describe()
         log.info("%s: voltage coordination in %.1f s: %.4f–%.4f pu -> %.4f–%.4f pu (%d regulators, %d fixed taps "
                  "moved)", self.name, time.perf_counter() - t0, *c.v_before_pu, *c.v_after_pu,

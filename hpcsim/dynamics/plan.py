@@ -10,26 +10,27 @@ Everything a run needs is computed here, once, from the case and the feeder mode
 - the seeded series: load multiplier (one per second for every load) and P_mppt (one per second per DER);
 - with ``coordinate_voltage``: the transmission federate's start-up previewed (:func:`_transmission_preview`:
   the first operating point and, with a trip, the bus-voltage dip after it), and each feeder's voltage
-  coordination for the run's extremes (:mod:`hpcsim.dynamics.coordination`, cached).
+  coordination for the run's extremes (:mod:`hpcsim.coordination`, cached).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import inspect
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hpcsim import cache
 from hpcsim.cases import resolve_feeder
+from hpcsim.coordination import DEFAULT, CoordinationSettings
+from hpcsim.coordination.cachekey import KIND as COORDINATION_CACHE
+from hpcsim.coordination.cachekey import feeder_cache_key
 from hpcsim.distribution import FeederEngine
-from hpcsim.dynamics import agc, andes_der, der, droop
+from hpcsim.dynamics import agc, der, droop
 from hpcsim.errors import StudyError
-from hpcsim.dynamics import coordination as voltage_coordination
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
 from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case, read_case, resolve_case
@@ -155,37 +156,33 @@ READ_COORDINATION_CACHE = False
 
 
 def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, buses: list[str], spec: DynamicsSpec,
-                          v_source: float, p_der: np.ndarray, extremes: tuple[tuple[float, float], ...]
+                          v_source: float, p_der: np.ndarray, extremes: tuple[tuple[float, float], ...],
+                          settings: CoordinationSettings = DEFAULT
                           ) -> tuple[tuple[str, ...], dict, tuple[float, float]]:
     """The voltage coordination of a feeder at its first operating point for the run's ``extremes``, and the
-    published feeder's envelope there (no DERs), cached in the environment by everything they depend on (feeder
-    files, DERs, source voltage, extremes, limits, the coordination code) — the coordination takes ~20–30 s for
-    the IEEE 8500 and every run of a study needs the same one; on a hit no feeder is compiled here."""
-    model = resolve_feeder(feeder)
-    files = sorted(p for p in model.folder.iterdir() if p.suffix.lower() == ".dss")
-    key_src = json.dumps({
-        "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
-        "code": hashlib.sha256(Path(voltage_coordination.__file__).read_bytes()).hexdigest(),
-        "ders": buses, "kw": spec.der_kw, "kva": spec.der_kva, "v_source_pu": round(v_source, 6),
-        "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu],
-        "extremes": [[round(m, 6), round(v, 6)] for m, v in extremes]}, sort_keys=True)
-    path = andes_der.PYCODE_PATH.parent / "coordination" / f"{hashlib.sha256(key_src.encode()).hexdigest()}.json"
+    published feeder's envelope there (no DERs), cached in a folder of its own (``hpcsim.cache``, kind
+    ``coordination``) by everything they depend on (:func:`hpcsim.coordination.cachekey.feeder_cache_key`: feeder
+    files, engine and solve settings, package versions, the coordination code and the DER feeder's, the settings,
+    DERs, source voltage, extremes, limits) — the coordination takes ~20–30 s for the IEEE 8500 and every run of a
+    study needs the same one; on a hit no feeder is compiled here."""
+    inputs = {"ders": buses, "kw": spec.der_kw, "kva": spec.der_kva, "v_source_pu": round(v_source, 6),
+              "limits": [spec.v_min_pu, spec.v_max_pu, spec.voltage_margin_pu],
+              "extremes": [[round(m, 6), round(v, 6)] for m, v in extremes]}
+    entry = feeder_cache_key(resolve_feeder(feeder), inputs, settings, [Path(inspect.getfile(DerFeeder))])
+    path = cache.cache_dir(COORDINATION_CACHE) / f"{entry}.json"
     # Reading the cache is off: in `make test` a hit (written by an earlier test's run of the same inputs) gave
     # a first exchange 0.0024 pu above the clearance it recorded, while every fresh coordination held it; until
     # that is understood every run coordinates anew (~20-30 s for the IEEE 8500). Entries are still written.
-    data = json.loads(path.read_text()) if path.is_file() and READ_COORDINATION_CACHE else {}
+    data = (cache.load(COORDINATION_CACHE, entry) if READ_COORDINATION_CACHE else None) or {}
     if "commands" in data and "base_envelope" in data:
         log.info("%s: voltage coordination from %s", feeder, path)
     else:
         c = make_feeder().coordinate(v_source, p_der, v_min_pu=spec.v_min_pu, v_max_pu=spec.v_max_pu,
-                                     margin_pu=spec.voltage_margin_pu, extremes=extremes)
+                                     margin_pu=spec.voltage_margin_pu, extremes=extremes, settings=settings)
         describe = {**{k: v for k, v in c.describe().items() if k not in ("commands", "steps")},
                     "extremes": [list(e) for e in extremes]}
         data = {"commands": c.commands, "describe": describe, "base_envelope": base_envelope(feeder, v_source)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        cache.store(COORDINATION_CACHE, entry, data)
     return tuple(data["commands"]), data["describe"], tuple(data["base_envelope"])
 
 

@@ -75,7 +75,7 @@ class DynamicsSpec:
     # feeder source voltage: V_T ("transmission"), or V_T × (model's source pu / V_T at the first exchange) ("model")
     feeder_head: str = "transmission"
     # re-coordinate each feeder's regulators and transformer taps at the first operating point so every node is
-    # inside [v_min_pu, v_max_pu] with this clearance (hpcsim.dynamics.coordination); false: the published feeder
+    # inside [v_min_pu, v_max_pu] with this clearance (hpcsim.coordination); false: the published feeder
     coordinate_voltage: bool = False
     voltage_margin_pu: float = 0.01
     # the coordination keeps that clearance over the run's extremes: the load multiplier series' lightest and

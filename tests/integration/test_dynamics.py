@@ -155,7 +155,7 @@ def _inside(v) -> np.ndarray:
 def test_feeder_voltages_stay_within_limits_under_load_variation(load_variation):
     """Neither IEEE feeder is inside 0.95–1.05 pu as published (IEEE 34 bus 890 near 0.92 pu, IEEE 8500
     secondaries near 0.93 pu with its substation regulator at 1.054 pu), so the study coordinates their taps for
-    the run (hpcsim.dynamics.coordination): at the first operating point, with every node's limits tightened by
+    the run (hpcsim.coordination): at the first operating point, with every node's limits tightened by
     how far it drifts at the run's extremes (lightest and heaviest load sample, ±0.005 pu at the transmission bus,
     half a regulator band). Checked: the published feeder is outside, the coordinated one starts inside with the
     reported clearance, and the run — 2 % random load steps, the source voltage moving with them — stays inside
