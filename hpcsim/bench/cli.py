@@ -62,17 +62,21 @@ def _check(args: argparse.Namespace) -> int:
     table = Table(f"predicted vs measured (cost model: {model.source})",
                   ["run", "feeders", "workers", "engines", "iterations", "loop (run's iterations)", "error",
                    "start-up", "wall (model alone)", "error", "peak MB", "error"], align=["l"] + ["r"] * 11)
-    pm = lambda r, k, fmt=".4g", unit=" s": (f"{r[k + '_predicted']:{fmt}} / {r[k + '_measured']:{fmt}}{unit}")  # noqa: E731
     for r in rows:
         table.rows.append([r["label"], str(r["feeders"]), str(r["workers"]), r["engine_mode"],
-                           f"{r['iterations_predicted']} / {r['iterations']}", pm(r, "loop_s"),
-                           f"{r['loop_s_error']:+.0%}", pm(r, "startup_s"), pm(r, "wall_s"),
-                           f"{r['wall_s_error']:+.0%}", pm(r, "peak_rss_mb", unit=""),
+                           f"{r['iterations_predicted']} / {r['iterations']}", _pair(r, "loop_s"),
+                           f"{r['loop_s_error']:+.0%}", _pair(r, "startup_s"), _pair(r, "wall_s"),
+                           f"{r['wall_s_error']:+.0%}", _pair(r, "peak_rss_mb", unit=""),
                            f"{r['peak_rss_mb_error']:+.0%}"])
     emit_line("each cell: predicted / measured; 'loop' takes the run's own iteration count (the per-iteration "
               "costs alone), 'wall' the model's iteration law and start-up (as hpcsim plan predicts)")
     emit_table(table)
     return 0
+
+
+def _pair(row: dict, key: str, unit: str = " s") -> str:
+    """``predicted / measured`` of one figure of a :func:`hpcsim.bench.fit.validate` row."""
+    return f"{row[key + '_predicted']:.4g} / {row[key + '_measured']:.4g}{unit}"
 
 
 def register(sub) -> None:

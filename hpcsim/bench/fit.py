@@ -27,7 +27,6 @@ import math
 from dataclasses import replace
 
 from hpcsim.hpc.costs import CostModel
-from hpcsim.hpc.plan import buses_per_rank
 
 TOLERANCE = 0.25  # predictions must be within 25 % of the measured figures
 
@@ -79,16 +78,9 @@ def predict_local(model: CostModel, run: dict, case_buses: int, feeder_model: st
     k = math.ceil(n / w)
     its = run["iterations"] if iterations is None else iterations
     tcost = model.transmission(case_buses, n)
-    f, _ = model.feeder(feeder_model)
-    extra = model.first_extra_s(feeder_model, mode, run.get("start", "case"), k,
-                                buses_per_rank(run["buses"], w, k))
-    compile_s = f.compile_s * (1 if mode == "shared" else k)
-    loop = its * model.iteration_s(feeder_model, mode, k, n, case_buses) + run["steps"] * tcost.pf_s
-    if run.get("start", "case") == "solved":  # start solves before connecting, beside the case load
-        startup = max(tcost.load_s, compile_s + extra) + model.federation_start_s
-    else:  # cold first solves inside the first iteration
-        startup = max(tcost.load_s, compile_s) + model.federation_start_s
-        loop += extra
+    startup, first_extra = model.startup_s(feeder_model, mode, run.get("start", "case"), k,
+                                           model.buses_per_rank(run["buses"], w, k), case_buses, n)
+    loop = first_extra + its * model.iteration_s(feeder_model, mode, k, n, case_buses) + run["steps"] * tcost.pf_s
     mem = tcost.rss_mb + model.ranks_mb(feeder_model, mode, w, n) + model.broker_mb(2 * n + run["buses"])
     return {"loop_s": loop, "startup_s": startup, "wall_s": startup + loop, "peak_rss_mb": mem}
 

@@ -30,11 +30,11 @@ from hpcsim.coordination.cachekey import KIND as COORDINATION_CACHE
 from hpcsim.coordination.cachekey import feeder_cache_key
 from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import agc, der, droop
-from hpcsim.errors import StudyError
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
 from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case, read_case, resolve_case
 from hpcsim.dynamics.wiring import wiring
+from hpcsim.errors import StudyError
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, federate_config
 from hpcsim.study import Study
 

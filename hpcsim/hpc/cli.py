@@ -81,13 +81,11 @@ def _cost_model(args: argparse.Namespace):
 
 def print_prediction(plan, model) -> None:
     """The performance model's prediction for a plan: time per iteration, per step, memory per node."""
-    from hpcsim.hpc.plan import buses_per_rank  # noqa: PLC0415
-
     s, e = plan.study, plan.estimate
     f, _ = model.feeder(s.model)
     solve = model.solve_s(s.model, plan.engine_mode) - f.overhead_s
     cold = model.solve_s(s.model, plan.engine_mode, first=True) - f.overhead_s
-    buses = buses_per_rank(s.n_buses, plan.ranks, e.feeders_per_rank)
+    buses = model.buses_per_rank(s.n_buses, plan.ranks, e.feeders_per_rank)
     first = model.first_extra_s(s.model, plan.engine_mode, s.start, e.feeders_per_rank, buses)
     if s.start == "solved":
         first_row = ("start solves", f"{first:.3g} s",

@@ -125,6 +125,13 @@ class CostModel:
             solve = f.first_solve_s if first else f.solve_s
         return solve + f.overhead_s
 
+    @staticmethod
+    def buses_per_rank(n_buses: int, ranks: int, clones_per_rank: int) -> int:
+        """Boundary buses the busiest rank holds: its clones are consecutive in bus order, so they span the even
+        share of the buses plus at most one bus cut at each end (and never more buses than clones)."""
+        share = -(-n_buses // max(ranks, 1)) + (1 if ranks > 1 else 0)
+        return max(1, min(clones_per_rank, n_buses, share))
+
     def first_extra_s(self, model: str, engine_mode: str, start: str, clones: int, buses: int) -> float:
         """What a rank of ``clones`` clones on ``buses`` boundary buses spends before its first warm iteration:
         start "solved", one start solve per bus (before connecting; the clones then start warm); otherwise every
@@ -132,6 +139,18 @@ class CostModel:
         if start == "solved":
             return buses * self.feeder(model)[0].start_solve_s
         return clones * max(0.0, self.solve_s(model, engine_mode, first=True) - self.solve_s(model, engine_mode))
+
+    def startup_s(self, model: str, engine_mode: str, start: str, clones: int, buses: int, case_buses: int,
+                  n_feeders: int) -> tuple[float, float]:
+        """(start-up before the first iteration, extra time of the first iteration) of the busiest rank: the case
+        load beside the compiles — and, start "solved", beside the start solves, which run before the ranks
+        connect — plus the federation start; otherwise the cold first solves are the first iteration's extra."""
+        compile_s = self.feeder(model)[0].compile_s * (1 if engine_mode == "shared" else clones)
+        extra = self.first_extra_s(model, engine_mode, start, clones, buses)
+        load_s = self.transmission(case_buses, n_feeders).load_s
+        if start == "solved":
+            return max(load_s, compile_s + extra) + self.federation_start_s, 0.0
+        return max(load_s, compile_s) + self.federation_start_s, extra
 
     def iteration_s(self, feeder_model: str, engine_mode: str, clones_per_rank: int, n_values: int,
                     case_buses: int) -> float:

@@ -309,13 +309,6 @@ def _check_cores(shape: StudyShape, cluster: Cluster) -> None:
                         f"{BROKER_CORES} for its broker, node 0 {TRANSMISSION_CORES} more for transmission)")
 
 
-def buses_per_rank(n_buses: int, ranks: int, clones_per_rank: int) -> int:
-    """Boundary buses the busiest rank holds: its clones are consecutive in bus order, so they span the even
-    share of the buses plus at most one bus cut at each end (and never more buses than clones)."""
-    share = -(-n_buses // max(ranks, 1)) + (1 if ranks > 1 else 0)
-    return max(1, min(clones_per_rank, n_buses, share))
-
-
 def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:
     """Place a study on a cluster (pure); raises :class:`PlanError` when it cannot fit."""
     if shape.n_feeders < 1:
@@ -335,7 +328,7 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
         used = cluster.nodes - len(idle)
         raise PlanError(f"{cluster.nodes} nodes for {ranks} feeder rank(s): node(s) {', '.join(map(str, idle[:5]))}"
                         f"{'…' if len(idle) > 5 else ''} would idle; use --nodes {used}")
-    fcost, measured = model.feeder(shape.model)
+    _, measured = model.feeder(shape.model)
     if not measured:
         warnings.append(f"no measured costs for feeder model {shape.model!r}: planned as {model.fallback_model}")
     if ranks < min(shape.n_feeders, sum(_free_cores(cluster)), cluster.ranks or shape.n_feeders):
@@ -347,13 +340,10 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
     iteration_s = model.iteration_s(shape.model, engine_mode, k_max, shape.n_feeders, shape.case_buses)
     iterations = model.iterations_for(shape.coupling, shape.n_buses, shape.method)
     step_s = tcost.pf_s + iterations * iteration_s
-    compile_s = fcost.compile_s * (1 if engine_mode == "shared" else k_max)
-    first_extra_s = model.first_extra_s(shape.model, engine_mode, shape.start, k_max,
-                                        buses_per_rank(shape.n_buses, ranks, k_max))
-    if shape.start == "solved":  # the start solves run before the ranks connect, beside the case load
-        startup_s = max(tcost.load_s, compile_s + first_extra_s) + model.federation_start_s
-    else:  # the cold first solves are the first iteration's
-        startup_s = max(tcost.load_s, compile_s) + model.federation_start_s + first_extra_s
+    before_s, first_extra_s = model.startup_s(shape.model, engine_mode, shape.start, k_max,
+                                              model.buses_per_rank(shape.n_buses, ranks, k_max),
+                                              shape.case_buses, shape.n_feeders)
+    startup_s = before_s + first_extra_s  # a plan's start-up includes a first iteration's cold solves
     total_s = startup_s + shape.steps * step_s
     if total_s > walltime_s(cluster.walltime):
         warnings.append(f"predicted {_hms(total_s)} exceeds --walltime {cluster.walltime}")
