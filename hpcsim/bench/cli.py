@@ -20,6 +20,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.check:
         return _check(args)
+    if args.fit is not None or args.save_model is not None:
+        raise StudyError("--fit and --save-model go with --check RUN_DIR (the runs the refitted model predicts)")
     out = args.out or Path("bench") / f"{'quick' if args.quick else 'full'}-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists() and any(out.iterdir()):
         raise StudyError(f"{out} exists and is not empty: give --out a new folder")
@@ -36,26 +38,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Predict finished run folders with a cost model and compare (no benchmark is run)."""
-    import json  # noqa: PLC0415
-
-    from hpcsim.bench.fit import validate  # noqa: PLC0415
-    from hpcsim.bench.runs import run_figures  # noqa: PLC0415
-    from hpcsim.cases import read_matpower  # noqa: PLC0415
-    from hpcsim.errors import OutputError  # noqa: PLC0415
+    from hpcsim.bench.fit import fit_operating_point, validate  # noqa: PLC0415
+    from hpcsim.errors import StudyError  # noqa: PLC0415
     from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415
 
     model = load_model(args.model) if args.model else DEFAULT
+    if args.fit is not None:
+        if args.fit.resolve() in {r.resolve() for r in args.check}:
+            raise StudyError(f"--fit {args.fit}: a run the model is fitted on cannot also be checked")
+        point, feeder_model, case_buses = _run_point(args.fit)
+        model = fit_operating_point(model, point, feeder_model, case_buses,
+                                    source=f"{model.source}; operating point fitted on {args.fit.name}")
+        if args.save_model is not None:
+            log.info("wrote %s", model.save(args.save_model))
     rows = []
     for run_dir in args.check:
-        path = run_dir / "summary.json"
-        if not path.is_file():
-            raise OutputError(f"{run_dir}: no summary.json (not a finished hpcsim run folder)")
-        summary = json.loads(path.read_text())
-        if summary.get("kind") == "dynamic" or "n_feeders" not in summary:
-            raise OutputError(f"{run_dir}: not a steady-state co-simulation run")
-        point = run_figures(run_dir, summary) | {"label": run_dir.name}
-        feeder_model = summary["feeders"][0]["model"] if summary.get("feeders") else "ieee8500"
-        rows += validate(model, [point], {point["study"]: len(read_matpower(summary["case"]).bus)}, feeder_model)
+        point, feeder_model, case_buses = _run_point(run_dir)
+        rows += validate(model, [point], {point["study"]: case_buses}, feeder_model)
     if args.json:
         emit_json({"model": model.source, "runs": rows})
         return 0
@@ -72,6 +71,25 @@ def _check(args: argparse.Namespace) -> int:
               "costs alone), 'wall' the model's iteration law and start-up (as hpcsim plan predicts)")
     emit_table(table)
     return 0
+
+
+def _run_point(run_dir: Path) -> tuple[dict, str, int]:
+    """(:func:`hpcsim.bench.runs.run_figures` of a finished run folder, its feeder model, its case's buses)."""
+    import json  # noqa: PLC0415
+
+    from hpcsim.bench.runs import run_figures  # noqa: PLC0415
+    from hpcsim.cases import read_matpower  # noqa: PLC0415
+    from hpcsim.errors import OutputError  # noqa: PLC0415
+
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise OutputError(f"{run_dir}: no summary.json (not a finished hpcsim run folder)")
+    summary = json.loads(path.read_text())
+    if summary.get("kind") == "dynamic" or "n_feeders" not in summary:
+        raise OutputError(f"{run_dir}: not a steady-state co-simulation run")
+    point = run_figures(run_dir, summary) | {"label": run_dir.name}
+    feeder_model = summary["feeders"][0]["model"] if summary.get("feeders") else "ieee8500"
+    return point, feeder_model, len(read_matpower(summary["case"]).bus)
 
 
 def _pair(row: dict, key: str, unit: str = " s") -> str:
@@ -91,5 +109,10 @@ def register(sub) -> None:
                    help="instead of benchmarking: predict these finished `hpcsim run` folders with the cost model "
                         "(--model) and compare with what they measured (repeatable)")
     p.add_argument("--model", type=Path, default=None, help="with --check: model.json (default: the built-in model)")
+    p.add_argument("--fit", type=Path, default=None, metavar="RUN_DIR",
+                   help="with --check: first fit the model's operating-point costs (shared re-solve, start solve) "
+                        "on this finished run of a study with residual_load (not one of the checked runs)")
+    p.add_argument("--save-model", type=Path, default=None, metavar="FILE",
+                   help="with --fit: write the refitted model.json here")
     add_json_option(p, "bench.json (or, with --check, the predicted and measured figures)")
     p.set_defaults(func=cmd_bench)

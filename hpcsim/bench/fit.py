@@ -18,7 +18,11 @@ count (the per-iteration costs alone) and once with the model's iteration law (t
     memory = transmission + W · rank(k) + broker(2n + buses)
 
 with k = ceil(n / W) clones and b of the boundary buses in the busiest of W workers, I coupling iterations in
-all. The start solve t_start is not refitted here (the suite's studies start up in imports and compiles).
+all.
+
+Operating point (:func:`fit_operating_point`, from a run of a study at the case's operating point — the suite's
+``newton_sg2000``, or any finished run folder, ``hpcsim bench --fit RUN``): the shared-engine re-solve of such
+studies (their voltages move ~1e-4 pu, the calibration's ~1e-2) and the start solve per boundary bus.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from hpcsim.errors import StudyError
 from hpcsim.hpc.costs import CostModel
 
 TOLERANCE = 0.25  # predictions must be within 25 % of the measured figures
@@ -70,6 +75,34 @@ def fit_model(base: CostModel, *, calibration: dict, shared: dict | None, memory
     return replace(model, source=source, fitted=fitted)
 
 
+def fit_operating_point(model: CostModel, run: dict, feeder_model: str, case_buses: int, memory: bool = True,
+                        source: str | None = None) -> CostModel:
+    """A copy of ``model`` whose operating-point figures come from ``run`` (a :func:`hpcsim.bench.runs.run_figures`
+    dict of a shared-engine study with ``residual_load``): the re-solve per clone and iteration of its coupling
+    loop (its start solves taken out: they belong to the start-up) and its start solve per bus; ``memory``: also
+    a clone's memory in a run — (peak − transmission − broker − W·(rank base + engine)) / clones: its state plus
+    what a run keeps per clone (warm-start and control states, buffered rows), more than the memory
+    benchmark's bare state. Fit memory on a run whose clones dominate its memory (thousands)."""
+    if run["engine_mode"] != "shared" or not run["operating_point"]:
+        raise StudyError(f"{run['label']}: fitting the operating-point costs needs a shared-engine run with "
+                         f"residual_load (this one: {run['engine_mode']} engines, residual_load "
+                         f"{str(run['operating_point']).lower()})")
+    starts = run["start_solves"] * run["start_solve_s"] if run["start_solves"] else 0.0
+    changes = {"shared_solve_op_s": (run["feeder_solve_s"] - starts) / max(run["clone_iterations"], 1)}
+    if run["start_solves"]:
+        changes["start_solve_s"] = run["start_solve_s"]
+    if memory:
+        n, w = run["feeders"], run["workers"]
+        rest = (run["peak_rss_mb"] - model.transmission(case_buses, n).rss_mb - model.broker_mb(2 * n + run["buses"])
+                - w * (model.rank_base_mb + model.feeder(feeder_model)[0].rss_mb))
+        if rest > 0:
+            changes["shared_clone_mb"] = rest / n
+    fitted = model.with_feeder(feeder_model, **changes)
+    record = {**model.fitted, "operating_point": {k: run[k] for k in ("label", "study", "feeders", "buses",
+                                                                      "iterations", "loop_s")} | changes}
+    return replace(fitted, fitted=record, source=source or model.source)
+
+
 def predict_local(model: CostModel, run: dict, case_buses: int, feeder_model: str,
                   iterations: int | None = None) -> dict:
     """Predicted coupling loop, start-up and wall (s) and peak memory (MB) of a local run with ``run``'s shape;
@@ -80,7 +113,8 @@ def predict_local(model: CostModel, run: dict, case_buses: int, feeder_model: st
     tcost = model.transmission(case_buses, n)
     startup, first_extra = model.startup_s(feeder_model, mode, run.get("start", "case"), k,
                                            model.buses_per_rank(run["buses"], w, k), case_buses, n)
-    loop = first_extra + its * model.iteration_s(feeder_model, mode, k, n, case_buses) + run["steps"] * tcost.pf_s
+    loop = (first_extra + its * model.iteration_s(feeder_model, mode, k, n, case_buses, run.get("operating_point", False))
+            + run["steps"] * tcost.pf_s)
     mem = tcost.rss_mb + model.ranks_mb(feeder_model, mode, w, n) + model.broker_mb(2 * n + run["buses"])
     return {"loop_s": loop, "startup_s": startup, "wall_s": startup + loop, "peak_rss_mb": mem}
 

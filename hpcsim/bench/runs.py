@@ -12,7 +12,9 @@ and its own Parquet outputs are read back. Definitions (all measured inside the 
   work, not coupling;
 - per clone and iteration: the cold first solve (iteration 0 of step 0), the warm re-solve (the other
   iterations), and the overhead outside OpenDSS (a group's compute time minus its solves: reading voltages,
-  publishing powers, Parquet rows).
+  publishing powers, Parquet rows);
+- ``start_solve_s``: per boundary bus, a start solve (start "solved": the groups' recorded start-solve seconds
+  over the buses they solved; NaN for runs without them).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def run_figures(run_dir: Path, summary: dict) -> dict:
     warm = feeders[~(first_step & (feeders.iteration == 0))].solve_s
     by_group = feeders.assign(group=feeders.feeder.map(_group_of(run_dir))).groupby("group").solve_s.sum()
     clone_iterations = len(feeders)
+    n_start = int(groups.start_solves.sum()) if "start_solves" in groups else 0
+    start_solve_s = float(groups.start_solve_s.sum()) / n_start if n_start else math.nan
     group_compute = float(groups.compute_s.sum())
     return {
         "study": summary["study"],
@@ -72,6 +76,7 @@ def run_figures(run_dir: Path, summary: dict) -> dict:
         "coupling": summary.get("coupling", "iterative"),
         "method": summary.get("method", "gauss-seidel"),
         "start": summary.get("start", "case"),
+        "operating_point": bool(summary.get("residual_load", False)),
         "iterations": summary_iterations(summary),
         "converged": bool(summary["converged"]),
         "wall_s": float(summary["wall_s"]),
@@ -86,6 +91,9 @@ def run_figures(run_dir: Path, summary: dict) -> dict:
         "cold_solve_s": float(cold.mean()) if len(cold) else math.nan,
         "warm_solve_s": float(warm.mean()) if len(warm) else math.nan,
         "clone_overhead_s": max(group_compute - solve_total, 0.0) / max(clone_iterations, 1),
+        "start_solve_s": start_solve_s,
+        "start_solves": n_start,
+        "clone_iterations": clone_iterations,
         "peak_rss_mb": float(summary["peak_rss_mb"]),
         "boundary_p_mw": float(summary.get("boundary_p_mw", np.nan)),
         "boundary_pd_mw": float(summary.get("boundary_pd_mw", np.nan)),

@@ -43,9 +43,11 @@ def _out_dir(cfg: dict) -> Path:
 
 
 def _steps_row(cfg: dict, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
-               exchange_s: float, rss: float, startup_s: float = math.nan) -> dict:
+               exchange_s: float, rss: float, startup_s: float = math.nan, start_solves: tuple[int, float] = (0, math.nan)
+               ) -> dict:
     return {"time_s": cfg["times_s"][step], "iterations": iterations, "dv_pu": dv_pu, "ds_pu": ds_pu,
-            "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss, "startup_s": startup_s}
+            "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss, "startup_s": startup_s,
+            "start_solves": start_solves[0], "start_solve_s": start_solves[1]}
 
 
 class _Startup:
@@ -299,6 +301,7 @@ class FeederGroupRole(_Startup):
         self.start_states: dict[int, SolvedState] = {}  # per bus: the model solved at its case voltage (start "solved")
         self.start_s: dict[int, float] = {}  # and how long that solve took
         self.start_draw: dict[int, complex] = {}  # and what it drew (published in initializing mode)
+        self.start_solves: tuple[int, float] = (0, math.nan)  # (buses, seconds) of the start solves, for the record
         # resumed (hpcsim.federation.resume): each clone's state out of the last completed step
         self.carried: dict[str, dict] = dict((cfg.get("resume") or {}).get("feeders", {}))
         self.carried_v = {name: st["v_pu"] for name, st in self.carried.items()}
@@ -342,6 +345,7 @@ class FeederGroupRole(_Startup):
             self.start_s[b] = time.perf_counter() - t1  # counted in the solve time of the bus's first clone
             draw[b] = complex(res.p_mw, res.q_mvar)
         self.start_draw = draw
+        self.start_solves = (len(self.buses), sum(self.start_s.values()))
         log.info("%s: start solved for %d buses at their case voltages in %.1f s", self.name, len(self.buses),
                  time.perf_counter() - t0)
 
@@ -434,7 +438,8 @@ class FeederGroupRole(_Startup):
     def end_step(self, step: int, iterations: int, compute_s: float, exchange_s: float, rss: float) -> None:
         self.rows.flush(step)
         self.steps.add(**_steps_row(self.cfg, step, iterations, math.nan, self.ds_pu, compute_s, exchange_s, rss,
-                                    self.take_startup()))
+                                    self.take_startup(), self.start_solves))
+        self.start_solves = (0, math.nan)
         self.steps.flush(step)
         if self.nodes is not None:
             t = self.cfg["times_s"][step]

@@ -98,6 +98,7 @@ class StudyShape:
     engine_mode: str = "auto"  # what the study asks: separate | shared | auto (the plan picks by memory)
     method: str = "gauss-seidel"  # the iterative coupling method (its own iteration law)
     start: str = "solved"  # [coupling] start: "solved" does one start solve per boundary bus on each rank
+    operating_point: bool = False  # residual_load: starts at the case's operating point (cheaper re-solves)
 
 
 @dataclass(frozen=True)
@@ -335,9 +336,10 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
         warnings.append(f"memory limits the plan to {ranks} feeder ranks (cores allow more)")
     tcost = model.transmission(shape.case_buses, shape.n_feeders)
     k_max = -(-shape.n_feeders // ranks)
-    feeder_s = k_max * model.solve_s(shape.model, engine_mode)
+    feeder_s = k_max * model.solve_s(shape.model, engine_mode, operating_point=shape.operating_point)
     exchange = model.exchange_s(shape.n_feeders)
-    iteration_s = model.iteration_s(shape.model, engine_mode, k_max, shape.n_feeders, shape.case_buses)
+    iteration_s = model.iteration_s(shape.model, engine_mode, k_max, shape.n_feeders, shape.case_buses,
+                                    shape.operating_point)
     iterations = model.iterations_for(shape.coupling, shape.n_buses, shape.method)
     step_s = tcost.pf_s + iterations * iteration_s
     before_s, first_extra_s = model.startup_s(shape.model, engine_mode, shape.start, k_max,
@@ -380,7 +382,8 @@ def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     return StudyShape(name=study.name, case=case_label(study.case), case_buses=len(read_matpower(study.case).bus),
                       model=model, coupling=study.coupling, steps=study.n_steps, n_buses=bmap.n_buses,
                       n_feeders=bmap.n_buses if study.scale_mode else bmap.n_feeders, scale_mode=study.scale_mode,
-                      engine_mode=study.engine_mode, method=study.method, start=study.start)
+                      engine_mode=study.engine_mode, method=study.method, start=study.start,
+                      operating_point=study.keeps_residual)
 
 
 def plan_study(study: Study, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:

@@ -64,6 +64,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("time_s", pa.float64()), ("iterations", pa.int32()), ("dv_pu", pa.float64()), ("ds_pu", pa.float64()),
         ("compute_s", pa.float64()), ("exchange_s", pa.float64()), ("peak_rss_mb", pa.float64()),
         ("startup_s", pa.float64()),
+        # a feeder group's start solves (start "solved"; in its first step's row): boundary buses, seconds
+        ("start_solves", pa.int32()), ("start_solve_s", pa.float64()),
     ]),
     "node_voltages": pa.schema([
         ("time_s", pa.float64()), ("feeder", pa.string()), ("node", pa.string()), ("v_pu", pa.float32()),
@@ -95,7 +97,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 # Columns a writer may leave out (their value then): what only some runs have (Newton's slopes).
 OPTIONAL = {"ds_dv_p_mw_per_pu": math.nan, "ds_dv_q_mvar_per_pu": math.nan, "residual_p_mw": 0.0, "residual_q_mvar": 0.0,
-            "startup_s": math.nan}
+            "startup_s": math.nan, "start_solves": 0, "start_solve_s": math.nan}
 
 
 class StepWriter:

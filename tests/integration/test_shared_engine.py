@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,12 @@ def test_bench_check_predicts_a_finished_run(tmp_path, capsys):
     assert "predicted vs measured" in out and "run" in out
     assert main(["bench", "--check", str(tmp_path / "nothing")]) == 2
     assert "no summary.json" in capsys.readouterr().err
+    # refitting the operating-point costs: not on a checked run, not without runs to check, and only on a
+    # shared-engine run at the case's operating point (this one has neither)
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    for args, message in ((["--fit", str(tmp_path / "run"), "--check", str(tmp_path / "run")], "cannot also be checked"),
+                          (["--fit", str(tmp_path / "run")], "go with --check"),
+                          (["--fit", str(tmp_path / "run"), "--check", str(tmp_path / "copy")], "residual_load")):
+        assert main(["bench", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]

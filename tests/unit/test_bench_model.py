@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from hpcsim.bench.fit import fit_model, predict_local, validate
+from hpcsim.bench.fit import fit_model, fit_operating_point, predict_local, validate
 from hpcsim.bench.report import markdown
 from hpcsim.bench.suite import figures, median_run, spread
+from hpcsim.errors import StudyError
 from hpcsim.hpc.costs import DEFAULT
 
 pytestmark = pytest.mark.unit
@@ -55,6 +56,40 @@ def test_local_prediction_is_cold_first_iteration_plus_warm_iterations_plus_powe
     assert predict_local(m, run, 200, "ieee8500")["loop_s"] == pytest.approx(expect)
     shared = predict_local(m, run | {"engine_mode": "shared"}, 200, "ieee8500")
     assert shared["peak_rss_mb"] < predict_local(m, run, 200, "ieee8500")["peak_rss_mb"] / 5
+
+
+def _operating_point_run(**changes):
+    # 2 workers, 6,000 clones on 900 buses, 3 iterations: 18,000 clone-iterations whose solves (500 s of the
+    # groups' rows) include 900 start solves of 0.2 s each
+    return _run("sg2000_full", feeders=6_000, mode="shared", iterations=3, peak=2_000.0) | {
+        "buses": 900, "start": "solved", "operating_point": True, "feeder_solve_s": 500.0,
+        "clone_iterations": 18_000, "start_solves": 900, "start_solve_s": 0.2} | changes
+
+
+def test_the_operating_point_fit_takes_the_loop_re_solve_the_start_solve_and_a_clone_s_memory_in_a_run():
+    m = fit_operating_point(DEFAULT, _operating_point_run(), "ieee8500", 2000)
+    f = m.feeders["ieee8500"]
+    assert f.shared_solve_op_s == pytest.approx((500.0 - 900 * 0.2) / 18_000)  # the start solves taken out
+    assert f.start_solve_s == 0.2
+    # the memory left once the transmission, the broker and two ranks' base and engine are counted, per clone
+    rest = (2_000.0 - DEFAULT.transmission(2000, 6_000).rss_mb - DEFAULT.broker_mb(2 * 6_000 + 900)
+            - 2 * (DEFAULT.rank_base_mb + DEFAULT.feeders["ieee8500"].rss_mb))
+    assert f.shared_clone_mb == pytest.approx(rest / 6_000)
+    # so the fitted model gives the run's own peak back, and prices its loop at the operating-point re-solve
+    run = _operating_point_run()
+    assert predict_local(m, run, 2000, "ieee8500")["peak_rss_mb"] == pytest.approx(2_000.0)
+    far = predict_local(m, run | {"operating_point": False}, 2000, "ieee8500")["loop_s"]
+    near = predict_local(m, run, 2000, "ieee8500")["loop_s"]
+    assert near < far and far - near == pytest.approx(3 * 3_000 * (f.shared_solve_s - f.shared_solve_op_s))
+    # without memory: the clone's memory stays the memory benchmark's
+    kept = fit_operating_point(DEFAULT, _operating_point_run(), "ieee8500", 2000, memory=False)
+    assert kept.feeders["ieee8500"].shared_clone_mb == DEFAULT.feeders["ieee8500"].shared_clone_mb
+
+
+@pytest.mark.parametrize("changes", [{"engine_mode": "separate"}, {"operating_point": False}])
+def test_the_operating_point_fit_refuses_a_run_that_is_not_at_the_operating_point_on_shared_engines(changes):
+    with pytest.raises(StudyError, match="shared-engine run with residual_load"):
+        fit_operating_point(DEFAULT, _operating_point_run(**changes), "ieee8500", 2000)
 
 
 def test_a_solved_start_moves_the_first_solves_into_the_start_up_one_per_bus():
