@@ -149,3 +149,4 @@ def federate_process(run_dir: Path, name: str) -> psutil.Process:
              and f"configs/{name}.json" in (p.info["cmdline"] or [])]
     assert len(found) == 1, found
     return found[0]
+

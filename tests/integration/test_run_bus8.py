@@ -14,6 +14,7 @@ from hpcsim.federation.runner import run_study
 from hpcsim.study import load_study
 from hpcsim.transmission import TransmissionNetwork
 
+from ..pins import check_pinned, steady_answer
 from .helpers import BUS8_STUDY, POWER_ATOL_MW, hpcsim, resolve_alone, wait_gone
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,10 @@ def test_summary_file_has_the_documented_schema(iterative):
     for sub in ("configs", "logs", "outputs/transmission", "outputs/feeders", "outputs/steps"):
         assert (run_dir / sub).is_dir(), sub
     assert (run_dir / "boundary_map.txt").read_text().startswith("1,3\n")
+
+
+def test_the_answer_is_the_pinned_one(iterative):
+    check_pinned("activsg200_ieee8500_bus8", steady_answer(iterative[1]))
 
 
 def test_converges_below_tolerance_and_reports_iterations(iterative):

@@ -10,6 +10,7 @@ import pytest
 
 from hpcsim.metadata import read
 
+from ..pins import check_pinned, steady_answer
 from .helpers import CASES, POWER_ATOL_MW, REPO, hpcsim, independent_checks, resolve_alone
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,6 +34,11 @@ def test_newton_converges_in_at_most_four_exchanges_and_agrees_with_gauss_seidel
     assert nt["steps"][0]["iterations"] <= 4 and nt["steps"][0]["iterations"] <= gs["steps"][0]["iterations"]
     for a, b in zip(nt["boundary"], gs["boundary"], strict=True):
         assert a["bus"] == b["bus"] and abs(a["v_pu"] - b["v_pu"]) <= 1e-4, (a["bus"], a["v_pu"] - b["v_pu"])
+
+
+@pytest.mark.parametrize("method", ["newton", "gauss-seidel"])
+def test_the_126_feeder_answers_are_the_pinned_ones(snapshots, method):
+    check_pinned(f"activsg200_ieee8500 {method}", steady_answer(snapshots[method]))
 
 
 @pytest.mark.parametrize("method", ["newton", "gauss-seidel"])
@@ -68,5 +74,6 @@ def test_qsts_study_runs_24_steps(tmp_path):
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["converged"] and s["coupling"] == "loose"
     assert len(s["steps"]) == 24 and len(s["feeders"]) == 126
+    check_pinned("activsg200_ieee8500_qsts", steady_answer(s))
     names = [f["name"] for f in s["feeders"]]
     assert len(set(names)) == 126
