@@ -2,7 +2,8 @@
 
 Pure physics lives in :mod:`droop`, :mod:`agc`, :mod:`der` and :mod:`headroom` (numpy/scipy only); the ANDES side
 in :mod:`andes_der` (the DER model) and :mod:`tds` (the time-domain wrapper); the OpenDSS side in :mod:`feeder`;
-the HELICS federates in :mod:`roles` / :mod:`federate`; the local runner in :mod:`runner`.
+the HELICS roles in :mod:`roles` and their loops in :mod:`drivers` (run by the one federate entry point,
+:mod:`hpcsim.federation.federate`); the local runner in :mod:`runner`.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     write_config(run_dir / DESCRIPTION, desc)
     hierarchy = local_hierarchy(names, study.sub_brokers, f"{int(time.time() * 1000) % 10**9}")
     write_configs(federate_configs(plan, hierarchy.broker_of), run_dir)
-    processes = federation_processes(hierarchy, names, "hpcsim.dynamics.federate")
+    processes = federation_processes(hierarchy, names, "hpcsim.federation.federate")
     write_runner(run_dir, study.name, processes)
     log.info("%s: dynamic study, %g s, %d feeders, %d DERs, AGC %s -> %s", study.name, plan.spec.stop_s,
              len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)

@@ -1,6 +1,8 @@
-"""Federate process entry point and the two federate loops (transmission, feeder group).
+"""The one federate process entry point of every study kind, and the steady-state federate loops.
 
-``python -m hpcsim.federation.federate CONFIG.json`` starts one federate (the role comes from the config).
+``python -m hpcsim.federation.federate CONFIG.json`` starts one federate; the role comes from the config:
+``transmission`` and ``feeders`` (snapshot, QSTS; the loops below) or ``tds``, ``dfeeder`` and ``agc`` (a
+dynamic study; the loops in :mod:`hpcsim.dynamics.drivers`).
 
 Time and iterations. Step k of the study runs at HELICS times ``k + 1 + 2·i·ε`` for iterations i = 0, 1, …
 (ε = 1 / (4·(max_iterations + 2)), so a step never reaches the next one):
@@ -30,20 +32,17 @@ import json
 import logging
 import math
 import os
-import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from hpcsim.dynamics import drivers as dynamic_drivers
 from hpcsim.errors import ConvergenceError, FederateError, HpcsimError
 from hpcsim.console import setup_logging
+from hpcsim.federation.rusage import peak_rss_mb
 
 log = logging.getLogger("hpcsim.federate")
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class Clock:
@@ -133,7 +132,13 @@ def drive_feeders(fed, role, cfg: dict) -> None:
         role.end_step(current, iterations, compute_s, exchange_s, peak_rss_mb())
 
 
+STEADY_ROLES = ("transmission", "feeders")  # a snapshot or QSTS study's federates
+DYNAMIC_ROLES = ("tds", "dfeeder", "agc")  # a dynamic study's: hpcsim.dynamics.drivers
+BOUNDARY_ROLES = ("transmission", "tds")  # the transmission side: it writes the federation's map
+
+
 def make_role(cfg: dict):
+    """The role object of any federate, by its config's ``role``."""
     if cfg["role"] == "transmission":
         from hpcsim.federation.roles import TransmissionRole  # noqa: PLC0415
 
@@ -142,7 +147,9 @@ def make_role(cfg: dict):
         from hpcsim.federation.roles import FeederGroupRole  # noqa: PLC0415
 
         return FeederGroupRole(cfg)
-    raise FederateError(f"unknown federate role {cfg['role']!r}")
+    if cfg["role"] in DYNAMIC_ROLES:
+        return dynamic_drivers.make_role(cfg)
+    raise FederateError(f"unknown federate role {cfg['role']!r} (one of {', '.join(STEADY_ROLES + DYNAMIC_ROLES)})")
 
 
 def record_error(cfg: dict, exc: BaseException) -> None:
@@ -241,7 +248,7 @@ def serve(path: str | Path, build_role, drive_of) -> int:
             role.initialize()
         h.helicsFederateEnterExecutingMode(fed)
         role.startup_s = time.perf_counter() - t0
-        if cfg["role"] == "transmission":
+        if cfg["role"] in BOUNDARY_ROLES:
             write_federate_map(fed, Path(cfg["run_dir"]))
         drive_of(cfg)(fed, role, cfg)
         h.helicsFederateDisconnect(fed)
@@ -266,11 +273,12 @@ def serve(path: str | Path, build_role, drive_of) -> int:
 
 
 def _drive_of(cfg: dict):
-    return drive_transmission if cfg["role"] == "transmission" else drive_feeders
+    return {"transmission": drive_transmission, "feeders": drive_feeders, "tds": dynamic_drivers.drive_tds,
+            "dfeeder": dynamic_drivers.drive_event, "agc": dynamic_drivers.drive_event}[cfg["role"]]
 
 
 def run_federate(path: str | Path) -> int:
-    """Run one steady-state federate (transmission or feeder group) to completion; returns the exit code."""
+    """Run one federate of any study kind to completion from its config file; returns the exit code."""
     return serve(path, make_role, _drive_of)
 
 

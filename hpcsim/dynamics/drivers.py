@@ -1,9 +1,9 @@
-"""Federate process of a dynamic study: ``python -m hpcsim.dynamics.federate CONFIG.json``.
+"""The federate loops of a dynamic study's roles (run by :func:`hpcsim.federation.federate.run_federate`, the
+one federate entry point of every study kind).
 
 The transmission loop steps the control intervals as an uninterruptible federate (granted exactly the time it
 asks for, i.e. after every other federate has answered the previous interval); feeders and the AGC are event
 driven (they ask for the end of time and are woken by new values). See :mod:`hpcsim.dynamics.roles`.
-Errors are recorded and end the federation as in :mod:`hpcsim.federation.federate`.
 """
 
 from __future__ import annotations
@@ -11,22 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
 from hpcsim.errors import FederateError
-from hpcsim.federation.federate import federate_main, peak_rss_mb, serve
+from hpcsim.federation.rusage import peak_rss_mb
 
-log = logging.getLogger("hpcsim.dynamics.federate")
+log = logging.getLogger("hpcsim.dynamics.drivers")
 
 
 def make_role(cfg: dict):
-    from hpcsim.dynamics import roles  # noqa: PLC0415
+    """The role object of a dynamic federate (``tds``, ``dfeeder`` or ``agc``)."""
+    from hpcsim.dynamics import roles  # noqa: PLC0415 - ANDES and OpenDSS load only in the federate that needs them
 
     kinds = {"tds": roles.TdsRole, "dfeeder": roles.FeederRole, "agc": roles.AgcRole}
-    if cfg["role"] not in kinds:
-        raise FederateError(f"unknown dynamic federate role {cfg['role']!r}")
     return kinds[cfg["role"]](cfg)
 
 
@@ -102,20 +100,3 @@ def drive_event(fed, role, cfg: dict) -> None:
         waited_s = role.respond(fed, tick, t_s)
         role.timing(t_s, time.perf_counter() - t0 - waited_s, exchange_s + waited_s, peak_rss_mb())
     role.maybe_flush(last_tick, last=True)
-
-
-def _drive_of(cfg: dict):
-    return drive_tds if cfg["role"] == "tds" else drive_event
-
-
-def run_federate(path: str | Path) -> int:
-    """Run one dynamic federate to completion from its config file; returns the process exit code."""
-    return serve(path, make_role, _drive_of)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return federate_main(run_federate, "hpcsim.dynamics.federate", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
