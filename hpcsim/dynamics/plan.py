@@ -33,9 +33,9 @@ from hpcsim.dynamics import agc, der, droop
 from hpcsim.dynamics.feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
 from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case, read_case, resolve_case
-from hpcsim.dynamics.wiring import wiring
 from hpcsim.errors import StudyError
-from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, federate_config
+from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG
+from hpcsim.federation.layout import federate_document
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -306,9 +306,5 @@ def role_configs(plan: Plan) -> dict[str, dict]:
 
 def federate_configs(plan: Plan, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
     """Every federate's config file: HELICS federate config (interfaces from :func:`wiring`) + role settings."""
-    out = {}
-    for name, role in role_configs(plan).items():
-        pubs, subs, uninterruptible = wiring(role)
-        out[name] = federate_config(name, role, broker_of[name], pubs.values(), subs.values(),
-                                    uninterruptible=uninterruptible, network=network)
-    return out
+    return {name: federate_document(name, role, broker_of[name], network)
+            for name, role in role_configs(plan).items()}

@@ -115,7 +115,7 @@ def describe_run(plan) -> dict:
     s = plan.spec
     feeders = plan.describe()["feeders"]
     return {
-        "schema": 2, "study": plan.study.name, "kind": "dynamic", "case": plan.case_path, "stop_s": s.stop_s,
+        "schema": 2, "study": plan.study.name, "kind": "dynamic", "case": str(plan.study.case), "stop_s": s.stop_s,
         "agc": s.agc, "trip": {"gen": s.trip_gen, "t_s": s.trip_s} if s.trip_gen else None,
         "load_std": s.load_std, "seed": s.seed, "n_der": plan.n_der, "balance": plan.balance,
         "f0_hz": plan.f0_hz, "bias_mw_per_01hz": plan.bias_mw_per_01hz,

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 from hpcsim.federation.helics_config import Interface
 
+DYNAMIC_ROLES = ("tds", "dfeeder", "agc")  # a dynamic study's federates: transmission (TDS), feeders, AGC
+
 F_KEY, ACE_KEY, ONLINE_KEY = "hpcsim/dyn/f_hz", "hpcsim/dyn/ace_mw", "hpcsim/dyn/online"
 AGC_THERMAL_KEY, AGC_DER_KEY = "hpcsim/dyn/agc/thermal_mw", "hpcsim/dyn/agc/der_mw"
 

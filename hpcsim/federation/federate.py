@@ -38,6 +38,7 @@ import traceback
 from pathlib import Path
 
 from hpcsim.dynamics import drivers as dynamic_drivers
+from hpcsim.dynamics.wiring import DYNAMIC_ROLES
 from hpcsim.errors import ConvergenceError, FederateError, HpcsimError
 from hpcsim.console import setup_logging
 from hpcsim.federation.rusage import peak_rss_mb
@@ -133,7 +134,6 @@ def drive_feeders(fed, role, cfg: dict) -> None:
 
 
 STEADY_ROLES = ("transmission", "feeders")  # a snapshot or QSTS study's federates
-DYNAMIC_ROLES = ("tds", "dfeeder", "agc")  # a dynamic study's: hpcsim.dynamics.drivers
 BOUNDARY_ROLES = ("transmission", "tds")  # the transmission side: it writes the federation's map
 
 

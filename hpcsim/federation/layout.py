@@ -23,6 +23,7 @@ import numpy as np
 
 from hpcsim import metadata
 from hpcsim.cases import case_label, read_matpower, resolve_feeder, resolve_transmission_case
+from hpcsim.dynamics.wiring import DYNAMIC_ROLES, wiring
 from hpcsim.errors import StudyError
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
 from hpcsim.metadata import BoundaryMap
@@ -274,8 +275,13 @@ def interfaces(role: Mapping) -> tuple[list[Interface], list[Interface], bool]:
 
 def federate_document(name: str, role: Mapping, broker_address: str, network: str = "local",
                       interface: str | None = None) -> dict:
-    """A steady-state federate's whole config file (HELICS part + role settings)."""
-    pubs, subs, uninterruptible = interfaces(role)
+    """A federate's whole config file (HELICS part + role settings), of any study kind: a dynamic role's
+    interfaces come from :func:`hpcsim.dynamics.wiring.wiring`."""
+    if role.get("role") in DYNAMIC_ROLES:
+        pubs, subs, uninterruptible = wiring(role)
+        pubs, subs = pubs.values(), subs.values()
+    else:
+        pubs, subs, uninterruptible = interfaces(role)
     return federate_config(name, role, broker_address, pubs, subs, uninterruptible=uninterruptible,
                            network=network, interface=interface)
 

@@ -37,20 +37,31 @@ def print_plan(plan) -> None:
     from hpcsim.hpc.slurm import mem_request_mb  # noqa: PLC0415
 
     s, c, e = plan.study, plan.cluster, plan.estimate
+    dynamic = s.kind == "dynamic"
+    if dynamic:
+        what = (f"{s.name}: {s.case} ({s.case_buses} buses), {s.n_feeders} feeder federates (planned as "
+                f"{s.model}, the largest), dynamic: {s.simulated_s:g} s simulated, {s.steps} T <-> D exchanges")
+        timing = (f"per exchange {e.step_s:.3g} s = feeder {e.feeder_s:.3g} + ANDES TDS {e.transmission_pf_s:.3g} "
+                  f"+ exchange {e.exchange_s:.3g}; start-up {e.startup_s:.3g} s; total {e.total_s:.4g} s "
+                  f"({s.simulated_s / max(e.total_s, 1e-9):.3g} simulated s per wall s)")
+    else:
+        what = (f"{s.name}: {s.case} ({s.case_buses} buses), {s.n_feeders} {s.model} feeders on {s.n_buses} "
+                f"boundary buses, {s.coupling} coupling, {s.steps} step(s)")
+        timing = (f"per iteration {e.iteration_s:.3g} s = feeders {e.feeder_s:.3g} + transmission PF "
+                  f"{e.transmission_pf_s:.3g} + exchange {e.exchange_s:.3g}; per step {e.step_s:.3g} s "
+                  f"({e.iterations} iterations); start-up {e.startup_s:.3g} s; total {e.total_s:.4g} s")
     emit_lines([
-        f"{s.name}: {s.case} ({s.case_buses} buses), {s.n_feeders} {s.model} feeders on {s.n_buses} "
-        f"boundary buses, {s.coupling} coupling, {s.steps} step(s)",
+        what,
         f"cluster: {c.nodes} node(s) × {c.cores_per_node} cores × {c.mem_per_node_gb:g} GB, walltime {c.walltime}"
         f"{', partition ' + c.partition if c.partition else ''}{', account ' + c.account if c.account else ''}; "
         f"network {plan.network}, broker ports {plan.ports['base']}+4·(job id mod {plan.ports['slots']})",
         f"feeder ranks: {plan.ranks} (≤ {e.feeders_per_rank} feeders each); peak node memory "
         f"{_mb(max(n.mem_mb for n in plan.nodes))} (a job asks for {_mb(mem_request_mb(plan)[0])} per node: "
         f"+{MEM_MARGIN:.0%})",
-        f"per iteration {e.iteration_s:.3g} s = feeders {e.feeder_s:.3g} + transmission PF {e.transmission_pf_s:.3g} "
-        f"+ exchange {e.exchange_s:.3g}; per step {e.step_s:.3g} s ({e.iterations} iterations); "
-        f"start-up {e.startup_s:.3g} s; total {e.total_s:.4g} s",
+        timing,
     ])
-    table = Table("placement (node 0 also runs the root broker and the transmission federate)",
+    node0 = "the transmission and AGC federates" if dynamic else "the transmission federate"
+    table = Table(f"placement (node 0 also runs the root broker and {node0})",
                   ["node", "ranks", "first rank", "feeders", "on broker", "cores", "memory"], align=["r"] * 7)
     shown = list(plan.nodes[:SHOW_NODES - 1]) + ([plan.nodes[-1]] if len(plan.nodes) >= SHOW_NODES else [])
     for n in shown:
@@ -82,6 +93,8 @@ def _cost_model(args: argparse.Namespace):
 def print_prediction(plan, model) -> None:
     """The performance model's prediction for a plan: time per iteration, per step, memory per node."""
     s, e = plan.study, plan.estimate
+    if s.kind == "dynamic":
+        return _print_dynamic_prediction(plan, model)
     f, _ = model.feeder(s.model)
     solve = model.solve_s(s.model, plan.engine_mode) - f.overhead_s
     cold = model.solve_s(s.model, plan.engine_mode, first=True) - f.overhead_s
@@ -107,6 +120,25 @@ def print_prediction(plan, model) -> None:
         ("run", f"{e.total_s:.4g} s", f"{e.steps} step(s)"),
         ("memory, node 0", _mb(mems[0]), "transmission federate, root + sub-broker, ranks"),
         ("memory, other nodes", _mb(max(mems[1:], default=0.0)), f"largest; {plan.engine_mode} OpenDSS engines"),
+        ("memory, whole job", _mb(sum(mems)), f"{len(mems)} node(s)"),
+    ]]
+    emit_table(table)
+
+
+def _print_dynamic_prediction(plan, model) -> None:
+    s, e = plan.study, plan.estimate
+    mems = [n.mem_mb for n in plan.nodes]
+    interval = s.exchange_interval_s
+    table = Table(f"prediction (cost model: {model.source})", ["quantity", "predicted", "from"],
+                  align=["l", "r", "l"])
+    table.rows = [list(r) for r in [
+        ("exchange", f"{e.step_s:.3g} s",
+         f"ANDES TDS over {interval:.3g} simulated s ({model.tds_s_per_sim_s(s.case_buses) * 1e3:.3g} ms per "
+         f"simulated s) + a feeder re-solve ({e.feeder_s * 1e3:.3g} ms) + exchange {e.exchange_s * 1e3:.3g} ms"),
+        ("start-up", f"{e.startup_s:.3g} s", "case load / compile, federation start, a cold first solve"),
+        ("run", f"{e.total_s:.4g} s", f"{e.steps} exchanges, {s.simulated_s:g} s simulated"),
+        ("memory, node 0", _mb(mems[0]), "transmission and AGC federates, root + sub-broker, ranks"),
+        ("memory, other nodes", _mb(max(mems[1:], default=0.0)), "largest; one OpenDSS engine per feeder"),
         ("memory, whole job", _mb(sum(mems)), f"{len(mems)} node(s)"),
     ]]
     emit_table(table)

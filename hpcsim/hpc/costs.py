@@ -71,6 +71,10 @@ class CostModel:
     # as more boundary buses interact); loose coupling is one exchange
     iteration_points: dict[str, tuple[tuple[int, int], ...]]
     fixed_iterations: int | None = None  # overrides the power law (hpcsim plan --iterations)
+    # ANDES TDS CPU seconds per simulated second, by case buses (the dynamic study's critical path); a size
+    # between or beyond the points scales linearly with the buses from the nearest one (an assumption: only
+    # IEEE 14 is measured)
+    tds_points: tuple[tuple[int, float], ...] = ((14, 0.075),)
     usable_memory_fraction: float = 0.9  # of a node's memory; the rest is the OS's and its daemons'
     fallback_model: str = "ieee8500"  # costs of a feeder model without measurements (the largest: conservative)
     source: str = "built in"
@@ -97,6 +101,11 @@ class CostModel:
         feeders (one HELICS subscription each)."""
         return TransmissionCost(pf_s=self._interpolate(buses, 1), load_s=self._interpolate(buses, 2),
                                 rss_mb=self._interpolate(buses, 3) + feeders * self.handle_kb / 1024)
+
+    def tds_s_per_sim_s(self, buses: int) -> float:
+        """ANDES TDS time per simulated second of a case of ``buses`` buses (see ``tds_points``)."""
+        b, s = min(self.tds_points, key=lambda p: abs(math.log(max(buses, 1) / p[0])))
+        return s * max(buses, 1) / b
 
     def broker_mb(self, handles: int) -> float:
         """A broker that routes ``handles`` publications/subscriptions."""
@@ -191,6 +200,7 @@ class CostModel:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["transmission_points"] = [list(p) for p in self.transmission_points]
+        d["tds_points"] = [list(p) for p in self.tds_points]
         d["iteration_points"] = {m: [list(p) for p in pts] for m, pts in self.iteration_points.items()}
         return d
 
@@ -199,6 +209,8 @@ class CostModel:
         d = dict(d)
         d["feeders"] = {k: FeederCost(**v) for k, v in d["feeders"].items()}
         d["transmission_points"] = tuple(tuple(p) for p in d["transmission_points"])
+        if "tds_points" in d:
+            d["tds_points"] = tuple(tuple(p) for p in d["tds_points"])
         points = d["iteration_points"]
         if isinstance(points, list):  # a model.json from before the methods: Gauss–Seidel's
             points = {"gauss-seidel": points}

@@ -94,11 +94,16 @@ def write_runner(run_dir: Path, study: str, env: dict[str, str] | None = None) -
 def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
     from hpcsim.output.summary import build_run_summary, read_description, write_summary  # noqa: PLC0415
 
-    summary = build_run_summary(
-        run_dir, read_description(run_dir), metadata.read(run_dir / "boundary_map.txt"), ran_ok=not failed,
-        wall_s=wall_s, extra={"slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
-                                        "nodelist": os.environ.get("SLURM_JOB_NODELIST")}},
-    )
+    desc = read_description(run_dir)
+    slurm = {"slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),
+                       "nodelist": os.environ.get("SLURM_JOB_NODELIST")}}
+    if desc.get("kind") == "dynamic":
+        from hpcsim.dynamics.summary import build_summary  # noqa: PLC0415 - ANDES-free, but only for dynamic runs
+
+        summary = build_summary(run_dir, desc, completed=not failed, wall_s=wall_s) | slurm
+    else:
+        summary = build_run_summary(run_dir, desc, metadata.read(run_dir / "boundary_map.txt"), ran_ok=not failed,
+                                    wall_s=wall_s, extra=slurm)
     write_summary(run_dir, summary)
     write_runner(run_dir, summary["study"])
     return summary
@@ -116,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = Plan.from_dict(json.loads(args.plan.read_text()))
         summary = finish(args.run_dir, plan, args.wall_s, args.failed is not None)
-        log.info("%s: %s, %d step(s) -> %s", summary["study"], "converged" if summary["converged"] else "FAILED",
-                 len(summary["steps"]), args.run_dir / "summary.json")
+        if "steps" in summary:
+            log.info("%s: %s, %d step(s) -> %s", summary["study"], "converged" if summary["converged"] else "FAILED",
+                     len(summary["steps"]), args.run_dir / "summary.json")
+        else:  # a dynamic run
+            log.info("%s: %s, %g s simulated -> %s", summary["study"],
+                     "completed" if summary["completed"] else "FAILED", summary["stop_s"], args.run_dir / "summary.json")
     except (HpcsimError, OSError, json.JSONDecodeError) as exc:
         print(f"hpcsim: error: cannot write {args.run_dir / 'summary.json'}: {exc}", file=sys.stderr)
         if args.failed is None:

@@ -5,10 +5,12 @@
     DIR/job.sbatch            the batch script (jobs/templates/slurm.sbatch filled in by hpcsim.hpc.slurm)
     DIR/plan.json             the placement plan (nodes, ranks, brokers, ports, estimates) the job runs from
     DIR/run.json              the run's description (the summary's static part), copied into DIR/run/
-    DIR/study.toml            copy of the study file; DIR/boundary_map.txt  its boundary map
+    DIR/study.toml            copy of the study file; DIR/boundary_map.txt  its boundary map (steady studies)
     DIR/configs/transmission.json, DIR/configs/node_NNN.json
                               role settings (hpcsim.federation.layout.role_configs): the transmission
-                              federate's, and one bundle per node holding the feeders of that node's ranks
+                              federate's, and one bundle per node holding the feeders of that node's ranks;
+                              a dynamic study (hpcsim.dynamics.plan.role_configs) also has configs/agc.json,
+                              and its bundles hold one feeder federate per rank
     DIR/rendered.json         what was rendered: every file above with its SHA-256
     DIR/run/                  created by the job: the same layout as ``hpcsim run`` (configs, logs, outputs,
                               summary.json, runner.json)
@@ -107,14 +109,18 @@ def job_files(study: Study, cluster: Cluster, model: CostModel = DEFAULT, site: 
 
     if not 0 <= site.mem_margin <= 10:
         raise StudyError(f"--mem-margin {site.mem_margin:g} must be between 0 and 10 (a share of the prediction)")
-    layout = build_layout(study)
-    plan = make_plan(study_shape(study, layout.boundary), cluster, model)
-    layout = replace(layout, engine_mode=plan.engine_mode)  # the plan decides by node memory, not this machine's
-    transmission, bundles = node_configs(layout, plan)
     text = lambda obj: (to_json(obj) + "\n").encode()  # noqa: E731
-    files = {"configs/transmission.json": text(transmission)}
-    files.update({f"configs/{bundle_name(i)}.json": text(b) for i, b in enumerate(bundles)})
-    files[DESCRIPTION] = text(run_description(layout, workers=plan.ranks, sub_brokers=len(plan.nodes)))
+    if study.dynamics is not None:
+        plan, files = _dynamic_files(study, cluster, model, text)
+    else:
+        layout = build_layout(study)
+        plan = make_plan(study_shape(study, layout.boundary), cluster, model)
+        layout = replace(layout, engine_mode=plan.engine_mode)  # the plan decides by node memory, not this machine's
+        transmission, bundles = node_configs(layout, plan)
+        files = {"configs/transmission.json": text(transmission)}
+        files.update({f"configs/{bundle_name(i)}.json": text(b) for i, b in enumerate(bundles)})
+        files[DESCRIPTION] = text(run_description(layout, workers=plan.ranks, sub_brokers=len(plan.nodes)))
+        files["boundary_map.txt"] = layout.boundary.to_text().encode()
     files["plan.json"] = text(plan.to_dict())
     prologue = site.prologue_text()
     files["job.sbatch"] = render_script(plan, python=site.python, prologue=prologue,
@@ -123,7 +129,29 @@ def job_files(study: Study, cluster: Cluster, model: CostModel = DEFAULT, site: 
                                         mpi=site.mpi, requeue_before_s=site.requeue_before_s).encode()
     files["study.toml"] = (study.source.read_bytes() if study.source is not None
                            else f"# study {study.name!r} was not read from a file\n".encode())
-    files["boundary_map.txt"] = layout.boundary.to_text().encode()
+    return plan, files
+
+
+def _dynamic_files(study: Study, cluster: Cluster, model: CostModel, text) -> tuple[Plan, dict[str, bytes]]:
+    """The plan and the configs of a dynamic study's job: the transmission (TDS) and AGC federates' role
+    settings, and one bundle per node holding the role settings of that node's feeder federates (one per rank,
+    in the study's feeder order). The dynamic plan (feeder scales, coordination, seeded series) is computed
+    here, once, as ``hpcsim run`` computes it."""
+    from hpcsim.dynamics.plan import AGC, TRANSMISSION, build_plan, feeder_federate, role_configs  # noqa: PLC0415
+    from hpcsim.dynamics.summary import describe_run  # noqa: PLC0415
+    from hpcsim.output.summary import DESCRIPTION  # noqa: PLC0415
+
+    plan = make_plan(study_shape(study), cluster, model)
+    dplan = build_plan(study)
+    roles = role_configs(dplan)
+    feeders = [{**roles[feeder_federate(f.bus)], "name": feeder_federate(f.bus)} for f in dplan.feeders]
+    files = {"configs/transmission.json": text({**roles[TRANSMISSION], "name": TRANSMISSION}),
+             f"configs/{AGC}.json": text({**roles[AGC], "name": AGC})}
+    for n in plan.nodes:
+        bundle = {"name": bundle_name(n.index), "feeders": feeders[n.first_feeder:n.first_feeder + n.feeders]}
+        files[f"configs/{bundle_name(n.index)}.json"] = text(bundle)
+    desc = describe_run(dplan) | {"workers": plan.ranks, "sub_brokers": len(plan.nodes)}
+    files[DESCRIPTION] = text(desc)
     return plan, files
 
 

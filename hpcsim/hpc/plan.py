@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcsim.errors import PlanError
@@ -99,6 +100,20 @@ class StudyShape:
     method: str = "gauss-seidel"  # the iterative coupling method (its own iteration law)
     start: str = "solved"  # [coupling] start: "solved" does one start solve per boundary bus on each rank
     operating_point: bool = False  # residual_load: starts at the case's operating point (cheaper re-solves)
+    # "steady" (snapshot, QSTS: feeder ranks hold groups of clones) or "dynamic" (one feeder federate per rank,
+    # an AGC federate beside the transmission's on node 0; steps are the T <-> D exchanges)
+    kind: str = "steady"
+    simulated_s: float = 0.0  # dynamic: the simulated time of the run (the TDS's work)
+
+    @property
+    def exchange_interval_s(self) -> float:
+        """Dynamic: simulated time between two exchanges (the first exchange is at t = 0)."""
+        return self.simulated_s / max(self.steps - 1, 1)
+
+    @property
+    def node0_federates(self) -> int:
+        """Federates of node 0 besides the feeder ranks: the transmission's (and a dynamic study's AGC)."""
+        return 2 if self.kind == "dynamic" else 1
 
 
 @dataclass(frozen=True)
@@ -211,15 +226,15 @@ def _spread(total: int, caps: list[int]) -> list[int]:
     return out
 
 
-def _free_cores(cluster: Cluster) -> list[int]:
+def _free_cores(cluster: Cluster, shape: StudyShape) -> list[int]:
     c = cluster.cores_per_node
-    return [c - BROKER_CORES - TRANSMISSION_CORES] + [c - BROKER_CORES] * (cluster.nodes - 1)
+    return [c - BROKER_CORES - shape.node0_federates * TRANSMISSION_CORES] + [c - BROKER_CORES] * (cluster.nodes - 1)
 
 
 def _nodes(shape: StudyShape, cluster: Cluster, per_node_cap: int, model: CostModel,
            engine_mode: str) -> tuple[list[NodePlan], int]:
     """Node plans with at most ``per_node_cap`` ranks per node; returns (nodes, ranks)."""
-    caps = [max(0, min(f, per_node_cap)) for f in _free_cores(cluster)]
+    caps = [max(0, min(f, per_node_cap)) for f in _free_cores(cluster, shape)]
     total = min(shape.n_feeders, cluster.ranks or sum(caps), sum(caps))
     ranks = _spread(total, caps)
     tcost = model.transmission(shape.case_buses, shape.n_feeders)
@@ -232,9 +247,10 @@ def _nodes(shape: StudyShape, cluster: Cluster, per_node_cap: int, model: CostMo
         mem = model.ranks_mb(shape.model, engine_mode, r, feeders) + model.broker_mb(handles)
         if i == 0:
             mem += tcost.rss_mb + model.broker_mb(2 * shape.n_feeders + shape.n_buses)
+        node0 = shape.node0_federates if i == 0 else 0
         out.append(NodePlan(index=i, ranks=r, first_rank=first, feeders=feeders, first_feeder=start,
-                            federates=r + (1 if i == 0 else 0),
-                            cores=r + BROKER_CORES + (TRANSMISSION_CORES if i == 0 else 0), mem_mb=round(mem, 1)))
+                            federates=r + node0, cores=r + BROKER_CORES + node0 * TRANSMISSION_CORES,
+                            mem_mb=round(mem, 1)))
         first += r
     return out, total
 
@@ -247,7 +263,7 @@ def _fits(nodes: list[NodePlan], cluster: Cluster, model: CostModel) -> NodePlan
 
 def _place_mode(shape: StudyShape, cluster: Cluster, model: CostModel, mode: str) -> tuple[list[NodePlan], int]:
     """The most ranks per node that fit in memory (binary search: memory grows with ranks per node)."""
-    lo, hi = 1, max(_free_cores(cluster))
+    lo, hi = 1, max(_free_cores(cluster, shape))
     if _fits(_nodes(shape, cluster, lo, model, mode)[0], cluster, model) is not None:
         raise _memory_error(shape, cluster, model, mode)
     while lo < hi:
@@ -296,18 +312,23 @@ def _memory_error(shape: StudyShape, cluster: Cluster, model: CostModel, mode: s
 
 
 def _check_cores(shape: StudyShape, cluster: Cluster) -> None:
-    free = _free_cores(cluster)
+    free = _free_cores(cluster, shape)
+    node0 = "the transmission federate" + (" and the AGC federate" if shape.kind == "dynamic" else "")
     if free[0] < 0:
         raise PlanError(f"--cores-per-node {cluster.cores_per_node}: node 0 needs {BROKER_CORES} core for the "
-                        f"brokers and {TRANSMISSION_CORES} for the transmission federate")
+                        f"brokers and {shape.node0_federates * TRANSMISSION_CORES} for {node0}")
     total = sum(free)
     if total < 1:
         raise PlanError(f"{cluster.nodes} node(s) × {cluster.cores_per_node} cores leave no core for a feeder "
-                        f"rank (each node keeps {BROKER_CORES} for its broker, node 0 one more for transmission)")
+                        f"rank (each node keeps {BROKER_CORES} for its broker, node 0 more for {node0})")
     if cluster.ranks is not None and cluster.ranks > total:
         raise PlanError(f"over-subscribed: {cluster.ranks} feeder ranks need {cluster.ranks} cores but "
                         f"{cluster.nodes} node(s) × {cluster.cores_per_node} cores leave {total} (each node keeps "
-                        f"{BROKER_CORES} for its broker, node 0 {TRANSMISSION_CORES} more for transmission)")
+                        f"{BROKER_CORES} for its broker, node 0 more for {node0})")
+    if shape.kind == "dynamic" and total < shape.n_feeders:
+        raise PlanError(f"{shape.name}: its {shape.n_feeders} feeder federates need a core each, {cluster.nodes} "
+                        f"node(s) × {cluster.cores_per_node} cores leave {total} (each node keeps {BROKER_CORES} "
+                        f"for its broker, node 0 more for {node0}): ask for more nodes or cores")
 
 
 def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:
@@ -332,8 +353,11 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
     _, measured = model.feeder(shape.model)
     if not measured:
         warnings.append(f"no measured costs for feeder model {shape.model!r}: planned as {model.fallback_model}")
-    if ranks < min(shape.n_feeders, sum(_free_cores(cluster)), cluster.ranks or shape.n_feeders):
+    if ranks < min(shape.n_feeders, sum(_free_cores(cluster, shape)), cluster.ranks or shape.n_feeders):
         warnings.append(f"memory limits the plan to {ranks} feeder ranks (cores allow more)")
+    if shape.kind == "dynamic" and ranks != shape.n_feeders:
+        raise PlanError(f"{shape.name}: a dynamic study runs one feeder federate per rank ({shape.n_feeders}); "
+                        f"the plan could place {ranks} (memory or --ranks {cluster.ranks})")
     tcost = model.transmission(shape.case_buses, shape.n_feeders)
     k_max = -(-shape.n_feeders // ranks)
     feeder_s = k_max * model.solve_s(shape.model, engine_mode, operating_point=shape.operating_point)
@@ -346,6 +370,11 @@ def make_plan(shape: StudyShape, cluster: Cluster, model: CostModel = DEFAULT) -
                                               model.buses_per_rank(shape.n_buses, ranks, k_max),
                                               shape.case_buses, shape.n_feeders)
     startup_s = before_s + first_extra_s  # a plan's start-up includes a first iteration's cold solves
+    if shape.kind == "dynamic":  # an exchange: the TDS over its interval, then the feeders' answers
+        iterations = 1
+        tcost = replace(tcost, pf_s=model.tds_s_per_sim_s(shape.case_buses) * shape.exchange_interval_s)
+        iteration_s = step_s = tcost.pf_s + feeder_s + exchange
+        startup_s = before_s + model.solve_s(shape.model, engine_mode, first=True)
     total_s = startup_s + shape.steps * step_s
     if total_s > walltime_s(cluster.walltime):
         warnings.append(f"predicted {_hms(total_s)} exceeds --walltime {cluster.walltime}")
@@ -372,11 +401,11 @@ def _hms(seconds: float) -> str:
 
 def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     """Counts of a :class:`hpcsim.study.Study` (reads its case and boundary map)."""
-    from pathlib import Path  # noqa: PLC0415
-
     from hpcsim.cases import case_label, read_matpower  # noqa: PLC0415
     from hpcsim.federation.layout import boundary_map_of  # noqa: PLC0415
 
+    if study.dynamics is not None:
+        return dynamic_shape(study)
     bmap = bmap or boundary_map_of(study)
     model = study.feeder if not str(study.feeder).endswith(".dss") else Path(study.feeder).stem
     return StudyShape(name=study.name, case=case_label(study.case), case_buses=len(read_matpower(study.case).bus),
@@ -384,6 +413,20 @@ def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
                       n_feeders=bmap.n_buses if study.scale_mode else bmap.n_feeders, scale_mode=study.scale_mode,
                       engine_mode=study.engine_mode, method=study.method, start=study.start,
                       operating_point=study.keeps_residual)
+
+
+def dynamic_shape(study: Study) -> StudyShape:
+    """Counts of a dynamic study: one feeder federate per feeder (planned as the study's largest feeder model),
+    one step per T <-> D exchange, the case's buses from its ANDES power flow."""
+    from hpcsim.dynamics.tds import read_case, resolve_case  # noqa: PLC0415 - ANDES, only for dynamic studies
+
+    spec = study.dynamics
+    names = [name for _, name in spec.feeders]
+    model = max(names, key=lambda n: DEFAULT.feeder(n)[0].rss_mb)
+    return StudyShape(name=study.name, case=Path(str(resolve_case(study.case))).stem,
+                      case_buses=len(read_case(study.case)["v_pu"]), model=model, coupling="dynamic", steps=spec.exchanges, n_buses=len(names),
+                      n_feeders=len(names), engine_mode="separate", start="case", kind="dynamic",
+                      simulated_s=float(spec.stop_s))
 
 
 def plan_study(study: Study, cluster: Cluster, model: CostModel = DEFAULT) -> Plan:

@@ -1,6 +1,7 @@
 """Process entry of the federate steps of a SLURM job: ``python -m hpcsim.hpc.rank KIND --plan PLAN --run-dir RUN``.
 
-KIND is ``transmission`` or ``feeders`` (one MPI rank = one feeder group); the brokers are started by the job
+KIND is ``transmission``, ``feeders`` (one MPI rank = one feeder group; in a dynamic study one feeder federate)
+or ``agc`` (a dynamic study's, on node 0); the brokers are started by the job
 script itself, their command lines spelled out in ``job.sbatch``. :func:`role_of` is the one place that turns
 the environment and the plan into a role: which node, which broker to connect to, which address to bind,
 which feeders. The job script exports what it learned from SLURM: ``HPCSIM_NODES`` (the job's hostnames, from
@@ -37,7 +38,7 @@ from hpcsim.hpc.plan import Plan, rank_slice
 
 log = logging.getLogger("hpcsim.rank")
 
-KINDS = ("transmission", "feeders")
+KINDS = ("transmission", "feeders", "agc")  # agc: a dynamic study's, on node 0 beside the transmission
 ENV_NODES = "HPCSIM_NODES"
 ENV_ADDRS = "HPCSIM_NODE_ADDRS"
 ENV_SUB_PORT = "HPCSIM_SUB_PORT"
@@ -112,6 +113,10 @@ def role_of(kind: str, plan: Plan, env: Mapping[str, str], mpi: tuple[int, int] 
 
     if kind == "transmission":
         return Role(kind, TRANSMISSION, on(0), *broker(0))
+    if kind == "agc":
+        if plan.study.kind != "dynamic":
+            raise PlanError(f"agc: the plan is of a {plan.study.kind} study, which has no AGC federate")
+        return Role(kind, "agc", on(0), *broker(0))
     if mpi is not None:
         rank, size = mpi
     else:
@@ -157,10 +162,12 @@ def _run(kind: str, args: argparse.Namespace, mpi: tuple[int, int] | None) -> in
     configs = Path(args.configs) if args.configs else Path(args.plan).parent / "configs"
     override = args.broker_address or os.environ.get(ENV_BROKER)
     role = role_of(kind, plan, os.environ, mpi, override)
-    source = configs / ("transmission.json" if kind == "transmission" else f"{bundle_name(role.node)}.json")
+    source = configs / (f"{kind}.json" if kind in ("transmission", "agc") else f"{bundle_name(role.node)}.json")
     cfg = _read_json(source)
     if kind == "feeders":
         cfg = feeder_config(cfg, plan, role)
+        if plan.study.kind == "dynamic":  # one feeder federate per rank: its role settings as they are
+            (cfg,) = cfg["feeders"]
     carried = carried_for(Path(args.run_dir), cfg)  # a resumed job: start from its last completed step
     if carried:
         cfg["resume"] = carried

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from hpcsim.errors import HpcsimError
+from hpcsim.errors import HpcsimError, StudyError
 from hpcsim.federation.resume import resume_section
 
 RESUME_FILE = "resume.json"
@@ -25,6 +25,9 @@ def prepare_job(run: Path, plan_path: Path, configs: Path) -> dict:
     from hpcsim.federation.resume import prepare  # noqa: PLC0415
 
     plan = json.loads(plan_path.read_text())
+    if plan["study"].get("kind") == "dynamic":
+        raise StudyError(f"{run}: a dynamic run cannot be resumed (its TDS state is not in the outputs): "
+                         "render the job into a new folder and run it again")
     trans = json.loads((configs / "transmission.json").read_text())
     federates = [TRANSMISSION] + [group_name(r) for r in range(int(plan["ranks"]))]
     feeders = [f["name"] for f in trans["feeders"]]

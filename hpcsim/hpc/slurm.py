@@ -151,6 +151,7 @@ def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", pr
         "SUB_FEDERATES": " ".join(map(str, subs)), "PORT_BASE": str(plan.ports["base"]),
         "PORT_STRIDE": str(plan.ports["stride"]), "PORT_SLOTS": str(plan.ports["slots"]),
         "STALL_S": str(stall_timeout_s(plan)),
+        "NODE0_ROLES": "transmission agc" if s.kind == "dynamic" else "transmission",
     }
     try:
         text = template.read_text()

@@ -23,6 +23,7 @@ from hpcsim.hpc.jobdir import Site, render_job
 from hpcsim.hpc.plan import Cluster
 from hpcsim.study import load_study
 from tests.integration.helpers import write_study
+from tests.pins import check_pinned, dynamic_answer
 
 pytestmark = pytest.mark.slurm
 
@@ -158,6 +159,34 @@ def test_126_feeders_on_three_nodes_equal_the_local_run(slurm, reference, tmp_pa
         assert f"--local_interface=tcp://{addr}" in step["exec"] and step["host"] == names[i]
         assert f"--broker_address=tcp://{addrs[0]}:" in step["exec"]
     assert "127.0.0.1" not in json.dumps(runner) and "0.0.0.0" not in json.dumps(runner)
+    assert gone(slurm, job_id, run) == []
+
+
+def test_a_dynamic_study_on_three_nodes_gives_the_answer_of_hpcsim_run(slurm, tmp_path):
+    """The paper's scenario 1 (IEEE 14 + IEEE 34 + IEEE 8500, 20 DERs, AGC) as a SLURM job: the transmission and
+    AGC federates on node 0, each feeder federate on a node of its own, under that node's sub-broker; the
+    frequency, ACE and feeder-voltage statistics are the ones ``hpcsim run`` gives (its answer, pinned)."""
+    job = tmp_path / "job"
+    study = CASES_DIR / "dyn_ieee14_load_variation.toml"
+    r = hpcsim("jobs", "render", str(study), "--nodes", "3", "--cores-per-node", str(slurm.cpus),
+               "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--walltime", "00:10:00", "-o", str(job), timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = hpcsim("jobs", "submit", str(job))
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    r = hpcsim("jobs", "status", str(job), "--wait", "--timeout", "400")
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert r.returncode == 0, r.stderr + out
+    run = job / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["completed"] and summary["kind"] == "dynamic" and summary["slurm"]["nodes"] == 3
+    check_pinned("dyn_ieee14_load_variation", dynamic_answer(summary))
+    plan = json.loads((job / "plan.json").read_text())
+    fmap = sub_broker_of(json.loads((run / "federate_map.json").read_text()))
+    assert fmap["transmission"] == fmap["agc"] == f"sub0_{job_id}"
+    for node in plan["nodes"][1:]:
+        (cfg,) = json.loads((job / "configs" / f"node_{node['index']:03d}.json").read_text())["feeders"]
+        assert fmap[cfg["name"]] == f"sub{node['index']}_{job_id}", (cfg["name"], fmap)
     assert gone(slurm, job_id, run) == []
 
 

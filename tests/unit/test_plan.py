@@ -238,3 +238,44 @@ def test_iteration_law_is_per_method_and_an_old_model_file_is_gauss_seidel():
 def test_absurd_clusters_are_refused_at_once(args, message):
     with pytest.raises(PlanError, match=message):
         Cluster(*args)
+
+
+# --- dynamic studies --------------------------------------------------------------------------------------------
+DYN = StudyShape(name="dyn", case="ieee14_full", case_buses=14, model="ieee8500", coupling="dynamic", steps=61,
+                 n_buses=2, n_feeders=2, engine_mode="separate", start="case", kind="dynamic", simulated_s=60.0)
+
+
+def test_a_dynamic_study_places_one_feeder_federate_per_rank_and_the_agc_beside_the_transmission():
+    plan = make_plan(DYN, Cluster(nodes=3, cores_per_node=4, mem_per_node_gb=8))
+    assert plan.ranks == 2 and [n.ranks for n in plan.nodes] == [0, 1, 1]
+    node0 = plan.nodes[0]
+    assert node0.federates == 2 and node0.cores == 1 + 2  # its broker, the transmission and the AGC federates
+    assert plan.brokers[0]["federates"] == 3  # root: the two feeder federates and the transmission's
+    e = plan.estimate
+    # an exchange: the TDS over one exchange interval (60 s / 60), a feeder re-solve and the HELICS round trip
+    tds = M.tds_s_per_sim_s(14) * 1.0
+    assert e.iterations == 1 and e.transmission_pf_s == pytest.approx(tds)
+    assert e.step_s == pytest.approx(tds + M.solve_s("ieee8500", "separate") + M.exchange_s(2))
+    assert e.total_s == pytest.approx(e.startup_s + 61 * e.step_s)
+
+
+@pytest.mark.parametrize("cluster, message", [
+    (Cluster(nodes=1, cores_per_node=4, mem_per_node_gb=8), "2 feeder federates need a core each"),
+    (Cluster(nodes=2, cores_per_node=4, mem_per_node_gb=8, ranks=1), "one feeder federate per rank"),
+    (Cluster(nodes=1, cores_per_node=2, mem_per_node_gb=8), "the transmission federate and the AGC federate"),
+])
+def test_a_dynamic_study_that_cannot_give_each_feeder_a_rank_is_refused(cluster, message):
+    with pytest.raises(PlanError, match=message):
+        make_plan(DYN, cluster)
+
+
+def test_hpcsim_plan_of_a_shipped_dynamic_study(capsys):
+    args = ["plan", str(CASES / "dyn_ieee14_load_variation.toml"), "--nodes", "3", "--cores-per-node", "4",
+            "--mem-per-node-gb", "8", "--predict"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 feeder federates (planned as ieee8500, the largest), dynamic: 60 s simulated, 61 T <-> D" in out
+    assert "transmission and AGC federates" in out and "ANDES TDS over 1 simulated s" in out
+    assert main([*args[:-1], "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["study"]["kind"] == "dynamic" and plan["ranks"] == 2

@@ -92,3 +92,17 @@ def test_rank_config_is_cut_from_its_node_bundle():
     assert cfg["tolerance"] == 1e-6
     with pytest.raises(PlanError, match="cannot cut"):
         cut_bundle(bundle, node.first_feeder, 0, 2, "x")
+
+
+def test_a_dynamic_study_s_agc_runs_on_node_0_and_its_feeder_ranks_on_their_nodes():
+    shape = replace(SG200, coupling="dynamic", n_buses=2, n_feeders=2, kind="dynamic", simulated_s=60.0)
+    plan = make_plan(shape, Cluster(nodes=3, cores_per_node=4, mem_per_node_gb=8))
+    nodes = {"HPCSIM_NODES": "cn01 cn02 cn03", "HPCSIM_NODE_ADDRS": "10.0.0.1 10.0.0.2 10.0.0.3"}
+    agc = role_of("agc", plan, env("cn01", **nodes))
+    assert (agc.name, agc.node, agc.connect_to) == ("agc", 0, f"tcp://10.0.0.1:{SUB}")
+    with pytest.raises(PlacementError, match="agc belongs on node 0"):
+        role_of("agc", plan, env("cn02", **nodes))
+    second = role_of("feeders", plan, env("cn03", **nodes), mpi=(1, 2))
+    assert (second.node, second.feeders) == (2, (1, 2))
+    with pytest.raises(PlanError, match="has no AGC federate"):
+        role_of("agc", PLAN, env("cn01"))
