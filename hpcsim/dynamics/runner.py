@@ -10,18 +10,13 @@ Run folder (as for steady-state runs)::
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from pathlib import Path
 
-from hpcsim.errors import raise_terminated
 from hpcsim.federation.helics_config import write_config
-from hpcsim.federation.layout import write_configs
-from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.runner import (check_sub_brokers, federation_processes, local_hierarchy, prepare_run_dir,
-                                      start_federation, watch, write_runner)
-from hpcsim.rundir import check_new_folder
+from hpcsim.federation.runner import check_sub_brokers, prepare_run_dir, run_federation
 from hpcsim.output.summary import DESCRIPTION, write_summary
+from hpcsim.rundir import check_new_folder
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -43,43 +38,23 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
     write_config(run_dir / "plan.json", plan.describe())
     desc = describe_run(plan)
     write_config(run_dir / DESCRIPTION, desc)
-    hierarchy = local_hierarchy(names, study.sub_brokers, f"{int(time.time() * 1000) % 10**9}")
-    write_configs(federate_configs(plan, hierarchy.broker_of), run_dir)
-    processes = federation_processes(hierarchy, names, "hpcsim.federation.federate")
-    write_runner(run_dir, study.name, processes)
     log.info("%s: dynamic study, %g s, %d feeders, %d DERs, AGC %s -> %s", study.name, plan.spec.stop_s,
              len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)
-
-    old_term = signal.signal(signal.SIGTERM, raise_terminated)
-    completed = False
-    peak = {"rss_mb": 0.0}
     t_federation = time.perf_counter()
-    try:
-        with ProcessGroup(run_dir / "logs") as group:
-            start_federation(group, run_dir, processes)
-            watch(group, names, run_dir, plan.spec.ticks, show_progress, peak, "dynamic co-simulation",
-                  _tick_progress, stall_timeout_s=study.stall_timeout_s)
-            completed = True
-            brokers = [n for n in group.procs if n.endswith("_broker")]
-            if not group.wait(brokers, timeout_s=10.0):
-                log.warning("broker still running 10 s after the federates finished; stopping it")
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        wall_s = time.perf_counter() - t_start
-        try:
-            summary = build_summary(run_dir, desc, completed=completed, wall_s=wall_s, plan_s=plan_s,
-                                    federation_s=time.perf_counter() - t_federation, peak_rss_mb=peak["rss_mb"])
-            write_summary(run_dir, summary)
-            if plots and completed:
-                from hpcsim.dynamics.plots import write_figures  # noqa: PLC0415
 
-                summary["figures"] = [p.name for p in write_figures(run_dir)]
-                write_summary(run_dir, summary)
-        except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
-            log.warning("could not write the summary of %s: %s", run_dir, exc)
-            summary = {}
-    return summary
+    def summarize(ran_ok: bool, wall_s: float, peak_mb: float) -> dict:
+        summary = build_summary(run_dir, desc, completed=ran_ok, wall_s=time.perf_counter() - t_start,
+                                plan_s=plan_s, federation_s=time.perf_counter() - t_federation, peak_rss_mb=peak_mb)
+        if plots and ran_ok:
+            from hpcsim.dynamics.plots import write_figures  # noqa: PLC0415
 
+            write_summary(run_dir, summary)  # the figures read it
+            summary["figures"] = [p.name for p in write_figures(run_dir)]
+        return summary
+
+    return run_federation(study, run_dir, names, lambda broker_of: federate_configs(plan, broker_of), summarize,
+                          total=plan.spec.ticks, show_progress=show_progress, description="dynamic co-simulation",
+                          progress=_tick_progress)
 
 
 def _tick_progress(p: dict) -> tuple[int, str]:

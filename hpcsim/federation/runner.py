@@ -38,6 +38,7 @@ from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
+FEDERATE_MODULE = "hpcsim.federation.federate"  # every federate of every study kind: python -m FEDERATE_MODULE CFG
 LIVENESS_PERIOD_S = 1.0  # how often the watchdog looks at the processes (psutil costs ~1 ms per process)
 
 
@@ -163,21 +164,39 @@ def _with_resume(configs: dict[str, dict], from_step: int, carried: dict[str, di
 
 def _run_federation(study: Study, layout, run_dir: Path, desc: dict, show_progress: bool,
                     resume: tuple[int, dict] | None = None) -> dict:
-    """Start the brokers and federates of ``layout`` in ``run_dir`` (from step ``resume[0]`` with its carried
-    state, if given), watch them to the end and write the summary."""
-    names = layout.federate_names
-    run_id = f"{int(time.time() * 1000) % 10**9}"
-    hierarchy = local_hierarchy(names, study.sub_brokers, run_id)
-    configs = federate_configs(layout, hierarchy.broker_of)
-    if resume is not None:
-        configs = _with_resume(configs, *resume)
-    write_configs(configs, run_dir)
-    processes = federation_processes(hierarchy, names, "hpcsim.federation.federate")
-    write_runner(run_dir, study.name, processes)
+    """Run the steady-state federation of ``layout`` in ``run_dir`` (from step ``resume[0]`` with its carried
+    state, if given) and write the summary."""
+
+    def configs_of(broker_of: dict[str, str]) -> dict[str, dict]:
+        configs = federate_configs(layout, broker_of)
+        return _with_resume(configs, *resume) if resume is not None else configs
+
+    def summarize(ran_ok: bool, wall_s: float, peak_mb: float) -> dict:
+        return build_run_summary(run_dir, desc, layout.boundary, ran_ok=ran_ok, wall_s=wall_s, peak_rss_mb=peak_mb)
+
     log.info("%s: %d boundary buses, %d feeders in %d groups, %s coupling, %d step(s) -> %s",
              study.name, layout.boundary.n_buses, len(layout.feeders), len(layout.groups), study.coupling,
              study.n_steps, run_dir)
+    summary = run_federation(study, run_dir, layout.federate_names, configs_of, summarize, total=study.n_steps,
+                             show_progress=show_progress)
+    if summary.get("problems"):  # reached only when every federate ended well (a failure raises)
+        log.warning("%s: the federates ended well but the outputs do not show a converged run: %s", run_dir,
+                    "; ".join(summary["problems"]))
+    return summary | {"run_dir": str(run_dir)} if summary else summary
 
+
+def run_federation(study: Study, run_dir: Path, names: list[str], configs_of, summarize, *, total: int,
+                   show_progress: bool, description: str = "co-simulation", progress=None) -> dict:
+    """The one local runner of every study kind: brokers (flat, or ``study.sub_brokers`` sub-brokers) and the
+    federates ``names`` as real processes in ``run_dir`` (``configs_of(broker_of)`` gives their config files,
+    ``runner.json`` lists the processes), watched to the end (``total`` units of ``progress.json`` on the bar);
+    ``summarize(ran_ok, wall_s, peak_rss_mb)`` builds the summary, written in a ``finally`` so a failed run
+    still describes itself. Returns the summary (empty if it could not be built); a failure raises."""
+    run_id = f"{int(time.time() * 1000) % 10**9}"
+    hierarchy = local_hierarchy(names, study.sub_brokers, run_id)
+    write_configs(configs_of(hierarchy.broker_of), run_dir)
+    processes = federation_processes(hierarchy, names, FEDERATE_MODULE)
+    write_runner(run_dir, study.name, processes)
     old_term = signal.signal(signal.SIGTERM, raise_terminated)
     t_start = time.perf_counter()
     peak = {"rss_mb": 0.0}
@@ -185,7 +204,7 @@ def _run_federation(study: Study, layout, run_dir: Path, desc: dict, show_progre
     try:
         with ProcessGroup(run_dir / "logs") as group:
             start_federation(group, run_dir, processes)
-            watch(group, names, run_dir, study.n_steps, show_progress, peak,
+            watch(group, names, run_dir, total, show_progress, peak, description, progress or _step_progress,
                   stall_timeout_s=study.stall_timeout_s)
             ran_ok = True
             brokers = [n for n in group.procs if n.endswith("_broker")]
@@ -194,18 +213,13 @@ def _run_federation(study: Study, layout, run_dir: Path, desc: dict, show_progre
             log.debug("exit codes: %s", {n: p.returncode for n, p in group.procs.items()})
     finally:
         signal.signal(signal.SIGTERM, old_term)
-        wall_s = time.perf_counter() - t_start
         try:
-            summary = build_run_summary(run_dir, desc, layout.boundary, ran_ok=ran_ok, wall_s=wall_s,
-                                        peak_rss_mb=peak["rss_mb"])
+            summary = summarize(ran_ok, time.perf_counter() - t_start, peak["rss_mb"])
             write_summary(run_dir, summary)
         except Exception as exc:  # noqa: BLE001 - never mask the run's own outcome
             log.warning("could not write %s: %s", run_dir / "summary.json", exc)
             summary = {}
-    if ran_ok and summary.get("problems"):
-        log.warning("%s: the federates ended well but the outputs do not show a converged run: %s", run_dir,
-                    "; ".join(summary["problems"]))
-    return summary | {"run_dir": str(run_dir)} if summary else summary
+    return summary
 
 
 def _step_progress(p: dict) -> tuple[int, str]:
