@@ -241,15 +241,16 @@ def load_model(path: str | Path) -> CostModel:
 
 DEFAULT = CostModel(
     feeders={
-        # start solve 0.22 s per bus: ACTIVSg2000 + 6,580 feeders (2026-12-02), 916 start solves in 102 s on 2
-        # workers (not refitted by the suite: its studies' start-ups are mostly imports and compiles).
+        # the operating point, fitted on ACTIVSg2000 + 6,580 feeders as shipped (residual load, shared engines;
+        # 2026-12-02, `hpcsim bench --fit RUN`): re-solve 21.7 ms per clone and exchange, start solve 0.230 s per
+        # boundary bus, a clone's memory in a run 186 kB (its state, warm-start and control states, buffered rows).
         # fitted by the full `hpcsim bench` (benchmarks/results/2026-11-21/): one engine 32.7 MB; cold first solve
-        # 90 ms, warm re-solve 16.8 ms (+1.75 ms per clone and iteration outside OpenDSS); shared engine: 138 kB
-        # per clone (16 bytes x 8,531 nodes + taps), first solve 118 ms, re-solve 25.9 ms (state swapped in, the Y
-        # matrix rebuilt when taps differ); compile 0.1–0.36 s (measured separately)
+        # 90 ms, warm re-solve 16.8 ms (+1.75 ms per clone and iteration outside OpenDSS); shared engine: first
+        # solve 118 ms, re-solve 25.9 ms where voltages move far (state swapped in, the Y matrix rebuilt when taps
+        # differ; 138 kB per clone in the memory benchmark: 16 bytes x 8,531 nodes + taps); compile 0.1–0.36 s
         "ieee8500": FeederCost(rss_mb=32.7, compile_s=0.2, first_solve_s=0.090, solve_s=0.0168,
-                               shared_clone_mb=0.138, shared_solve_s=0.0259, shared_first_solve_s=0.118,
-                               overhead_s=0.00175, start_solve_s=0.22),
+                               shared_clone_mb=0.186, shared_solve_s=0.0259, shared_first_solve_s=0.118,
+                               overhead_s=0.00175, start_solve_s=0.230, shared_solve_op_s=0.0217),
         # measured: +2.1 MB per engine, compile 52 ms, first solve ≤ 22 ms, re-solve 0.5 ms (start solve: as a
         # first solve, not measured apart)
         "ieee34": FeederCost(rss_mb=2.1, compile_s=0.052, first_solve_s=0.022, solve_s=0.0005,
@@ -284,5 +285,6 @@ DEFAULT = CostModel(
     # start): I ≈ 3.0·buses^0.26. Newton (2026-12-02, as shipped: solved start; ACTIVSg2000 with its residual
     # load and the generators at the published voltages): 3, 4, 3 — flat in the size
     iteration_points={"gauss-seidel": ((1, 3), (37, 8), (916, 18)), "newton": ((1, 3), (37, 4), (916, 3))},
-    source="built in: fitted by hpcsim bench on a 2-core / 24 GB machine, 2026-11-21",
+    source="built in: fitted by hpcsim bench on a 2-core / 24 GB machine, 2026-11-21; operating point on "
+           "ACTIVSg2000 + 6,580 feeders, 2026-12-02",
 )
