@@ -1,9 +1,13 @@
 """Figures of a dynamic run (matplotlib, Agg), in the style of the paper's Figs. 7–14, written into the run folder.
 
-- ``frequency.png``: system (centre-of-inertia) frequency, its distribution, and the load multiplier;
+- ``frequency.png``: system (centre-of-inertia) frequency against the nominal (deviation in mHz on the right
+  axis), its distribution, and the load multiplier;
 - ``ace.png``: ACE and the area control signal of the AGC;
 - ``der_power.png``: one DER per feeder — output, base + PFR + SFR request, P_mppt and VSM limits, PFR and SFR;
 - ``feeder_voltage.png``: per feeder, mean ± one standard deviation (shaded) and min / max (dashed) node voltage.
+
+``hpcsim run`` writes them into the run folder; ``hpcsim aggregate`` / ``hpcsim report`` into ``<run>/aggregate/``
+(``--format``, ``--dpi``, the ``--band`` lines).
 
 ``python -m hpcsim.dynamics.plots RUN_A RUN_B ... -o compare.png`` overlays the frequency of several runs
 (e.g. a generation trip with and without AGC).
@@ -17,8 +21,10 @@ import logging
 from pathlib import Path
 
 from hpcsim.output.parquet import read_table
+from hpcsim.output.runinfo import BAND_PU
 
 log = logging.getLogger(__name__)
+F0_HZ = 60.0
 
 
 def _plt():
@@ -35,20 +41,29 @@ def _df(run_dir: Path, table: str):
     return t.to_pandas().sort_values("time_s") if t.num_rows else None
 
 
-def write_figures(run_dir: str | Path) -> list[Path]:
+def write_figures(run_dir: str | Path, out_dir: str | Path | None = None, fmt: str = "png", dpi: int = 110,
+                  f0_hz: float = F0_HZ, band: tuple[float, float] = BAND_PU) -> dict[str, Path]:
+    """Every figure of a dynamic run, from its raw outputs, into ``out_dir`` (default: the run folder) as
+    ``<name>.<fmt>``; returns name -> path (names: frequency, ace, der_power, feeder_voltage, those with data)."""
     run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
     plt = _plt()
-    written = []
+    written = {}
     freq, ace, ders, volts = (_df(run_dir, t) for t in ("frequency", "ace", "der", "feeder_voltage"))
+    path = lambda name: out_dir / f"{name}.{fmt}"  # noqa: E731
     if freq is not None:
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [3, 1, 2]})
-        axes[0].plot(freq.time_s, freq.f_hz, lw=1)
+        axes[0].plot(freq.time_s, freq.f_hz, lw=1, label="frequency")
+        axes[0].axhline(f0_hz, color="k", lw=0.6, ls=":", label=f"nominal {f0_hz:g} Hz")
         axes[0].set(xlabel="time (s)", ylabel="frequency (Hz)", title="system frequency (COI)")
+        axes[0].secondary_yaxis("right", functions=(lambda f: (f - f0_hz) * 1e3, lambda d: f0_hz + d / 1e3)
+                                ).set_ylabel("deviation from nominal (mHz)")
+        axes[0].legend(fontsize=8)
         axes[1].hist(freq.f_hz, bins=30, orientation="horizontal", color="tab:blue", alpha=0.7)
         axes[1].set(xlabel="samples", title="distribution")
         axes[2].step(freq.time_s, freq.load_mult, where="post", color="tab:gray")
         axes[2].set(xlabel="time (s)", ylabel="load multiplier", title="load variation")
-        written.append(_save(fig, run_dir / "frequency.png"))
+        written["frequency"] = _save(fig, path("frequency"), dpi)
     if ace is not None:
         fig, ax = plt.subplots(figsize=(9, 3.5))
         ax.plot(ace.time_s, ace.ace_mw, label="ACE")
@@ -56,16 +71,16 @@ def write_figures(run_dir: str | Path) -> list[Path]:
         ax.step(ace.time_s, ace.p_der_mw, where="post", label="DER share of AGC")
         ax.set(xlabel="time (s)", ylabel="MW", title="AGC")
         ax.legend()
-        written.append(_save(fig, run_dir / "ace.png"))
+        written["ace"] = _save(fig, path("ace"), dpi)
     if ders is not None:
-        written.append(_der_figure(plt, ders, run_dir / "der_power.png"))
+        written["der_power"] = _save(_der_figure(plt, ders), path("der_power"), dpi)
     if volts is not None:
-        written.append(_voltage_figure(plt, volts, run_dir / "feeder_voltage.png"))
+        written["feeder_voltage"] = _save(_voltage_figure(plt, volts, band), path("feeder_voltage"), dpi)
     plt.close("all")
     return written
 
 
-def _der_figure(plt, ders, path: Path) -> Path:
+def _der_figure(plt, ders):
     first = ders.groupby("feeder")["der"].min()
     fig, axes = plt.subplots(len(first), 2, figsize=(13, 3.6 * len(first)), squeeze=False)
     for row, (feeder, name) in enumerate(first.items()):
@@ -83,10 +98,10 @@ def _der_figure(plt, ders, path: Path) -> Path:
         ax.step(d.time_s, d.p_sfr_mw, where="post", label="SFR (AGC)")
         ax.set(title="frequency response", xlabel="time (s)", ylabel="MW")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
-def _voltage_figure(plt, volts, path: Path) -> Path:
+def _voltage_figure(plt, volts, band: tuple[float, float]):
     feeders = list(dict.fromkeys(volts.feeder))
     fig, axes = plt.subplots(1, len(feeders), figsize=(6.5 * len(feeders), 3.8), squeeze=False)
     for ax, feeder in zip(axes[0], feeders):
@@ -95,11 +110,11 @@ def _voltage_figure(plt, volts, path: Path) -> Path:
         ax.fill_between(v.time_s, v.v_mean_pu - v.v_std_pu, v.v_mean_pu + v.v_std_pu, alpha=0.3, label="±1 std")
         ax.plot(v.time_s, v.v_min_pu, "k--", lw=0.8, label="min / max")
         ax.plot(v.time_s, v.v_max_pu, "k--", lw=0.8)
-        for lim in (0.95, 1.05):
+        for lim in band:
             ax.axhline(lim, color="tab:red", lw=0.6)
         ax.set(title=f"{feeder} (bus {int(v.bus.iloc[0])})", xlabel="time (s)", ylabel="node voltage (pu)")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
 def compare_frequency(run_dirs: list[Path], labels: list[str], path: Path) -> Path:
@@ -116,9 +131,9 @@ def compare_frequency(run_dirs: list[Path], labels: list[str], path: Path) -> Pa
     return _save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 110) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     return path
 
 

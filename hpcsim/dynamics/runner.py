@@ -49,7 +49,7 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
             from hpcsim.dynamics.plots import write_figures  # noqa: PLC0415
 
             write_summary(run_dir, summary)  # the figures read it
-            summary["figures"] = [p.name for p in write_figures(run_dir)]
+            summary["figures"] = [p.name for p in write_figures(run_dir, f0_hz=desc["f0_hz"]).values()]
         return summary
 
     return run_federation(study, run_dir, names, lambda broker_of: federate_configs(plan, broker_of), summarize,

@@ -20,6 +20,10 @@ Aggregates (schema in docs/outputs.md):
   p/q_residual) vs the case's original PD/QD there
   (× the load-profile multiplier of the step).
 
+These are a steady run's (snapshot, QSTS); a dynamic run's are built by :mod:`hpcsim.output.dynamic` from the same
+pieces (:mod:`hpcsim.output.frames`), and :func:`aggregate_run` serves both, by the ``kind`` in ``run.json``
+(:data:`KINDS`).
+
 A run killed mid-way aggregates what it wrote: part files are complete (written atomically), ``*.tmp`` leftovers
 are ignored, unreadable files are skipped with a warning.
 """
@@ -31,6 +35,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +47,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hpcsim.errors import OutputError
-from hpcsim.output.readers import COLUMNS, NODE_PARTIAL, empty, node_partials, read_parts, table_meta
+from hpcsim.output import dynamic
+from hpcsim.output.frames import apply, federate_totals, grouped, moments, sort, table_frame
+from hpcsim.output.readers import COLUMNS, NODE_PARTIAL, empty, node_partials
 from hpcsim.output.runinfo import BAND_PU, TABLES, RunInfo, case_loads, output_files, read_run_info
 from hpcsim.output.scheduler import dask_client
 from hpcsim.output.summary import TRANSMISSION
@@ -50,7 +57,6 @@ from hpcsim.output.written import verify
 
 log = logging.getLogger(__name__)
 
-FILES_PER_PARTITION = 128
 ROWS_PER_PARTITION = 2_000_000  # target size of a grouped result partition
 ROWS_PER_TASK = 1_000_000  # node-voltage rows one task reduces (≈ 20 ms of reading per 100k rows)
 AGGREGATES = ("boundary", "feeder_voltages", "steps", "iterations", "federates", "system")
@@ -73,13 +79,11 @@ class AggregateResult:
 
 def finish_node_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Combined partial sums -> min/mean/max/std (sample, ddof=1) of node voltage and the outside count."""
-    n = df["n"].astype("float64")
-    mean = 1.0 + df["s1"] / n
-    var = ((df["s2"] - df["s1"] ** 2 / n) / (n - 1)).clip(lower=0.0)
+    mean_dv, std = moments(df["n"], df["s1"], df["s2"], ddof=1)  # deviations from 1 pu
     return pd.DataFrame({
         "time_s": df["time_s"], "feeder": df["feeder"],
-        "node_min_v_pu": df["v_min"], "node_mean_v_pu": mean, "node_max_v_pu": df["v_max"],
-        "std_v_pu": np.sqrt(var.where(n > 1)), "n_nodes": df["n"].astype("Int64"),
+        "node_min_v_pu": df["v_min"], "node_mean_v_pu": 1.0 + mean_dv, "node_max_v_pu": df["v_max"],
+        "std_v_pu": std, "n_nodes": df["n"].astype("Int64"),
         "n_outside": df["n_out"].astype("Int64"),
     })
 
@@ -120,47 +124,6 @@ def add_profile(df: pd.DataFrame, load_mult: dict[float, float]) -> pd.DataFrame
 # --- dask graph ---------------------------------------------------------------------------------------------
 
 
-def apply(df: dd.DataFrame, func, *args) -> dd.DataFrame:
-    """``map_partitions`` with the output schema taken from ``func`` applied to the empty input (no guessing)."""
-    return df.map_partitions(func, *args, meta=func(df._meta, *args))
-
-
-def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return df.sort_values(keys)
-
-
-def _renamed(df: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    return df.rename(columns=names)
-
-
-def grouped(df: dd.DataFrame, keys: str | list[str], spec: dict[str, tuple[str, str]],
-            split_out: int = 1) -> dd.DataFrame:
-    """``groupby(keys).agg(new=(column, how), ...)`` as flat columns.
-
-    ``split_out`` is explicit: dask's automatic choice for several keys hash-shuffles even tiny results, and a
-    single-partition result keeps the later merges broadcast joins. Named aggregation (and
-    ``DataFrame.rename``) builds a rename expression that dask 2026.8's optimizer cannot
-    carry through a later merge (KeyError "... not in index"), so the renaming is done inside the partitions.
-    """
-    how = {col: fn for col, fn in spec.values()}
-    if len(how) != len(spec):
-        raise ValueError(f"grouped(): one aggregation per column, got {spec}")
-    out = df.groupby(keys).agg(how, split_out=split_out).reset_index()
-    return apply(out, _renamed, {col: new for new, (col, _) in spec.items()})
-
-
-def table_frame(run_dir: Path, table: str) -> dd.DataFrame:
-    """A dask DataFrame over one output table, one partition per ``FILES_PER_PARTITION`` part files (these tables
-    hold a few rows per feeder and iteration; node voltages go through :func:`node_stats` instead)."""
-    meta = table_meta(table)
-    files = output_files(run_dir, table)
-    if not files:
-        return dd.from_pandas(meta, npartitions=1)
-    chunks = [files[i:i + FILES_PER_PARTITION] for i in range(0, len(files), FILES_PER_PARTITION)]
-    parts = [dask.delayed(read_parts)([(fed, str(p)) for fed, p in chunk], table) for chunk in chunks]
-    return dd.from_delayed(parts, meta=meta, verify_meta=False)
-
-
 def final_iteration(df: dd.DataFrame, keys: list[str], split_out: int = 1) -> dd.DataFrame:
     """Rows of the last iteration of every ``keys`` group (whatever file they sit in)."""
     last = grouped(df, keys, {"final": ("iteration", "max")}, split_out)
@@ -193,7 +156,7 @@ def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, flo
     trans = final_iteration(trans_all, ["time_s", "bus"], t_split)
     iterations = grouped(trans_all, ["time_s", "iteration"], {"dv_pu": ("dv_pu", "max"), "ds_pu": ("ds_pu", "max"),
                                                               "solve_s": ("solve_s", "max")}, t_split)
-    iterations = apply(iterations, _sorted, ["time_s", "iteration"])
+    iterations = sort(iterations, ["time_s", "iteration"])
     feeders = final_iteration(table_frame(run_dir, "feeders"), ["time_s", "feeder"], split)
     steps = table_frame(run_dir, "steps")
 
@@ -217,18 +180,13 @@ def build_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, flo
         "feeders_compute_s": ("d_compute_s", "max")})
     per_step = apply(per_step, _step_columns)
 
-    federates = grouped(steps, "federate", {
-        "steps": ("time_s", "count"), "iterations": ("iterations", "sum"), "compute_s": ("compute_s", "sum"),
-        "exchange_s": ("exchange_s", "sum"), "peak_rss_mb": ("peak_rss_mb", "max")})
-    federates = apply(federates, _federate_columns)
-
     system = grouped(boundary, "time_s", {
         "n_buses": ("bus", "count"), "p_dist_mw": ("p_mw", "sum"), "q_dist_mvar": ("q_mvar", "sum"),
         "p_residual_mw": ("residual_p_mw", "sum"), "q_residual_mvar": ("residual_q_mvar", "sum"),
         "p_case_nominal_mw": ("pd_case_mw", "sum"), "q_case_nominal_mvar": ("qd_case_mvar", "sum")})
     system = apply(system, add_profile, info.load_mult_of())
     return {"boundary": boundary, "feeder_voltages": volts, "steps": per_step, "iterations": iterations,
-            "federates": federates, "system": system}
+            "federates": federate_totals(steps), "system": system}
 
 
 def _split_roles(df: pd.DataFrame) -> pd.DataFrame:
@@ -249,12 +207,6 @@ def _step_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df[cols].sort_values("time_s")
 
 
-def _federate_columns(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
-    df.insert(1, "role", np.where(df["federate"] == TRANSMISSION, "transmission", "feeders"))
-    return df.sort_values(["role", "federate"], ascending=[False, True])
-
-
 # --- entry point --------------------------------------------------------------------------------------------
 
 
@@ -272,38 +224,61 @@ def run_status(info: RunInfo, steps_done: int) -> str:
     return f"incomplete ({steps_done} of {planned or '?'} steps, no summary.json)"
 
 
+def steady_manifest(info: RunInfo, folder: Path) -> dict:
+    """The steady run's part of ``manifest.json``: status, planned and written steps, coupling."""
+    steps = pd.read_parquet(folder / "steps.parquet", columns=["time_s", "iterations"])
+    steps_done = int(steps["iterations"].notna().sum())
+    return {"status": run_status(info, steps_done), "planned_steps": info.planned_steps,
+            "steps_written": steps_done, "coupling": info.coupling, "tolerance": info.tolerance}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What aggregating a study kind takes: its input tables (-> columns every part file must have), the lazy
+    aggregate frames, and its fields of the manifest (read back from the written aggregates)."""
+
+    inputs: dict[str, list[str]]
+    build: Callable[[RunInfo, dict[str, int], tuple[float, float]], dict[str, dd.DataFrame]]
+    manifest: Callable[[RunInfo, Path], dict]
+
+
+KINDS = {
+    "steady": Kind({t: COLUMNS[t] for t in TABLES if t in COLUMNS} | {"node_voltages": ["time_s", "v_pu"]},
+                   build_aggregates, steady_manifest),
+    "dynamic": Kind(dynamic.INPUTS, dynamic.build_dynamic_aggregates, dynamic.dynamic_manifest),
+}
+
+
 def aggregate_run(run_dir: str | Path, scheduler: str = "threads", band: tuple[float, float] = BAND_PU,
                   slurm_jobs: int = 1) -> AggregateResult:
-    """Aggregate a run folder into ``<run>/aggregate/`` and write ``manifest.json``; returns where it went."""
+    """Aggregate a run folder of any kind into ``<run>/aggregate/`` and write ``manifest.json``; returns where it
+    went."""
     t0 = time.perf_counter()
     info = read_run_info(Path(run_dir).resolve())
-    checked = verify(info.run_dir, {t: COLUMNS[t] for t in COLUMNS} | {"node_voltages": ["time_s", "v_pu"]})
+    kind = KINDS[info.kind]
+    checked = verify(info.run_dir, kind.inputs)
     if not checked.ok:
         raise OutputError(f"{info.run_dir}: {checked.line()}; nothing aggregated")
     folder = info.run_dir / "aggregate"
     folder.mkdir(exist_ok=True)
-    rows = {table: checked.rows.get(table, 0) for table in TABLES}  # the footers verify() read
+    rows = {table: checked.rows.get(table, 0) for table in kind.inputs}  # the footers verify() read
     with dask.config.set({"dataframe.convert-string": False}), dask_client(scheduler, slurm_jobs=slurm_jobs) as label:
-        frames = build_aggregates(info, rows, band)
+        frames = kind.build(info, rows, band)
         writes = []
         for name, frame in frames.items():
             target = folder / f"{name}.parquet"
             if target.exists():
                 shutil.rmtree(target)
             writes.append(frame.to_parquet(target, write_index=False, compute=False))
-        log.info("aggregating %s (%s node-voltage rows) with the %s scheduler", info.run_dir,
-                 f"{rows['node_voltages']:,}", label)
+        log.info("aggregating %s (%s run, %s input rows) with the %s scheduler", info.run_dir, info.kind,
+                 f"{sum(rows.values()):,}", label)
         try:
             dask.compute(*writes)
         except (OSError, pa.ArrowException) as exc:
             raise OutputError(f"{info.run_dir}: aggregation failed: {exc}") from exc
-    steps = pd.read_parquet(folder / "steps.parquet", columns=["time_s", "iterations"])
-    steps_done = int(steps["iterations"].notna().sum())
     manifest = {
-        "study": info.study, "case": info.case, "status": run_status(info, steps_done),
-        "planned_steps": info.planned_steps, "steps_written": steps_done, "coupling": info.coupling,
-        "tolerance": info.tolerance, "band_pu": list(band), "scheduler": label,
-        "elapsed_s": time.perf_counter() - t0, "input_rows": rows,
+        "study": info.study, "case": info.case, "kind": info.kind, **kind.manifest(info, folder),
+        "band_pu": list(band), "scheduler": label, "elapsed_s": time.perf_counter() - t0, "input_rows": rows,
         "tables": {name: {"path": f"{name}.parquet", "rows": _rows(folder / f"{name}.parquet")} for name in frames},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -24,6 +24,11 @@ COLUMNS = {
     "feeders": ["time_s", "iteration", "feeder", "bus", "v_source_pu", "p_mw", "q_mvar", "min_v_pu", "mean_v_pu",
                 "max_v_pu"],
     "steps": ["time_s", "iterations", "dv_pu", "ds_pu", "compute_s", "exchange_s", "peak_rss_mb"],
+    # dynamic studies: every column but the feeders' solver timings (summary.json has those)
+    "frequency": SCHEMAS["frequency"].names,
+    "ace": SCHEMAS["ace"].names,
+    "der": SCHEMAS["der"].names,
+    "feeder_voltage": [c for c in SCHEMAS["feeder_voltage"].names if c not in ("solve_s", "vsm_s", "lp_s")],
 }
 NODE_PARTIAL = pa.schema([("feeder", pa.string()), ("time_s", pa.float64()), ("n", pa.int64()),
                           ("s1", pa.float64()), ("s2", pa.float64()), ("v_min", pa.float64()),

@@ -24,7 +24,15 @@ FIGURES = {
     "boundary_power": "Boundary load: feeders vs the case's PD/QD",
     "convergence": "Convergence (ΔV and ΔS against the tolerance)",
     "time_breakdown": "Time per federate",
+    # a dynamic run's (hpcsim.dynamics.plots)
+    "frequency": "System frequency against the nominal, its distribution, the load variation",
+    "ace": "ACE and the AGC's area control signal",
+    "der_power": "DER output: base, PFR (droop) and SFR (AGC) against the limits (one DER per feeder)",
+    "feeder_voltage": "Feeder node voltages (mean ± std, min / max) against the band",
 }
+STATISTICS = {"frequency_hz": ("frequency, Hz (every TDS step)", ".4f"), "ace_mw": ("ACE, MW (every TDS step)", ".3f"),
+              "agc_ace_mw": ("ACE, MW (AGC samples)", ".3f"), "acs_mw": ("area control signal, MW", ".3f"),
+              "agc_thermal_mw": ("AGC to thermal units, MW", ".3f"), "agc_der_mw": ("AGC to DERs, MW", ".3f")}
 
 
 Section = Table  # one table of the report; ``note`` is a line printed under it
@@ -41,12 +49,17 @@ def _t(time_s: float) -> str:
 
 
 def run_section(m: dict) -> Section:
-    rows = [["study", m["study"]], ["case", str(m.get("case"))], ["status", m["status"]],
-            ["steps written / planned", f"{m['steps_written']} / {m.get('planned_steps') or '?'}"],
-            ["coupling", f"{m.get('coupling')} (tolerance {_f(m.get('tolerance'), 'g')})"
-             if m.get("coupling") == "iterative" else str(m.get("coupling"))],
-            ["input rows", ", ".join(f"{k} {v:,}" for k, v in m["input_rows"].items())],
-            ["aggregated with", f"{m['scheduler']} in {m['elapsed_s']:.1f} s"]]
+    rows = [["study", m["study"]], ["case", str(m.get("case"))], ["status", m["status"]]]
+    if m.get("kind") == "dynamic":
+        rows += [["simulated / planned", f"{m['simulated_s']:g} s / {m['stop_s']:g} s"],
+                 ["feeders, DERs", f"{m['n_feeders']}, {m['n_der']}"],
+                 ["AGC, trip", f"{'on' if m['agc'] else 'off'}, {m.get('trip') or 'none'}"]]
+    else:
+        rows += [["steps written / planned", f"{m['steps_written']} / {m.get('planned_steps') or '?'}"],
+                 ["coupling", f"{m.get('coupling')} (tolerance {_f(m.get('tolerance'), 'g')})"
+                  if m.get("coupling") == "iterative" else str(m.get("coupling"))]]
+    rows += [["input rows", ", ".join(f"{k} {v:,}" for k, v in m["input_rows"].items())],
+             ["aggregated with", f"{m['scheduler']} in {m['elapsed_s']:.1f} s"]]
     return Section("Run", ["", ""], rows)
 
 
@@ -108,8 +121,8 @@ def boundary_section(b: pd.DataFrame, system: pd.DataFrame) -> Section:
 def timing_section(fed: pd.DataFrame) -> Section:
     sec = Section("Time per federate (summed over steps)",
                   ["federate", "steps", "compute s", "exchange s", "peak RSS MB"])
-    d = fed[fed["role"] != "transmission"]
-    for r in fed[fed["role"] == "transmission"].itertuples():
+    d = fed[fed["role"] == "feeders"]
+    for r in fed[fed["role"] != "feeders"].itertuples():
         sec.rows.append([r.federate, str(r.steps), f"{r.compute_s:.2f}", f"{r.exchange_s:.2f}", f"{r.peak_rss_mb:.0f}"])
     if len(d):
         sec.rows.append([f"{len(d)} feeder group(s): max", str(d["steps"].max()), f"{d['compute_s'].max():.2f}",
@@ -119,9 +132,60 @@ def timing_section(fed: pd.DataFrame) -> Section:
     return sec
 
 
+def statistics_section(stats: pd.DataFrame, f0_hz: float) -> Section:
+    sec = Section("Frequency and AGC", ["", "samples", "mean", "std", "min", "at", "max", "at"])
+    for r in stats.itertuples():
+        label, fmt = STATISTICS.get(r.quantity, (r.quantity, ".4g"))
+        sec.rows.append([label, str(r.n), _f(r.mean, fmt), _f(r.std, fmt), _f(r.min, fmt), _t(r.t_min_s),
+                         _f(r.max, fmt), _t(r.t_max_s)])
+    f = stats[stats["quantity"] == "frequency_hz"]
+    if len(f):
+        r = f.iloc[0]
+        sec.note = (f"nadir {r['min']:.4f} Hz ({(r['min'] - f0_hz) * 1e3:+.1f} mHz from {f0_hz:g} Hz) at "
+                    f"{_t(r['t_min_s'])}; peak {(r['max'] - f0_hz) * 1e3:+.1f} mHz at {_t(r['t_max_s'])}")
+    return sec
+
+
+def feeders_section(feeders: pd.DataFrame, band: tuple[float, float]) -> Section:
+    sec = Section("Feeders over the run", ["bus", "feeder", "scale", "lowest V pu", "at", "highest V pu", "at",
+                                           f"exchanges outside {band[0]}–{band[1]}", "P net MW", "headroom MW"])
+    for r in feeders.itertuples():
+        sec.rows.append([str(r.bus), r.feeder, f"{r.scale:.3f}", f"{r.min_v_pu:.4f}", _t(r.t_min_s),
+                         f"{r.max_v_pu:.4f}", _t(r.t_max_s), f"{r.exchanges_outside} of {r.exchanges}",
+                         f"{r.p_net_min_mw:.3f} – {r.p_net_max_mw:.3f}", _f(r.headroom_mean_mw, ".3f")])
+    sec.note = "P net: one feeder model (× scale at its bus); headroom: mean over the LPs solved"
+    return sec
+
+
+def der_section(ders: pd.DataFrame) -> Section:
+    sec = Section("DER output per feeder (Σ over its DERs, MW of the feeder model)",
+                  ["bus", "feeder", "DERs", "base min – max", "PFR min – max", "SFR min – max",
+                   "output min – max"])
+    for (bus, feeder), d in ders.groupby(["bus", "feeder"], sort=True):
+        spans = [f"{d[c].min():.3f} – {d[c].max():.3f}" for c in ("p_base_mw", "p_pfr_mw", "p_sfr_mw", "p_mw")]
+        sec.rows.append([str(bus), feeder, str(int(d["n_der"].max())), *spans])
+    return sec
+
+
+def _dynamic_sections(read, m: dict) -> list[Section]:
+    stats, feeders, ders, fed = read("statistics"), read("feeders"), read("der_totals"), read("federates")
+    sections = []
+    if len(stats):
+        sections.append(statistics_section(stats, m["f0_hz"]))
+    if len(feeders):
+        sections.append(feeders_section(feeders, tuple(m["band_pu"])))
+    if len(ders):
+        sections.append(der_section(ders))
+    if len(fed):
+        sections.append(timing_section(fed))
+    return sections
+
+
 def build_sections(agg_dir: Path, m: dict) -> list[Section]:
     read = lambda name: pd.read_parquet(agg_dir / f"{name}.parquet")  # noqa: E731
     sections = [run_section(m)]
+    if m.get("kind") == "dynamic":
+        return sections + _dynamic_sections(read, m)
     steps, fv, b = read("steps"), read("feeder_voltages"), read("boundary")
     system, fed = read("system"), read("federates")
     if len(steps):

@@ -1,11 +1,12 @@
-"""What a run folder says about itself: case, planned time steps, load profile, status.
+"""What a run folder says about itself: its kind (steady or dynamic), case, planned time steps or simulated
+seconds, load profile, status.
 
 Works on complete runs, runs killed mid-way (no ``summary.json``) and runs from SLURM jobs (same layout).
 Sources, first found wins: ``summary.json`` (written by the local runner, also on failure), ``run.json`` and
 ``configs/transmission.json`` (written before any federate starts: case, times, tolerance; the load profile and
 the clones from the transmission federate's settings) and ``study.toml`` (the copy of the study; only its
 ``[transmission] case`` is read, because relative paths in it point next to the original file, not into the run
-folder).
+folder). A dynamic run (``run.json`` ``"kind": "dynamic"``) also brings its :class:`DynamicInfo`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,31 @@ from hpcsim.errors import OutputError
 log = logging.getLogger(__name__)
 
 TABLES = ("transmission", "feeders", "steps", "node_voltages")
+DYNAMIC_TABLES = ("frequency", "ace", "der", "feeder_voltage", "steps")
+INPUTS = {"steady": TABLES, "dynamic": DYNAMIC_TABLES}  # the output tables of each study kind
+EVIDENCE = {"steady": ("transmission", "feeders"), "dynamic": ("frequency", "feeder_voltage")}  # any one will do
 BAND_PU = (0.95, 1.05)  # ANSI C84.1 range A: the default band for counting nodes outside it
+
+
+@dataclass(frozen=True)
+class DynamicInfo:
+    """What a dynamic run's ``run.json`` and ``summary.json`` say (``completed``: ``None`` without a summary)."""
+
+    stop_s: float
+    f0_hz: float
+    n_der: int
+    agc: bool
+    n_feeders: int
+    trip: str | None = None  # "GENROU_2 at 5 s"
+    completed: bool | None = None
+
+    @classmethod
+    def from_description(cls, desc: dict, summary: dict) -> DynamicInfo:
+        trip = desc.get("trip") or None
+        return cls(stop_s=float(desc["stop_s"]), f0_hz=float(desc.get("f0_hz", 60.0)), n_der=int(desc.get("n_der", 0)),
+                   agc=bool(desc.get("agc")), n_feeders=len(desc.get("feeders", ())),
+                   trip=f"{trip['gen']} at {trip['t_s']:g} s" if trip else None,
+                   completed=summary.get("completed") if summary else None)
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,11 @@ class RunInfo:
     converged: bool | None = None
     wall_s: float | None = None
     has_summary: bool = False
+    dynamic: DynamicInfo | None = None
+
+    @property
+    def kind(self) -> str:
+        return "dynamic" if self.dynamic is not None else "steady"
 
     @property
     def planned_steps(self) -> int | None:
@@ -78,19 +108,35 @@ def output_files(run_dir: Path, table: str) -> list[tuple[str, Path]]:
     return found
 
 
+def _kind(run_dir: Path, desc: dict) -> str:
+    """``run.json``'s kind; without one, what the outputs show."""
+    kind = desc.get("kind") or ("dynamic" if any(output_files(run_dir, t) for t in EVIDENCE["dynamic"]) else "steady")
+    if kind not in INPUTS:
+        raise OutputError(f"{run_dir / 'run.json'}: unknown run kind {kind!r} (expected steady or dynamic)")
+    return kind
+
+
 def read_run_info(run_dir: str | Path) -> RunInfo:
     """Metadata of a run folder; raises :class:`OutputError` when it holds no outputs at all."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise OutputError(f"{run_dir}: no such run folder")
-    if not output_files(run_dir, "transmission") and not output_files(run_dir, "feeders"):
-        raise OutputError(f"{run_dir}: no co-simulation outputs (expected "
-                          f"{run_dir / 'outputs'}/transmission|feeders/federate=*/part-*.parquet)")
-    summary = _read_json(run_dir / "summary.json")
     desc = _read_json(run_dir / "run.json")
+    kind = _kind(run_dir, desc)
+    if not any(output_files(run_dir, t) for t in EVIDENCE[kind]):
+        raise OutputError(f"{run_dir}: no co-simulation outputs (expected "
+                          f"{run_dir / 'outputs'}/{'|'.join(EVIDENCE[kind])}/federate=*/part-*.parquet)")
+    summary = _read_json(run_dir / "summary.json")
     doc = _read_json(run_dir / "configs" / "transmission.json")
     config = doc.get("hpcsim", doc)
     case = summary.get("case") or desc.get("case") or config.get("case") or _study_case(run_dir / "study.toml")
+    dynamic = None
+    if kind == "dynamic":
+        try:
+            dynamic = DynamicInfo.from_description(desc, summary)
+        except (KeyError, TypeError, ValueError) as exc:
+            why = "missing or unreadable" if not desc else f"{type(exc).__name__}: {exc}"
+            raise OutputError(f"{run_dir / 'run.json'}: no description of this dynamic run ({why})") from None
     return RunInfo(
         run_dir=run_dir,
         study=summary.get("study") or desc.get("study") or config.get("study") or run_dir.name,
@@ -103,6 +149,7 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         converged=summary.get("converged") if summary else None,
         wall_s=summary.get("wall_s"),
         has_summary=bool(summary),
+        dynamic=dynamic,
     )
 
 

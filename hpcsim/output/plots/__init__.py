@@ -14,6 +14,8 @@ identical clones (same min/mean/max node voltage to ``CLONE_TOL_PU``) are one en
 - ``convergence``: transmission ΔV (pu) and worst feeder |ΔS| (pu of 100 MVA) against the tolerance, per
   iteration (snapshot) or per step with the iterations per step (several steps); ∞ and missing values are marked;
 - ``time_breakdown``: compute vs exchange time per federate (stacked bars).
+
+A dynamic run's figures are those of :mod:`hpcsim.dynamics.plots`, drawn from its raw outputs into the same folder.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpcsim.dynamics.plots import write_figures
 from hpcsim.output.plots.convergence import convergence_figure, time_breakdown_figure
 from hpcsim.output.plots.power import boundary_power_figure
 from hpcsim.output.plots.style import (
@@ -45,7 +48,12 @@ __all__ = ["CLONE_TOL_PU", "LOWEST_GROUPS", "boundary_power_figure", "boundary_v
 
 
 def plot_run(agg_dir: Path, manifest: dict, fmt: str = "png", dpi: int = 110) -> dict[str, Path]:
-    """Every figure of an aggregated run; returns name -> path (``<agg_dir>/<name>.<fmt>``)."""
+    """Every figure of an aggregated run; returns name -> path (``<agg_dir>/<name>.<fmt>``). A dynamic run's are
+    :func:`hpcsim.dynamics.plots.write_figures`' (frequency, ace, der_power, feeder_voltage)."""
+    if manifest.get("kind") == "dynamic":
+        return write_figures(agg_dir.parent, agg_dir, fmt=fmt, dpi=dpi, f0_hz=manifest["f0_hz"],
+                             band=tuple(manifest["band_pu"]))
+
     def read(name: str) -> pd.DataFrame | None:
         return pd.read_parquet(agg_dir / f"{name}.parquet") if (agg_dir / f"{name}.parquet").exists() else None
 
