@@ -76,9 +76,18 @@ def write_study(path: Path, base: str, **sections: dict) -> Path:
     for key, value in data.items():
         if isinstance(value, dict):
             lines.append(f"[{key}]")
-            lines += [f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in value.items()]
+            lines += [f"{k} = {toml_value(v)}" for k, v in value.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def toml_value(value) -> str:
+    """A TOML value: booleans in lower case, tables inline (``{ "4" = "ieee34" }``), the rest as JSON writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 def hpcsim(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
