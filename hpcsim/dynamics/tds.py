@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,17 @@ class DerGroup:
     kw: float
 
 
+def _check_model_code(options: dict) -> None:
+    """ANDES imports its generated model code as the module ``pycode`` once per process; a process that loaded
+    the steady-state code (no DER model) would build a dynamic case with Jacobians missing (a ``KeyError``
+    deep in ANDES), so say so instead. Each federate, and ``hpcsim run``/``jobs render``, is its own process."""
+    loaded = getattr(sys.modules.get("pycode"), "__file__", None)
+    wanted = options.get("pycode_path")
+    if loaded and wanted and Path(loaded).resolve().parent != Path(wanted).resolve():
+        raise DynamicsError(f"this process has ANDES's model code from {Path(loaded).parent} loaded; a dynamic "
+                            f"case needs {wanted}: compute the dynamic plan in a process of its own")
+
+
 def _load(case: str, options: dict):
     andes = andes_der.transmission._quiet_andes()
     logging.getLogger("andes").setLevel(logging.WARNING)  # its debug calls cost ~5 % of a TDS step otherwise
@@ -116,6 +128,7 @@ class DynamicGrid:
                  trip_gen: str, trip_s: float, tds_step_s: float, governors: list[str]):
         t0 = time.perf_counter()
         andes_der.prepare()
+        _check_model_code(andes_der.andes_options())
         ss = self.ss = _load(case, andes_der.andes_options())
         self.ders = ders
         self.der_names = [n for g in ders for n in g.names]

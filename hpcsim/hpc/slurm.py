@@ -157,11 +157,11 @@ def render_script(plan: Plan, *, python: str = "python3", prologue: str = "", pr
         text = template.read_text()
     except OSError as exc:
         raise StudyError(f"job template {template}: {exc}") from None
-    unknown = sorted(set(re.findall(r"@([A-Z_]+)@", text)) - set(fill))
+    unknown = sorted(set(re.findall(r"@([A-Z][A-Z0-9_]*)@", text)) - set(fill))
     if unknown:
         raise StudyError(f"job template {template}: unknown placeholder(s) {', '.join(unknown)}")
     # one pass over the template: a value that happens to hold @NAME@ (a prologue) is never filled again
-    return re.sub(r"@([A-Z_]+)@", lambda m: fill[m.group(1)], text)
+    return re.sub(r"@([A-Z][A-Z0-9_]*)@", lambda m: fill[m.group(1)], text)
 
 
 # --- scheduler commands ---------------------------------------------------------------------------------------
