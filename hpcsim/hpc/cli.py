@@ -106,10 +106,7 @@ def print_prediction(plan, model) -> None:
                      f"connecting; the clones then start warm")
     else:
         first_row = ("first iteration, extra", f"{first:.3g} s", f"cold first solves ({cold * 1e3:.3g} ms each)")
-    mems = [n.mem_mb for n in plan.nodes]
-    table = Table(f"prediction (cost model: {model.source})", ["quantity", "predicted", "from"],
-                  align=["l", "r", "l"])
-    table.rows = [list(r) for r in [
+    _emit_prediction(plan, model, [
         ("coupling iteration", f"{e.iteration_s:.3g} s",
          f"{e.feeders_per_rank} clones × ({solve * 1e3:.3g} ms solve + {f.overhead_s * 1e3:.3g} ms overhead) "
          f"+ PF {e.transmission_pf_s * 1e3:.3g} ms + exchange {e.exchange_s * 1e3:.3g} ms ({s.n_feeders} values)"),
@@ -118,8 +115,18 @@ def print_prediction(plan, model) -> None:
         ("start-up", f"{e.startup_s:.3g} s", "case load / compile, federation start, "
                                               + ("start solves" if s.start == "solved" else "cold first solves")),
         ("run", f"{e.total_s:.4g} s", f"{e.steps} step(s)"),
-        ("memory, node 0", _mb(mems[0]), "transmission federate, root + sub-broker, ranks"),
-        ("memory, other nodes", _mb(max(mems[1:], default=0.0)), f"largest; {plan.engine_mode} OpenDSS engines"),
+    ], "transmission federate", f"{plan.engine_mode} OpenDSS engines")
+
+
+def _emit_prediction(plan, model, rows: list[tuple[str, str, str]], node0: str, engines: str) -> None:
+    """The prediction table: ``rows`` (time figures), then the memory of node 0, the other nodes and the job."""
+    mems = [n.mem_mb for n in plan.nodes]
+    table = Table(f"prediction (cost model: {model.source})", ["quantity", "predicted", "from"],
+                  align=["l", "r", "l"])
+    table.rows = [list(r) for r in [
+        *rows,
+        ("memory, node 0", _mb(mems[0]), f"{node0}, root + sub-broker, ranks"),
+        ("memory, other nodes", _mb(max(mems[1:], default=0.0)), f"largest; {engines}"),
         ("memory, whole job", _mb(sum(mems)), f"{len(mems)} node(s)"),
     ]]
     emit_table(table)
@@ -127,21 +134,13 @@ def print_prediction(plan, model) -> None:
 
 def _print_dynamic_prediction(plan, model) -> None:
     s, e = plan.study, plan.estimate
-    mems = [n.mem_mb for n in plan.nodes]
-    interval = s.exchange_interval_s
-    table = Table(f"prediction (cost model: {model.source})", ["quantity", "predicted", "from"],
-                  align=["l", "r", "l"])
-    table.rows = [list(r) for r in [
+    _emit_prediction(plan, model, [
         ("exchange", f"{e.step_s:.3g} s",
-         f"ANDES TDS over {interval:.3g} simulated s ({model.tds_s_per_sim_s(s.case_buses) * 1e3:.3g} ms per "
-         f"simulated s) + a feeder re-solve ({e.feeder_s * 1e3:.3g} ms) + exchange {e.exchange_s * 1e3:.3g} ms"),
+         f"ANDES TDS over {s.exchange_interval_s:.3g} simulated s ({model.tds_s_per_sim_s(s.case_buses) * 1e3:.3g} "
+         f"ms per simulated s) + a feeder re-solve ({e.feeder_s * 1e3:.3g} ms) + exchange {e.exchange_s * 1e3:.3g} ms"),
         ("start-up", f"{e.startup_s:.3g} s", "case load / compile, federation start, a cold first solve"),
         ("run", f"{e.total_s:.4g} s", f"{e.steps} exchanges, {s.simulated_s:g} s simulated"),
-        ("memory, node 0", _mb(mems[0]), "transmission and AGC federates, root + sub-broker, ranks"),
-        ("memory, other nodes", _mb(max(mems[1:], default=0.0)), "largest; one OpenDSS engine per feeder"),
-        ("memory, whole job", _mb(sum(mems)), f"{len(mems)} node(s)"),
-    ]]
-    emit_table(table)
+    ], "transmission and AGC federates", "one OpenDSS engine per feeder")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
