@@ -46,7 +46,7 @@ KEYS = ("sim_s_per_wall_s", "sim_s_per_loop_s", "wall_s", "plan_s", "federation_
 
 ANDES_ALONE = textwrap.dedent("""
     import time, numpy as np
-    from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case
+    from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case
     ders = [DerGroup(b, tuple(f"DER_{b}_{j}" for j in range(10)), 900.0, 500.0) for b in (4, 9)]
     g = DynamicGrid(str(json_case("ieee14/ieee14_full.xlsx")), ders=ders, bus_loads={4: (47.8, 5.0), 9: (29.5, 3.0)},
                     droop_gain_pu=20.0, deadband_hz=0.017, pmx_mw=np.full(20, 0.8), balance_gen="5", trip_gen="",

@@ -116,7 +116,7 @@ def cmd_metadata_show(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from hpcsim.transmission import prepare  # noqa: PLC0415
 
-    from hpcsim.dynamics.andes_der import prepare as prepare_dynamics  # noqa: PLC0415
+    from hpcsim.transmission.der_model import prepare as prepare_dynamics  # noqa: PLC0415
 
     path = prepare(force=args.force)
     log.info("ANDES generated code ready in %s", path)

@@ -7,7 +7,7 @@
     P_drp = 0                                         otherwise
 
 ``D_dn`` is the per-unit power change (on the DER rating ``S_n``) for a 1 pu frequency change, i.e. 1 / droop:
-``D_dn = 20`` is a 5 % droop. The same equation is inside the ANDES model :mod:`hpcsim.dynamics.andes_der`
+``D_dn = 20`` is a 5 % droop. The same equation is inside the ANDES model :mod:`hpcsim.transmission.der_model`
 (with ``f`` from a bus frequency measurement); this module is its reference for tests and reports.
 """
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from hpcsim.dynamics import agc, der
-from hpcsim.dynamics.feeder import DerFeeder
+from hpcsim.distribution.der_feeder import DerFeeder
 from hpcsim.dynamics.headroom import max_der_power, sensitivity, warm_up
-from hpcsim.dynamics.tds import DerGroup, DynamicGrid, json_case
+from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case
 from hpcsim.dynamics.wiring import handles
 from hpcsim.output.parquet import StepWriter
 
@@ -199,7 +199,7 @@ class FeederRole(Role):
         if answer:
             h.helicsFederateRequestTimeAsync(fed, due)
         v_src = self.feeder.source_pu(abs(v), c["feeder_head"])
-        st = self.feeder.solve(v_src, float(np.degrees(np.angle(v))), p_der, float(c["load_mult"][k]))
+        st = self.feeder.solve_with_ders(v_src, float(np.degrees(np.angle(v))), p_der, float(c["load_mult"][k]))
         hr = None
         if "vsm" in self.pubs and tick % c["headroom_ticks"] == 0:
             with self.feeder.vsm_solver() as solve:

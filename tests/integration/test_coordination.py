@@ -10,7 +10,7 @@ import pytest
 from hpcsim.cases import resolve_feeder
 from hpcsim.distribution import FeederEngine
 from hpcsim.coordination import driver, zones
-from hpcsim.dynamics.feeder import DerFeeder, place_ders
+from hpcsim.distribution.der_feeder import DerFeeder, place_ders
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def ieee34():
     names = [f"DER_{j}" for j in range(10)]
     f = DerFeeder("ieee34", buses, names, 900.0, 500.0)
     p = np.full(10, 0.5)
-    published = f.solve(V_SOURCE_PU, 0.0, p, 1.0)
+    published = f.solve_with_ders(V_SOURCE_PU, 0.0, p, 1.0)
     c = f.coordinate(V_SOURCE_PU, p, v_min_pu=0.95, v_max_pu=1.05, margin_pu=0.01)
     return buses, names, p, published, c, driver._control_state(f.dss)
 
@@ -42,7 +42,7 @@ def test_a_fresh_feeder_with_the_commands_reproduces_the_coordination(ieee34):
     fresh = DerFeeder("ieee34", buses, names, 900.0, 500.0, c.commands)
     before = driver._control_state(fresh.dss)
     assert before == coordinated  # every regulator starts at its coordinated tap (a fresh compile starts at 0)
-    st = fresh.solve(V_SOURCE_PU, 0.0, p, 1.0)
+    st = fresh.solve_with_ders(V_SOURCE_PU, 0.0, p, 1.0)
     assert driver._control_state(fresh.dss) == before  # regulators hold the coordinated taps
     assert (st.v_min_pu, st.v_max_pu) == pytest.approx(c.v_after_pu, abs=1e-5)
     # independent check of the limits on every node, from OpenDSS directly
@@ -71,7 +71,7 @@ def test_drift_matches_an_independent_solve_at_each_extreme_and_restores_the_cir
     p = np.full(10, 0.5)
     f = DerFeeder("ieee34", buses, names, 900.0, 500.0)
     d = f.dss
-    f.solve(V_SOURCE_PU, 0.0, p, 1.0)
+    f.solve_with_ders(V_SOURCE_PU, 0.0, p, 1.0)
     d.Text.Command("set controlmode=off")
     levers = zones.find_levers(d)
 
@@ -91,10 +91,10 @@ def test_drift_matches_an_independent_solve_at_each_extreme_and_restores_the_cir
     dv = []
     for m, vs in extremes:
         g = DerFeeder("ieee34", buses, names, 900.0, 500.0)
-        g.solve(V_SOURCE_PU, 0.0, p, 1.0)
+        g.solve_with_ders(V_SOURCE_PU, 0.0, p, 1.0)
         for cmd in hold:
             g.dss.Text.Command(cmd)
-        g.solve(vs, 0.0, p, m)
+        g.solve_with_ders(vs, 0.0, p, m)
         dv.append(g.node_voltages() - v0)
     np.testing.assert_allclose(drop, np.maximum(0.0, -np.minimum(*dv)), atol=2e-4)
     np.testing.assert_allclose(rise, np.maximum(0.0, np.maximum(*dv)), atol=2e-4)

@@ -271,7 +271,7 @@ def test_tutorial_case_scales_the_ieee34_feeder_to_bus_4(tmp_path):
 # --- the ANDES DER model on its own --------------------------------------------------------------------------
 DERFR_CHECK = textwrap.dedent("""
     import json, numpy as np
-    from hpcsim.dynamics.tds import DynamicGrid, DerGroup
+    from hpcsim.transmission.dynamic import DynamicGrid, DerGroup
     g = DynamicGrid("ieee14/ieee14_full.xlsx", ders=[DerGroup(4, ("a", "b"), 900.0, 500.0)],
                     bus_loads={4: (47.8, 10.0)}, droop_gain_pu=20.0, deadband_hz=0.017,
                     pmx_mw=np.array([0.8, 0.8]), balance_gen="5", trip_gen="GENROU_2", trip_s=1.0,

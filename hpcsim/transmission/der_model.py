@@ -23,17 +23,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
 
-from hpcsim import transmission
+from hpcsim.errors import DynamicsError
+from hpcsim.transmission import andes_system
 
 log = logging.getLogger(__name__)
 
 MODEL = "DERFR"
 MODULE = "andes.models.hpcsim_derfr"
-PYCODE_PATH = transmission.PYCODE_PATH.parent / "andes-pycode-dynamics"
+PYCODE_PATH = andes_system.PYCODE_PATH.parent / "andes-pycode-dynamics"
 
 
 def _define_classes() -> type:
@@ -116,11 +118,6 @@ def register() -> None:
     andes.models.file_classes.append((MODULE.rsplit(".", 1)[1], [MODEL]))
 
 
-def andes_options() -> dict:
-    """ANDES options for the dynamic studies: hpcsim's options with the dynamics code folder."""
-    return {**transmission.andes_options(), "pycode_path": str(PYCODE_PATH)}
-
-
 def prepare(force: bool = False) -> Path:
     """Once per environment: copy hpcsim's generated ANDES code and generate ``DERFR`` next to it.
 
@@ -132,14 +129,9 @@ def prepare(force: bool = False) -> Path:
     register()
     if not force and (PYCODE_PATH / f"{MODEL}.py").is_file():
         return PYCODE_PATH
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    code = f"from hpcsim.dynamics.andes_der import _generate; _generate(force={bool(force)})"
+    code = f"from hpcsim.transmission.der_model import _generate; _generate(force={bool(force)})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if result.returncode != 0 or not (PYCODE_PATH / f"{MODEL}.py").is_file():
-        from hpcsim.errors import DynamicsError  # noqa: PLC0415
-
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise DynamicsError(f"generating ANDES code for {MODEL} in {PYCODE_PATH} failed: {tail}")
     return PYCODE_PATH
@@ -152,16 +144,14 @@ def _generate(force: bool = False) -> Path:
     with open(PYCODE_PATH.parent / "andes-pycode-dynamics.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if force or not (PYCODE_PATH / f"{MODEL}.py").is_file():
-            source = transmission.prepare()
+            source = andes_system.prepare()
             tmp = PYCODE_PATH.with_name(PYCODE_PATH.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__"))
-            andes = transmission._quiet_andes()
-            system = andes.System(options={**andes_options(), "pycode_path": str(tmp)}, no_undill=True)
+            andes = andes_system.quiet_andes()
+            system = andes.System(options=andes_system.andes_options(tmp), no_undill=True)
             system.prepare(quick=True, incremental=True, nomp=True)
             if not (tmp / f"{MODEL}.py").is_file():
-                from hpcsim.errors import DynamicsError  # noqa: PLC0415
-
                 raise DynamicsError(f"ANDES did not generate code for {MODEL} in {tmp}")
             shutil.rmtree(PYCODE_PATH, ignore_errors=True)
             tmp.rename(PYCODE_PATH)

@@ -1,19 +1,14 @@
-"""Transmission side: ANDES power flow on a MATPOWER case, with boundary-bus loads set from the feeders.
+"""Transmission side of the steady-state studies: ANDES power flow on a MATPOWER case, with boundary-bus loads
+set from the feeders.
 
-Loads are made constant power for co-simulation (``PQ.config.p2p = q2q = 1``, ``p2z = q2z = 0``, and
-``pq2z = 0``: no conversion to constant impedance at low voltage) so the power the feeders report is exactly
-what the transmission network sees. During a power flow a load is set
-through ``PQ.p0`` / ``PQ.q0`` (per unit on the system MVA base).
-
-ANDES generates code into a cache folder; hpcsim keeps it inside the Python environment
-(``<prefix>/share/hpcsim/andes-pycode``), never in ``~/.andes``. ``hpcsim prepare`` fills it once.
+Loads are constant power (:func:`hpcsim.transmission.andes_system.load`) so the power the feeders report is
+exactly what the transmission network sees; a boundary load is set through ``PQ.p0`` / ``PQ.q0`` (per unit on the
+system MVA base, :class:`~hpcsim.transmission.andes_system.BusLoads`).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,63 +17,9 @@ import numpy as np
 
 from hpcsim.errors import CaseError, SolverError
 from hpcsim.interface import mw_to_pu, pu_to_mw
+from hpcsim.transmission.andes_system import BusLoads, load
 
 log = logging.getLogger(__name__)
-
-PYCODE_PATH = Path(sys.prefix) / "share" / "hpcsim" / "andes-pycode"
-
-
-def andes_options() -> dict:
-    return {"pycode_path": str(PYCODE_PATH), "default_config": True, "no_output": True}
-
-
-def _quiet_andes():
-    import andes  # noqa: PLC0415 - heavy import kept at the edge
-
-    # file=False: no DEBUG log file. log_path given: otherwise ANDES mkdtemp()s an unused <tmp>/andes-XXXXXXXX
-    # folder on every call (and, with file=True, a log in it), never removed.
-    andes.config_logger(stream_level=logging.ERROR, file=False, log_path=tempfile.gettempdir())
-    # and nothing below a warning through hpcsim's own handlers either (a power flow logs ~10 lines per solve)
-    logging.getLogger("andes").setLevel(logging.WARNING)
-    return andes
-
-
-def prepare(force: bool = False) -> Path:
-    """Generate ANDES' model code once per environment."""
-    andes = _quiet_andes()
-    if force or not (PYCODE_PATH / "__init__.py").is_file():
-        PYCODE_PATH.mkdir(parents=True, exist_ok=True)
-        andes.prepare(quick=True, pycode_path=str(PYCODE_PATH), nomp=True)
-    return PYCODE_PATH
-
-
-# ANDES's power flow stops at a largest mismatch of 1e-6 pu by default; on ACTIVSg70k that leaves a uniform
-# ~1e-8 rad angle wobble between solves, which the coupling's 2-norm ΔV over 19,678 buses sums to 1.5e-6 — above
-# the coupling tolerance. One more Newton iteration (quadratic convergence) takes it to 1e-9.
-PF_TOLERANCE_PU = 1e-9
-
-
-def load_system(case: str | Path, setup: bool = True, constant_power: bool = True):
-    """``andes.load`` with hpcsim's options; loads made constant power before set-up."""
-    andes = _quiet_andes()
-    # constant power means no silent switch to constant impedance below PQ.vmin either (ANDES's pq2z, on by
-    # default; it must be off before the models are built: their limiter takes it at construction): a boundary
-    # bus carries exactly what its feeders draw, at any voltage, or the power flow fails
-    options = {"config_option": (["PQ.pq2z=0"] if constant_power else []) + [f"PFlow.tol={PF_TOLERANCE_PU}"]}
-    try:
-        ss = andes.load(str(case), setup=False, **options, **andes_options())
-    except Exception as exc:  # ANDES raises plain exceptions for unreadable files
-        raise CaseError(f"ANDES cannot read case {case}: {exc}") from None
-    if ss is None:
-        raise CaseError(f"ANDES cannot read case {case}")
-    if constant_power:
-        ss.PQ.config.p2p = 1.0
-        ss.PQ.config.q2q = 1.0
-        ss.PQ.config.p2z = 0.0
-        ss.PQ.config.q2z = 0.0
-    if setup:
-        ss.setup()
-    return ss
 
 
 EQUIVALENT_PREFIX = "hpcsim_eq_"  # the Shunt that carries a boundary bus's voltage-dependent part
@@ -107,7 +48,7 @@ class TransmissionNetwork:
     def __init__(self, case_path: str | Path, boundary_buses: Sequence[int], equivalents: bool = False,
                  hold_voltages: Mapping[int, tuple[float, float]] | None = None):
         t0 = time.perf_counter()
-        self.ss = load_system(case_path, setup=not equivalents)
+        self.ss = load(case_path, setup=not equivalents)
         if equivalents:
             vn = dict(zip(self.ss.Bus.idx.v, self.ss.Bus.Vn.v))
             for b in boundary_buses:
@@ -127,23 +68,11 @@ class TransmissionNetwork:
         if unknown:
             raise CaseError(f"boundary bus {unknown[0]} is not a bus of {case_path}")
         self._bus_pos = np.array([bus_pos[b] for b in self.boundary_buses], dtype=int)
-        pq_idx = list(self.ss.PQ.idx.v)
-        at_bus: dict[int, list[int]] = {}
-        for i, pb in enumerate(self.ss.PQ.bus.v):
-            at_bus.setdefault(int(pb), []).append(i)
-        missing = [b for b in self.boundary_buses if b not in at_bus]
-        if missing:
-            raise CaseError(f"boundary bus {missing[0]} has no load (PQ) in {case_path}")
-        p0 = np.asarray(self.ss.PQ.p0.v, dtype=float).copy()
-        q0 = np.asarray(self.ss.PQ.q0.v, dtype=float).copy()
-        # the first PQ of each boundary bus carries its load, the others are zeroed (positions into PQ)
-        self._first_pq = [pq_idx[at_bus[b][0]] for b in self.boundary_buses]
-        self._rest_pq = [pq_idx[i] for b in self.boundary_buses for i in at_bus[b][1:]]
-        boundary = {i for b in self.boundary_buses for i in at_bus[b]}
-        other = [i for i in range(len(pq_idx)) if i not in boundary]
-        self._other_pq = ([pq_idx[i] for i in other], p0[other], q0[other])
-        self.original_p_mw = {b: float(pu_to_mw(p0[at_bus[b]].sum(), self.s_base_mva)) for b in self.boundary_buses}
-        self.original_q_mvar = {b: float(pu_to_mw(q0[at_bus[b]].sum(), self.s_base_mva)) for b in self.boundary_buses}
+        self._loads = BusLoads(self.ss, self.boundary_buses, str(case_path))
+        self.original_p_mw = {b: float(pu_to_mw(p, self.s_base_mva))
+                              for b, p in zip(self.boundary_buses, self._loads.case_p_pu)}
+        self.original_q_mvar = {b: float(pu_to_mw(q, self.s_base_mva))
+                                for b, q in zip(self.boundary_buses, self._loads.case_q_pu)}
         n = len(self.boundary_buses)
         # what the boundary buses carry (pu on the system base): PQ p, q and (equivalents) Shunt g, b; the
         # target of the next solve and the last one a power flow converged with (continuation steps between)
@@ -180,12 +109,7 @@ class TransmissionNetwork:
 
     def _apply(self, loads: np.ndarray) -> None:
         """Write boundary loads (rows p, q, g, b in pu) into ANDES, one vectorized set per quantity."""
-        self.ss.PQ.set(src="p0", idx=self._first_pq, attr="v", value=loads[0])
-        self.ss.PQ.set(src="q0", idx=self._first_pq, attr="v", value=loads[1])
-        if self._rest_pq:
-            zeros = np.zeros(len(self._rest_pq))
-            self.ss.PQ.set(src="p0", idx=self._rest_pq, attr="v", value=zeros)
-            self.ss.PQ.set(src="q0", idx=self._rest_pq, attr="v", value=zeros)
+        self._loads.write(loads[0], loads[1])
         if self._shunts:
             self.ss.Shunt.set(src="g", idx=self._shunts, attr="v", value=loads[2])
             self.ss.Shunt.set(src="b", idx=self._shunts, attr="v", value=loads[3])
@@ -226,15 +150,7 @@ class TransmissionNetwork:
 
     def scale_other_loads(self, mult: float) -> None:
         """Multiply every non-boundary load by ``mult`` (relative to the case) — the QSTS load profile."""
-        for i, p0, q0 in self._other_pq:
-            self.ss.PQ.set(src="p0", idx=i, attr="v", value=float(p0 * mult))
-
-    def scale_other_loads(self, mult: float) -> None:
-        """Multiply every non-boundary load by ``mult`` (relative to the case) — the QSTS load profile."""
-        idx, p0, q0 = self._other_pq
-        if idx:
-            self.ss.PQ.set(src="p0", idx=idx, attr="v", value=p0 * mult)
-            self.ss.PQ.set(src="q0", idx=idx, attr="v", value=q0 * mult)
+        self._loads.scale_others(mult)
 
     def solve(self) -> float:
         """Run the power flow with the boundary loads set; returns its wall time in seconds.

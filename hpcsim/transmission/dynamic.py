@@ -1,7 +1,7 @@
 """The transmission side of a dynamic study: an ANDES time-domain simulation stepped in control intervals.
 
 :class:`DynamicGrid` loads an ANDES case (constant-power loads), adds per feeder bus a static generator, a bus
-frequency measurement and one ``DERFR`` per DER (:mod:`andes_der`), lowers the balancing generator by the total
+frequency measurement and one ``DERFR`` per DER (:mod:`~hpcsim.transmission.der_model`), lowers the balancing generator by the total
 DER dispatch, optionally schedules a machine trip (ANDES ``Toggle``), solves the power flow and initializes the
 TDS with a fixed step (two cycles). It is then advanced by raising ``TDS.config.tf``; between advances the
 feeder loads (``PQ.Ppf/Qpf``), the DER limits (``pmx``), the DER AGC set points (``Pext0``) and the governors'
@@ -13,54 +13,29 @@ meaningful and would stop the run.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hpcsim.dynamics import andes_der
 from hpcsim.errors import CaseError, DynamicsError
+from hpcsim.transmission import andes_system, der_model
 
 log = logging.getLogger(__name__)
 
 
-def resolve_case(case: str) -> Path:
-    """An ANDES case: an existing path, or a path relative to ANDES's bundled cases (``ieee14/ieee14_full.xlsx``)."""
-    path = Path(case)
-    if path.is_file():
-        return path.resolve()
-    import andes  # noqa: PLC0415
-
-    try:
-        return Path(andes.get_case(case))
-    except FileNotFoundError:
-        raise CaseError(f"ANDES case {case!r} is neither a file nor a case bundled with ANDES") from None
+def _load(case: str | Path, setup: bool = False):
+    """The case with the DER model's code (:mod:`~hpcsim.transmission.der_model`) and ANDES's default power-flow
+    tolerance."""
+    return andes_system.load(case, pycode_path=der_model.PYCODE_PATH, setup=setup, pf_tolerance_pu=None)
 
 
-def json_case(case: str) -> Path:
-    """The case as ANDES JSON, converted once and cached in the environment (reading the bundled .xlsx costs
-    about a second more than JSON in every process that loads it)."""
-    path = resolve_case(case)
-    if path.suffix.lower() == ".json":
-        return path
-    st = path.stat()
-    key = hashlib.sha1(f"{path}|{st.st_mtime_ns}|{st.st_size}".encode()).hexdigest()[:12]
-    cached = andes_der.PYCODE_PATH.parent / "andes-cases" / f"{path.stem}-{key}.json"
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        ss = _load(str(path), andes_der.andes_options())
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        import andes  # noqa: PLC0415
-
-        andes.io.dump(ss, "json", str(tmp), overwrite=True)
-        os.replace(tmp, cached)
-        log.info("converted %s to %s", path, cached)
-    return cached
+def json_case(case: str | Path) -> Path:
+    """The case as ANDES JSON (:func:`hpcsim.transmission.andes_system.json_case`), converted in a process that
+    holds the DER model's code."""
+    return andes_system.json_case(case, der_model.PYCODE_PATH)
 
 
 @dataclass(frozen=True)
@@ -73,36 +48,11 @@ class DerGroup:
     kw: float
 
 
-def _check_model_code(options: dict) -> None:
-    """ANDES imports its generated model code as the module ``pycode`` once per process; a process that loaded
-    the steady-state code (no DER model) would build a dynamic case with Jacobians missing (a ``KeyError``
-    deep in ANDES), so say so instead. Each federate, and ``hpcsim run``/``jobs render``, is its own process."""
-    loaded = getattr(sys.modules.get("pycode"), "__file__", None)
-    wanted = options.get("pycode_path")
-    if loaded and wanted and Path(loaded).resolve().parent != Path(wanted).resolve():
-        raise DynamicsError(f"this process has ANDES's model code from {Path(loaded).parent} loaded; a dynamic "
-                            f"case needs {wanted}: compute the dynamic plan in a process of its own")
-
-
-def _load(case: str, options: dict):
-    andes = andes_der.transmission._quiet_andes()
-    logging.getLogger("andes").setLevel(logging.WARNING)  # its debug calls cost ~5 % of a TDS step otherwise
-    try:
-        ss = andes.load(str(resolve_case(case)), setup=False, **options)
-    except CaseError:
-        raise
-    except Exception as exc:  # ANDES raises plain exceptions for unreadable files
-        raise CaseError(f"ANDES cannot read case {case}: {exc}") from None
-    ss.PQ.config.p2p, ss.PQ.config.q2q, ss.PQ.config.p2z, ss.PQ.config.q2z = 1.0, 1.0, 0.0, 0.0
-    return ss
-
-
 def read_case(case: str) -> dict:
     """What a plan needs from the case, without DERs: bus loads and voltages (power flow), governors, static
     generator dispatch."""
-    andes_der.prepare()
-    ss = _load(str(json_case(case)), andes_der.andes_options())
-    ss.setup()
+    der_model.prepare()
+    ss = _load(json_case(case), setup=True)
     if not ss.PFlow.run():
         raise DynamicsError(f"ANDES power flow of {case} did not converge")
     sb = float(ss.config.mva)
@@ -127,9 +77,9 @@ class DynamicGrid:
                  droop_gain_pu: float, deadband_hz: float, pmx_mw: np.ndarray, balance_gen: str,
                  trip_gen: str, trip_s: float, tds_step_s: float, governors: list[str]):
         t0 = time.perf_counter()
-        andes_der.prepare()
-        _check_model_code(andes_der.andes_options())
-        ss = self.ss = _load(case, andes_der.andes_options())
+        der_model.prepare()
+        andes_system.check_model_code(der_model.PYCODE_PATH)
+        ss = self.ss = _load(case)
         self.ders = ders
         self.der_names = [n for g in ders for n in g.names]
         self._add_ders(ss, ders, droop_gain_pu, deadband_hz, pmx_mw)
@@ -138,14 +88,8 @@ class DynamicGrid:
         ss.setup()
         self.sb = float(ss.config.mva)
         self._redispatch(ss, balance_gen, sum(len(g.names) * g.kw for g in ders) / 1000.0)
-        self._pq = {b: [i for i, pb in enumerate(ss.PQ.bus.v) if int(pb) == b] for b in bus_loads}
-        for b, at in self._pq.items():
-            if not at:
-                raise CaseError(f"feeder bus {b} has no load (PQ) in {case}")
+        self._loads = andes_system.BusLoads(ss, list(bus_loads), str(case), label="feeder bus")
         self.set_bus_loads(bus_loads, pflow=True)
-        self._other_pq = [i for i in range(ss.PQ.n) if not any(i in at for at in self._pq.values())]
-        self._p_other0 = np.asarray(ss.PQ.p0.v)[self._other_pq].copy()
-        self._q_other0 = np.asarray(ss.PQ.q0.v)[self._other_pq].copy()
         self._solve_pf_unity_der(ss)
         self.load_s = time.perf_counter() - t0
         tds = ss.TDS.config
@@ -180,7 +124,7 @@ class DynamicGrid:
                 busf[g.bus] = f"BusFreq_der_{g.bus}"
                 ss.add("BusFreq", {"idx": busf[g.bus], "bus": g.bus, "Tf": 0.02, "Tw": 0.02})
             for name in g.names:
-                ss.add(andes_der.MODEL, {"idx": name, "name": name, "bus": g.bus, "gen": f"DERG_{g.bus}",
+                ss.add(der_model.MODEL, {"idx": name, "name": name, "bus": g.bus, "gen": f"DERG_{g.bus}",
                                          "fn": float(ss.config.freq),
                                          "Sn": g.kva / 1000.0, "busf": busf[g.bus], "gammap": 1.0 / n,
                                          "gammaq": 1.0 / n, "ddn": ddn, "dbuf": db_hz, "dbof": db_hz,
@@ -231,18 +175,11 @@ class DynamicGrid:
     # --- written between advances -------------------------------------------------------------------------
     def set_bus_loads(self, loads_mw: dict[int, tuple[float, float]], pflow: bool = False) -> None:
         """Total (P MW, Q Mvar) at each feeder bus; the bus's first PQ carries it (power flow: p0/q0; TDS: Ppf/Qpf)."""
-        p_name, q_name = ("p0", "q0") if pflow else ("Ppf", "Qpf")
-        p_arr, q_arr = getattr(self.ss.PQ, p_name).v, getattr(self.ss.PQ, q_name).v
-        for b, (p, q) in loads_mw.items():
-            first, *rest = self._pq[b]
-            p_arr[first], q_arr[first] = p / self.sb, q / self.sb
-            for other in rest:
-                p_arr[other] = q_arr[other] = 0.0
+        self._loads.write_mw(loads_mw, self.sb, ("p0", "q0") if pflow else ("Ppf", "Qpf"))
 
     def scale_other_loads(self, mult: float) -> None:
         """Every load that is not a feeder follows the load multiplier."""
-        self.ss.PQ.Ppf.v[self._other_pq] = self._p_other0 * mult
-        self.ss.PQ.Qpf.v[self._other_pq] = self._q_other0 * mult
+        self._loads.scale_others(mult, ("Ppf", "Qpf"))
 
     def set_der_limits(self, pmx_mw: np.ndarray) -> None:
         if self.der_names:
@@ -285,19 +222,15 @@ class DynamicGrid:
 
     def new_frequency_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """(times, COI frequency in Hz) of every TDS step since the last call."""
-        xs = self.ss.dae.ts._xs
+        ts = self.ss.dae.ts  # the history since the last call, as arrays (unpacked by every TDS.run())
         # one sample per step time: when the summed steps fall an ulp short of an interval's end, ANDES takes an
         # extra, near-zero step onto it; the later sample of the same (rounded) time is kept
-        by_time = {round(t, 6): t for t in xs if t > self._t_read + 1e-6}
+        by_time = {round(float(t), 6): k for k, t in enumerate(ts.t) if t > self._t_read + 1e-6}
+        andes_system.drop_history(self.ss)  # keep it to one interval
         if not by_time:
             return np.zeros(0), np.zeros(0)
         self._t_read = max(by_time)
-        f = [self.coi_hz(xs[t][self._omega_addr]) for t in by_time.values()]
-        # ANDES re-packs its whole in-memory history at the end of every run(): keep it to one interval
-        # (clearing the dicts directly: TimeSeries.reset() also builds pandas frames, ~20 % of a TDS interval)
-        ts = self.ss.dae.ts
-        for store in (ts._xs, ts._ys, ts._zs, ts._fs, ts._hs, ts._is, ts._bs):
-            store.clear()
+        f = [self.coi_hz(ts.x[k][self._omega_addr]) for k in by_time.values()]
         return np.asarray(list(by_time)), np.asarray(f)
 
     def frequency_hz(self) -> float:

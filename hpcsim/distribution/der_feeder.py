@@ -28,8 +28,8 @@ import numpy as np
 
 from hpcsim.cases import resolve_feeder
 from hpcsim.coordination import DEFAULT, Coordination, CoordinationSettings, coordinate
-from hpcsim.distribution import FeederEngine
-from hpcsim.errors import CaseError, DynamicsError, one_line
+from hpcsim.distribution.engine import CloneState, FeederEngine
+from hpcsim.errors import CaseError, DynamicsError
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,16 @@ class FeederState:
         return complex(self.p_net_mw + self.p_der_mw, self.q_net_mvar)
 
 
-class DerFeeder:
-    """A compiled feeder with DER generators (see module docstring)."""
+class DerFeeder(FeederEngine):
+    """A feeder engine with DER generators (see module docstring); its failures are :class:`DynamicsError`."""
+
+    error = DynamicsError
 
     def __init__(self, feeder: str, der_buses: list[str], der_names: list[str], der_kva: float, der_kw: float,
                  settings: list[str] | tuple[str, ...] = ()):
-        self.engine = FeederEngine(resolve_feeder(feeder))
-        d = self.dss = self.engine.dss
-        self.name = self.engine.model.name
+        super().__init__(resolve_feeder(feeder))
+        d = self.dss
+        self.name = self.model.name
         self.source_pu_model = float(d.Vsources.PU())
         self.der_names = list(der_names)
         for name, bus in zip(der_names, der_buses):
@@ -108,24 +110,18 @@ class DerFeeder:
         for cmd in settings:  # a voltage coordination (hpcsim.coordination), as OpenDSS commands
             self._command(cmd)
         if settings:  # keep the coordinated taps: regulators must not re-tap at the model's own source voltage
-            self._command("set controlmode=off")
+            self.freeze_controls()
         d.Solution.Solve()
-        self._command("set controlmode=static")
+        self.freeze_controls(False)
         if not d.Solution.Converged():
             raise DynamicsError(f"feeder {self.name} with its DERs does not converge at its own source voltage")
-        source_bus = _source_bus(self.engine)
+        source_bus = _source_bus(self)
         names = d.Circuit.AllNodeNames()
         vmag = np.asarray(d.Circuit.AllBusMagPu())
         self.node_mask = np.array([n.split(".")[0] != source_bus for n in names]) & (vmag > 0.01)
         self.nodes = [n for n, keep in zip(names, self.node_mask) if keep]
         self.line_mask = np.array([n.lower().startswith("line.") for n in d.PDElements.AllNames()])
         self.ratio: float | None = None
-
-    def _command(self, cmd: str) -> None:
-        try:
-            self.dss.Text.Command(cmd)
-        except Exception as exc:  # opendssdirect raises DSSException with the engine's text
-            raise DynamicsError(f"feeder {self.name}: OpenDSS command {cmd!r} failed: {one_line(exc)}") from None
 
     def set_der_kw(self, p_mw: np.ndarray) -> None:
         gens = self.dss.Generators
@@ -141,29 +137,22 @@ class DerFeeder:
                      v_bus_pu * self.ratio, v_bus_pu)
         return v_bus_pu * self.ratio
 
-    def solve(self, v_source_pu: float, angle_deg: float, der_p_mw: np.ndarray, load_mult: float) -> FeederState:
-        d = self.dss
-        d.Vsources.PU(float(v_source_pu))
-        d.Vsources.AngleDeg(float(angle_deg))
-        d.Solution.LoadMult(float(load_mult))
+    def solve_with_ders(self, v_source_pu: float, angle_deg: float, der_p_mw: np.ndarray,
+                        load_mult: float) -> FeederState:
+        """The DERs at ``der_p_mw``, then the engine's solve (:meth:`FeederEngine.solve`) at the source voltage and
+        load multiplier; the voltage envelope is over the feeder's nodes without the source bus."""
         self.set_der_kw(der_p_mw)
-        t0 = time.perf_counter()
-        d.Solution.Solve()
-        solve_s = time.perf_counter() - t0
-        if not d.Solution.Converged():
-            raise DynamicsError(f"feeder {self.name} did not converge at V = {v_source_pu:.4f} pu, "
-                                f"load multiplier {load_mult:.3f}")
-        s_pos, _ = self.engine.substation_power_mva()
-        v = np.asarray(d.Circuit.AllBusMagPu())[self.node_mask]
-        return FeederState(float(s_pos.real), float(s_pos.imag), float(np.sum(der_p_mw)), float(v.min()),
-                           float(v.mean()), float(v.std()), float(v.max()), solve_s)
+        result = self.solve(CloneState(self.name, 0, float(load_mult), float(v_source_pu), float(angle_deg)))
+        v = self.node_voltages()
+        return FeederState(result.p_mw, result.q_mvar, float(np.sum(der_p_mw)), float(v.min()), float(v.mean()),
+                           float(v.std()), float(v.max()), result.solve_s)
 
     def coordinate(self, v_source_pu: float, der_p_mw: np.ndarray, *, v_min_pu: float, v_max_pu: float,
                    margin_pu: float, extremes: tuple[tuple[float, float], ...] = (),
                    settings: CoordinationSettings = DEFAULT) -> Coordination:
         """Re-coordinate regulators and transformer taps at this operating point (load multiplier 1), robust to
         the (load multiplier, source voltage) ``extremes`` if given."""
-        self.solve(v_source_pu, 0.0, der_p_mw, 1.0)
+        self.solve_with_ders(v_source_pu, 0.0, der_p_mw, 1.0)
         d = self.dss
 
         def solve() -> np.ndarray:
@@ -173,7 +162,7 @@ class DerFeeder:
             return np.asarray(d.Circuit.AllBusMagPu())
 
         t0 = time.perf_counter()
-        c = coordinate(d, self.engine.model.source, solve, self.node_mask, v_min_pu=v_min_pu, v_max_pu=v_max_pu,
+        c = coordinate(d, self.model.source, solve, self.node_mask, v_min_pu=v_min_pu, v_max_pu=v_max_pu,
                        margin_pu=margin_pu, extremes=extremes, settings=settings)
         moved = c.describe()
         log.info("%s: voltage coordination in %.1f s: %.4f–%.4f pu -> %.4f–%.4f pu (%d regulators, %d fixed taps "
@@ -201,11 +190,11 @@ class DerFeeder:
                 raise DynamicsError(f"feeder {self.name}: VSM perturbation solve did not converge")
             return self.node_voltages(), self.line_loadings()
 
-        self._command("set controlmode=off")
+        self.freeze_controls()
         try:
             yield solve
         finally:
-            self._command("set controlmode=static")
+            self.freeze_controls(False)
 
 
 def base_envelope(feeder: str, v_source_pu: float) -> tuple[float, float]:
@@ -220,7 +209,7 @@ def replay_envelope(feeder: str, v_source_pu: list[float], load_mult: list[float
     ref = DerFeeder(feeder, [], [], 0.0, 0.0)
     lo, hi = [], []
     for v, m in zip(v_source_pu, load_mult):
-        st = ref.solve(v, 0.0, np.zeros(0), m)
+        st = ref.solve_with_ders(v, 0.0, np.zeros(0), m)
         lo.append(st.v_min_pu)
         hi.append(st.v_max_pu)
     return np.asarray(lo), np.asarray(hi)
