@@ -28,15 +28,15 @@ def make_role(cfg: dict):
     return kinds[cfg["role"]](cfg)
 
 
-def drive_tds(fed, role, cfg: dict) -> None:
+def drive_tds(fed, role, _cfg: dict) -> None:
     """Transmission: for every control interval, read answers, publish, then ask HELICS for the next interval
     *asynchronously* and integrate to it meanwhile, so the others' work overlaps the integration."""
     import helics as h  # noqa: PLC0415
 
     from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
 
-    dt, ticks = float(cfg["control_s"]), int(cfg["ticks"])
-    progress = Path(cfg["run_dir"]) / "progress.json"
+    dt, ticks = role.cfg.control_s, role.cfg.ticks
+    progress = Path(role.cfg.run_dir) / "progress.json"
     t0 = time.perf_counter()
     h.helicsFederateRequestTime(fed, TIME_OFFSET)
     exchange_s = time.perf_counter() - t0
@@ -63,7 +63,7 @@ def drive_tds(fed, role, cfg: dict) -> None:
         exchange_s = 0.0
         role.maybe_flush(tick, last=tick == ticks)
         loop_andes_s += andes_s
-        if tick % int(cfg["exchange_ticks"]) == 0 or tick == ticks:
+        if tick % role.cfg.exchange_ticks == 0 or tick == ticks:
             tmp = progress.with_suffix(".tmp")
             tmp.write_text(json.dumps({"tick": tick, "ticks": ticks, "t_s": t_s}))
             os.replace(tmp, progress)
@@ -71,7 +71,7 @@ def drive_tds(fed, role, cfg: dict) -> None:
              ticks * dt, loop_andes_s, role.grid.cpu_s)
 
 
-def drive_event(fed, role, cfg: dict) -> None:
+def drive_event(fed, role, _cfg: dict) -> None:
     """Feeder or AGC: woken by new values, answer, until the transmission federate leaves. A role may spend part
     of its answer waiting in HELICS (a feeder's deferred answer); that time counts as exchange, not compute.
     Parquet rows are written after the next time request is out, so writing them never holds the federation
@@ -80,7 +80,7 @@ def drive_event(fed, role, cfg: dict) -> None:
 
     from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
 
-    dt = float(cfg["control_s"])
+    dt = role.cfg.control_s
     last_tick = -1
     while True:
         h.helicsFederateRequestTimeAsync(fed, h.HELICS_TIME_MAXTIME)
@@ -93,7 +93,7 @@ def drive_event(fed, role, cfg: dict) -> None:
             break
         t_s = granted - TIME_OFFSET
         tick = int(round(t_s / dt))
-        if tick <= last_tick or tick > int(cfg["ticks"]):
+        if tick <= last_tick or tick > role.cfg.ticks:
             raise FederateError(f"{role.name}: woken at HELICS time {granted} (tick {tick}, last {last_tick})")
         last_tick = tick
         t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from hpcsim.coordination.cachekey import KIND as COORDINATION_CACHE
 from hpcsim.coordination.cachekey import feeder_cache_key
 from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import agc, der, droop
+from hpcsim.dynamics.configs import AgcConfig, DerFeederConfig, Governor, TdsConfig, TdsFeeder
 from hpcsim.distribution.der_feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.dynamics.spec import DynamicsSpec
 from hpcsim.transmission.andes_system import resolve_case
@@ -37,6 +38,7 @@ from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case, read_c
 from hpcsim.errors import StudyError
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG
 from hpcsim.federation.layout import federate_document
+from hpcsim.federation.role_config import to_dict
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -270,8 +272,8 @@ def build_plan(study: Study) -> Plan:
 
 def role_configs(plan: Plan) -> dict[str, dict]:
     """The role settings of every federate (transmission, one per feeder, AGC): the ``hpcsim`` section of its
-    config. The case is named as the study names it (resolved by each federate); the run folder is relative
-    to the config file."""
+    config, typed by :mod:`hpcsim.dynamics.configs`. The case is named as the study names it (resolved by each
+    federate); the run folder is relative to the config file."""
     s = plan.spec
     every = s.every
     common = {
@@ -279,31 +281,33 @@ def role_configs(plan: Plan) -> dict[str, dict]:
         "ticks": s.ticks, "exchange_s": s.exchange_s, "exchange_ticks": every(s.exchange_s),
         "agc_ticks": every(s.agc_s),
         "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
-        "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz, "governors": plan.governors,
-        "load_mult": plan.load_mult[:s.exchanges].tolist(),
+        "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz,
+        "governors": tuple(Governor(**g) for g in plan.governors),
+        "load_mult": tuple(plan.load_mult[:s.exchanges].tolist()),
     }
-    configs = {TRANSMISSION: {
-        **common, "role": "tds",
-        "case": plan.study.case, "tds_step_s": s.tds_step_s(plan.f0_hz), "droop_gain_pu": s.droop_gain_pu,
-        "pfr_deadband_hz": s.pfr_deadband_hz, "balance_gen": s.balance_gen, "trip_gen": s.trip_gen,
-        "trip_s": s.trip_s, "bias_mw_per_01hz": plan.bias_mw_per_01hz, "mppt_mw": plan.mppt_mw.tolist(),
-        "feeder_of_bus": {str(f.bus): f.feeder for f in plan.feeders},
-        "feeders": [{"bus": f.bus, "der_names": f.der_names, "scale": f.scale,
-                     "p0_mw": f.scale * f.p_gross0_mw, "q0_mvar": f.scale * f.q_gross0_mvar} for f in plan.feeders],
-    }}
+    configs = {TRANSMISSION: TdsConfig(
+        **common, role="tds",
+        case=plan.study.case, tds_step_s=s.tds_step_s(plan.f0_hz), droop_gain_pu=s.droop_gain_pu,
+        pfr_deadband_hz=s.pfr_deadband_hz, balance_gen=s.balance_gen, trip_gen=s.trip_gen,
+        trip_s=s.trip_s, bias_mw_per_01hz=plan.bias_mw_per_01hz,
+        mppt_mw=tuple(tuple(row) for row in plan.mppt_mw.tolist()),
+        feeder_of_bus={str(f.bus): f.feeder for f in plan.feeders},
+        feeders=tuple(TdsFeeder(f.bus, tuple(f.der_names), f.scale, f.scale * f.p_gross0_mw, f.scale * f.q_gross0_mvar)
+                      for f in plan.feeders),
+    )}
     for f in plan.feeders:
-        configs[feeder_federate(f.bus)] = {
-            **common, "role": "dfeeder", "bus": f.bus,
-            "feeder": f.feeder, "der_buses": f.der_buses, "der_names": f.der_names, "scale": f.scale,
-            "feeder_head": s.feeder_head, "v_min_pu": s.v_min_pu, "v_max_pu": s.v_max_pu, "vsm_dp_kw": s.vsm_dp_kw,
-            "settings": list(f.settings),
-        }
-    configs[AGC] = {
-        **common, "role": "agc", "agc": s.agc, "agc_s": s.agc_s,
-        "agc_kp": s.agc_kp, "agc_ki": s.agc_ki, "agc_deadband_hz": s.agc_deadband_hz,
-        "agc_limit_mw": s.agc_limit_mw, "der_agc_share": s.der_agc_share, "n_der": plan.n_der,
-    }
-    return configs
+        configs[feeder_federate(f.bus)] = DerFeederConfig(
+            **common, role="dfeeder", bus=f.bus,
+            feeder=f.feeder, der_buses=tuple(f.der_buses), der_names=tuple(f.der_names), scale=f.scale,
+            feeder_head=s.feeder_head, v_min_pu=s.v_min_pu, v_max_pu=s.v_max_pu, vsm_dp_kw=s.vsm_dp_kw,
+            settings=tuple(f.settings),
+        )
+    configs[AGC] = AgcConfig(
+        **common, role="agc", agc=s.agc, agc_s=s.agc_s,
+        agc_kp=s.agc_kp, agc_ki=s.agc_ki, agc_deadband_hz=s.agc_deadband_hz,
+        agc_limit_mw=s.agc_limit_mw, der_agc_share=s.der_agc_share, n_der=plan.n_der,
+    )
+    return {name: to_dict(c) for name, c in configs.items()}
 
 
 def federate_configs(plan: Plan, broker_of: dict[str, str], network: str = "local") -> dict[str, dict]:
