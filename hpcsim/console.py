@@ -72,9 +72,9 @@ def setup_logging(level: int, stream: IO | None = None, name: str = "") -> None:
     """Log records of ``level`` and above to ``stream`` (default: standard error): rich on a terminal, else
     :class:`IsoFormatter` lines. Used by the CLI and by every federate and job-step process."""
     if is_terminal(stream or sys.stderr):
-        from rich.console import Console  # noqa: PLC0415 - rich only when a terminal shows it
-        from rich.highlighter import NullHighlighter  # noqa: PLC0415
-        from rich.logging import RichHandler  # noqa: PLC0415
+        from rich.console import Console  # rich only when a terminal shows it
+        from rich.highlighter import NullHighlighter
+        from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(
             console=Console(file=stream) if stream else Console(stderr=True), show_path=False,
@@ -138,8 +138,8 @@ def emit_table(table: Table, stream: IO | None = None) -> None:
     if not is_terminal(stream):
         _write(stream, "\n".join(plain_table(table)) + "\n")
         return
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table as RichTable  # noqa: PLC0415
+    from rich.console import Console
+    from rich.table import Table as RichTable
 
     console = Console(file=stream, markup=False, highlight=False, emoji=False, soft_wrap=True)
     key_value = not any(table.columns)
@@ -259,9 +259,9 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.show and is_terminal(self.stream):
-            from rich.console import Console  # noqa: PLC0415
-            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn  # noqa: PLC0415
-            from rich.progress import Progress as RichProgress  # noqa: PLC0415
+            from rich.console import Console
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
                                      TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),

@@ -56,7 +56,7 @@ def measure_in_process(model: str, clones: int, mode: str, seed: int = 0) -> dic
     """The measurement itself, in this process (meaningful only in a fresh one: see :func:`measure_clone_memory`)."""
     _validate(clones, mode)
     import numpy as np  # noqa: PLC0415
-    import opendssdirect  # noqa: F401, PLC0415 - loaded before the baseline so engine_mb is the engine alone
+    import opendssdirect  # noqa: F401 - loaded before the baseline so engine_mb is the engine alone
 
     from hpcsim.cases import resolve_feeder  # noqa: PLC0415
     from hpcsim.distribution import CloneState, FeederEngine, SharedEngine  # noqa: PLC0415

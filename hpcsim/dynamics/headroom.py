@@ -71,7 +71,7 @@ def sensitivity(solve: SolveFn, p_mw: np.ndarray, dp_mw: float) -> Sensitivity:
 def warm_up() -> None:
     """Load SciPy's HiGHS now: importing ``scipy.optimize`` and the first solve take ~0.3 s, which at the first
     headroom exchange would hold the whole federation (a feeder federate calls this before the run starts)."""
-    from scipy.optimize import linprog  # noqa: PLC0415
+    from scipy.optimize import linprog
 
     linprog([-1.0], bounds=[(0.0, 1.0)], method="highs")
 
@@ -85,7 +85,7 @@ def _binding_rows(a: np.ndarray, b: np.ndarray, ub: np.ndarray) -> np.ndarray:
 def max_der_power(s: Sensitivity, *, p_cap_mw: np.ndarray, v_min_pu: float, v_max_pu: float,
                   loading_max_pct: float = 100.0) -> Headroom:
     """Eqs. (9), (11)–(13): the DER powers that maximize their sum within voltage and line limits."""
-    from scipy.optimize import linprog  # noqa: PLC0415 - SciPy only where the LP is solved
+    from scipy.optimize import linprog
 
     t0 = time.perf_counter()
     ub = np.clip(np.asarray(p_cap_mw, dtype=float) - s.p_mw, 0.0, None)

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def broker_binary() -> Path:
-    import helics  # noqa: PLC0415
+    import helics
 
     path = Path(helics.__file__).parent / "install" / "bin" / "helics_broker"
     if not path.is_file():

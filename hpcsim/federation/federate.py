@@ -62,7 +62,7 @@ class Clock:
 
 def drive_transmission(fed, role, cfg: dict) -> None:
     """Transmission loop: solve, publish voltages, wait for every feeder's answer, repeat until converged."""
-    import helics as h  # noqa: PLC0415
+    import helics as h
 
     clock = Clock(int(cfg["max_iterations"]))
     iterative = cfg["coupling"] == "iterative"
@@ -104,7 +104,7 @@ def drive_transmission(fed, role, cfg: dict) -> None:
 
 def drive_feeders(fed, role, cfg: dict) -> None:
     """Feeder-group loop: woken by new boundary voltages, solve every feeder, publish their powers."""
-    import helics as h  # noqa: PLC0415
+    import helics as h
 
     clock = Clock(int(cfg["max_iterations"]))
     n = len(cfg["times_s"])
@@ -206,7 +206,7 @@ def write_federate_map(fed, run_dir: Path) -> None:
     """``<run>/federate_map.json``: HELICS's own view of the federation once every federate has entered
     executing mode (the root broker's ``federate_map`` query: brokers, their cores and federates), which says
     through which sub-broker each federate reached the root. Best effort: a failed query is logged, not fatal."""
-    import helics as h  # noqa: PLC0415
+    import helics as h
 
     try:
         query = h.helicsCreateQuery("root", "federate_map")
@@ -226,7 +226,7 @@ def serve(path: str | Path, build_role, drive_of) -> int:
     mode, ``drive_of(cfg)(fed, role, cfg)``, disconnect. Any failure is recorded in ``<run>/errors/``, raised as
     a HELICS global error so the whole federation stops, and turned into the exit code (3, or the error's
     own)."""
-    import helics as h  # noqa: PLC0415
+    import helics as h
 
     from hpcsim.federation.helics_config import attach, create_federate, read_federate_config  # noqa: PLC0415
 

@@ -99,14 +99,14 @@ def write_config(path: Path, cfg: Mapping) -> Path:
 
 def create_federate(path: str | Path):
     """The HELICS value federate of a config file, created by HELICS from the file itself."""
-    import helics as h  # noqa: PLC0415
+    import helics as h
 
     return h.helicsCreateValueFederateFromConfig(str(Path(path).resolve()))
 
 
 def attach(fed, doc: Mapping) -> tuple[dict[str, object], dict[str, object]]:
     """(publication by key, subscription by key) of the interfaces HELICS registered from ``doc``."""
-    import helics as h  # noqa: PLC0415
+    import helics as h
 
     pubs = {p["key"]: h.helicsFederateGetPublication(fed, p["key"]) for p in doc.get("publications", ())}
     subs = {s["key"]: h.helicsFederateGetInputByTarget(fed, s["key"]) for s in doc.get("subscriptions", ())}

@@ -211,7 +211,7 @@ class TransmissionRole(_Startup):
 
     def start_powers(self) -> np.ndarray:
         """The draws the feeder groups published in initializing mode (start "solved"), one per feeder."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         missing = [f["name"] for f, sub in zip(self.feeders, self.subs) if not h.helicsInputIsUpdated(sub)]
         if missing:
@@ -220,7 +220,7 @@ class TransmissionRole(_Startup):
         return np.array([complex(h.helicsInputGetComplex(sub)) for sub in self.subs])
 
     def publish(self) -> None:
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         for pub, vb in zip(self.pubs, self.v_next):
             h.helicsPublicationPublishComplex(pub, complex(vb))
@@ -230,7 +230,7 @@ class TransmissionRole(_Startup):
         """Read every feeder's power (and, Newton, the slopes the feeders sent anew: all at the ``first``
         exchange of a step, later those of feeders whose controls moved); returns the ANL distribution mismatch
         max |ΔS| / 100 MVA (``ds_pu``)."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         if self.newton:
             for k, sub in enumerate(self.slope_subs):
@@ -352,7 +352,7 @@ class FeederGroupRole(_Startup):
     def initialize(self) -> None:
         """HELICS initializing mode, before the first power flow: publish each clone's start draw (its bus's,
         :meth:`prepare`) — the transmission's first boundary loads."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         if not self.start_draw:
             return
@@ -363,7 +363,7 @@ class FeederGroupRole(_Startup):
         """Solve every feeder at the boundary voltages received and publish its positive-sequence power (Newton:
         also its slope dS/d|V|, one solve with the controls held, at the first exchange of each step and again
         whenever its regulators or capacitors moved since — the slope of the new control state)."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         volts = {}
         for b, sub in self.subs.items():
@@ -426,7 +426,7 @@ class FeederGroupRole(_Startup):
         one more solve on the solution just found), at the first exchange of a step and whenever its regulators
         or capacitors moved; otherwise the transmission keeps the slope it has. Returns the result and the slope
         sent (None if none)."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         if first or res.control != self.slope_control.get(c.name):
             res = self.engines[c.name].solver(c.name).with_slope(c, res)  # the engine still holds the solution

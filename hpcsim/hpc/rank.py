@@ -192,7 +192,7 @@ def _log_to(path: Path) -> None:
 
 
 def _mpi_world() -> tuple[object, int, int]:
-    from mpi4py import MPI  # noqa: PLC0415 - optional extra "hpc"; initialises MPI (PMI from srun or mpiexec)
+    from mpi4py import MPI  # optional extra "hpc"; initialises MPI (PMI from srun or mpiexec)
 
     comm = MPI.COMM_WORLD
     return comm, comm.Get_rank(), comm.Get_size()

@@ -108,8 +108,8 @@ def statistics_frame(run_dir: Path, refs: dict[str, float]) -> dd.DataFrame:
     return apply(stats, finish_statistics, refs)
 
 
-def build_dynamic_aggregates(info: RunInfo, rows: dict[str, int], band: tuple[float, float] = BAND_PU
-                             ) -> dict[str, dd.DataFrame]:
+def build_dynamic_aggregates(info: RunInfo, rows: dict[str, int],  # noqa: ARG001 - every kind's builder takes it
+                             band: tuple[float, float] = BAND_PU) -> dict[str, dd.DataFrame]:
     """The lazy aggregate frames of a dynamic run (nothing computed yet); ``rows`` as for the steady ones."""
     run_dir = info.run_dir
     volts = apply(table_frame(run_dir, "feeder_voltage"), voltage_rows, band)

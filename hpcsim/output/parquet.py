@@ -139,7 +139,7 @@ class StepWriter:
 
 def read_table(out_dir: str | Path, table: str) -> pa.Table:
     """Read a whole output table (all federates, all steps); empty table with the schema if none written."""
-    import pyarrow.dataset as ds  # noqa: PLC0415
+    import pyarrow.dataset as ds
 
     folder = Path(out_dir) / table
     if not folder.is_dir() or not any(folder.rglob("*.parquet")):

@@ -44,7 +44,7 @@ def check_scheduler(value: str) -> str:
 def slurm_cluster(jobs: int):
     """A dask-jobqueue SLURMCluster scaled to ``jobs`` jobs (not started until workers are needed)."""
     try:
-        from dask_jobqueue import SLURMCluster  # noqa: PLC0415
+        from dask_jobqueue import SLURMCluster
     except ImportError:
         raise OutputError("--scheduler slurm needs dask-jobqueue (pip install 'hpcsim[hpc]')") from None
     kwargs = {k: v for k, v in SLURM_DEFAULTS.items() if dask.config.get(f"jobqueue.slurm.{k}", None) is None}
@@ -63,7 +63,7 @@ def dask_client(scheduler: str = "threads", slurm_jobs: int = 1) -> Iterator[str
         with dask.config.set(scheduler=scheduler):
             yield scheduler
         return
-    from distributed import Client, LocalCluster  # noqa: PLC0415
+    from distributed import Client, LocalCluster
 
     if not log.isEnabledFor(logging.DEBUG):  # distributed logs every worker start/stop at INFO
         logging.getLogger("distributed").setLevel(logging.WARNING)

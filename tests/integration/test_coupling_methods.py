@@ -5,8 +5,12 @@ mode."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from hpcsim.cases import resolve_feeder
+from hpcsim.distribution import CloneState, FeederEngine
 from hpcsim.federation.runner import run_study
 from hpcsim.output.parquet import read_table
 from hpcsim.study import load_study
@@ -60,11 +64,6 @@ def test_the_solved_start_is_the_feeder_model_at_the_case_voltage(methods, tmp_p
     """Start "solved": before the first power flow each feeder group solves its buses' model once at the case
     voltage and multiplier and sends that draw; the first boundary load is what a fresh engine draws there, and
     the run ends at the same answer as from the curve's prediction."""
-    import json
-
-    from hpcsim.cases import resolve_feeder
-    from hpcsim.distribution import CloneState, FeederEngine
-
     s = run_study(load_study(BUS8_STUDY).with_overrides(method="newton", start="solved"), tmp_path / "solved",
                   show_progress=False)
     assert s["converged"] and s["start"] == "solved"

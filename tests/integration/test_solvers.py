@@ -87,7 +87,8 @@ def test_node_voltage_statistics(ieee8500):
     assert ieee8500.solve(_clone(1.02, -3.0)).node_v_pu is None
 
 
-def test_two_engines_in_one_process_are_independent(ieee8500):
+@pytest.mark.usefixtures("ieee8500")  # a fourth engine, alive in the same process
+def test_two_engines_in_one_process_are_independent():
     model = resolve_feeder("ieee8500")
     a, b, control = FeederEngine(model), FeederEngine(model), FeederEngine(model)
     assert a.dss is not b.dss

