@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hpcsim.cases import case_solution, resolve_feeder, resolve_transmission_case
+from hpcsim.distribution import CloneState, ControlState, FeederEngine
 from hpcsim.errors import OutputError
+from hpcsim.transmission import TransmissionNetwork
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,6 @@ def _read(run_dir: Path) -> tuple[dict, dict, str]:
 
 def check_feeder(engine, feeder: dict, v_pu: float, angle_deg: float):
     """(result with the controls held, result with them acting from there) of one reported feeder."""
-    from hpcsim.distribution import CloneState, ControlState  # noqa: PLC0415
-
     engine.apply_control_state(ControlState(tuple(feeder["reg_taps"]), tuple(feeder["cap_states"])))
     engine.freeze_controls()
     clone = CloneState("alone", feeder["bus"], feeder.get("load_mult", 1.0), v_pu, angle_deg)
@@ -105,10 +106,6 @@ def check_answer(summary: dict, case: str, model_name: str, gen_voltage: str = "
                  v_atol_pu: float = V_ATOL_PU, where: str = "") -> CheckReport:
     """The checks of :func:`check_run` on a summary (``summary.json``'s content) of a run on ``case`` with
     feeder model ``model_name`` (a name or a .dss path) and generators at ``gen_voltage``."""
-    from hpcsim.cases import case_solution, resolve_feeder, resolve_transmission_case  # noqa: PLC0415
-    from hpcsim.distribution import FeederEngine  # noqa: PLC0415
-    from hpcsim.transmission import TransmissionNetwork  # noqa: PLC0415
-
     t0 = time.perf_counter()
     report = CheckReport(where, feeders_total=len(summary["feeders"]))
     buses = {int(b["bus"]): b for b in summary["boundary"]}

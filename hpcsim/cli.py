@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from hpcsim import __version__
+from hpcsim.bench.cli import register as register_bench
 from hpcsim.cliopts import COMMON, add_json_option, add_out_option
 from hpcsim.console import Table, emit_json, emit_line, emit_table, setup_logging
 from hpcsim.errors import HpcsimError, Terminated, raise_terminated
+from hpcsim.federation.cli import register as register_run
+from hpcsim.hpc.cli import register as register_hpc
+from hpcsim.output.cli import register as register_output
 
 log = logging.getLogger("hpcsim")
 DEFAULT_FEEDER = "ieee8500"
@@ -32,8 +39,8 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _feeder_mw(args: argparse.Namespace) -> float:
-    from hpcsim.cases import resolve_feeder  # noqa: PLC0415
-    from hpcsim.distribution import nominal_load_mw  # noqa: PLC0415
+    from hpcsim.cases import resolve_feeder  # noqa: PLC0415 - off `hpcsim --help`: numpy
+    from hpcsim.distribution import nominal_load_mw  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     if args.feeder_mw is not None:
         if not args.feeder_mw > 0:
@@ -43,8 +50,8 @@ def _feeder_mw(args: argparse.Namespace) -> float:
 
 
 def cmd_metadata_generate(args: argparse.Namespace) -> int:
-    from hpcsim import metadata  # noqa: PLC0415
-    from hpcsim.cases import read_matpower  # noqa: PLC0415
+    from hpcsim import metadata  # noqa: PLC0415 - off `hpcsim --help`: numpy
+    from hpcsim.cases import read_matpower  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     case = read_matpower(args.case)
     p_feeder = _feeder_mw(args)
@@ -64,8 +71,8 @@ def cmd_metadata_generate(args: argparse.Namespace) -> int:
 
 
 def _read_checked(args: argparse.Namespace):
-    from hpcsim import metadata  # noqa: PLC0415
-    from hpcsim.cases import read_matpower  # noqa: PLC0415
+    from hpcsim import metadata  # noqa: PLC0415 - off `hpcsim --help`: numpy
+    from hpcsim.cases import read_matpower  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     bmap = metadata.read(args.file)
     case = None
@@ -114,9 +121,8 @@ def cmd_metadata_show(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from hpcsim.transmission import prepare  # noqa: PLC0415
-
-    from hpcsim.transmission.der_model import prepare as prepare_dynamics  # noqa: PLC0415
+    from hpcsim.transmission import prepare  # noqa: PLC0415 - off `hpcsim --help`: numpy
+    from hpcsim.transmission.der_model import prepare as prepare_dynamics  # noqa: PLC0415 - off `hpcsim --help`
 
     path = prepare(force=args.force)
     log.info("ANDES generated code ready in %s", path)
@@ -178,11 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_run_commands(sub) -> None:
     """Commands implemented in other modules register their own parsers."""
-    from hpcsim.bench.cli import register as register_bench  # noqa: PLC0415
-    from hpcsim.federation.cli import register as register_run  # noqa: PLC0415
-    from hpcsim.hpc.cli import register as register_hpc  # noqa: PLC0415
-    from hpcsim.output.cli import register as register_output  # noqa: PLC0415
-
     register_run(sub)
     register_hpc(sub)
     register_output(sub)
@@ -244,10 +245,6 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
 
 def _write_traceback() -> str:
     """Write the current exception's traceback to a file of its own; returns its path."""
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-    import traceback  # noqa: PLC0415
-
     try:
         fd, path = tempfile.mkstemp(prefix="hpcsim-internal-error-", suffix=".log")
         with os.fdopen(fd, "w") as f:
@@ -259,8 +256,6 @@ def _write_traceback() -> str:
 
 
 def _silence_stdout() -> None:
-    import os  # noqa: PLC0415
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

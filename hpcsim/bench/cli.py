@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
 
+from hpcsim.bench.fit import fit_operating_point, validate
+from hpcsim.bench.report import markdown
 from hpcsim.cliopts import COMMON, add_json_option, add_out_option
 from hpcsim.console import Table, emit_json, emit_line, emit_table
+from hpcsim.errors import OutputError, StudyError
+from hpcsim.hpc.costs import DEFAULT, load_model
 
 log = logging.getLogger("hpcsim")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hpcsim.bench.report import markdown  # noqa: PLC0415
-    from hpcsim.bench.suite import FULL, QUICK, run_suite  # noqa: PLC0415
-    from hpcsim.errors import StudyError  # noqa: PLC0415
+    from hpcsim.bench.suite import FULL, QUICK, run_suite  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     if args.check:
         return _check(args)
@@ -38,10 +41,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Predict finished run folders with a cost model and compare (no benchmark is run)."""
-    from hpcsim.bench.fit import fit_operating_point, validate  # noqa: PLC0415
-    from hpcsim.errors import StudyError  # noqa: PLC0415
-    from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415
-
     model = load_model(args.model) if args.model else DEFAULT
     if args.fit is not None:
         if args.fit.resolve() in {r.resolve() for r in args.check}:
@@ -75,11 +74,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run_point(run_dir: Path) -> tuple[dict, str, int]:
     """(:func:`hpcsim.bench.runs.run_figures` of a finished run folder, its feeder model, its case's buses)."""
-    import json  # noqa: PLC0415
-
-    from hpcsim.bench.runs import run_figures  # noqa: PLC0415
-    from hpcsim.cases import read_matpower  # noqa: PLC0415
-    from hpcsim.errors import OutputError  # noqa: PLC0415
+    from hpcsim.bench.runs import run_figures  # noqa: PLC0415 - off `hpcsim --help`: numpy, pyarrow
+    from hpcsim.cases import read_matpower  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     path = run_dir / "summary.json"
     if not path.is_file():

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcsim.errors import FederateError
-from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
-from hpcsim.federation.federate import Clock, recorded_failure, serve
 from hpcsim.console import setup_logging
+from hpcsim.errors import FederateError
+from hpcsim.federation.federate import Clock, recorded_failure, serve
+from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
+from hpcsim.federation.processes import ProcessGroup
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 120.0
@@ -200,8 +201,9 @@ def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int
     ``work_dir`` a temporary folder is used and removed on success (kept on failure, for its logs). Raises
     :class:`FederateError` naming the failing process, or after a timeout of 120 s.
     """
-    from hpcsim.federation.processes import ProcessGroup  # noqa: PLC0415 - parent-only imports
-    from hpcsim.federation.runner import federation_processes, local_hierarchy, start_federation  # noqa: PLC0415
+    from hpcsim.federation.runner import (  # noqa: PLC0415 - parent only: the hub and echo federates load no runner
+        federation_processes, local_hierarchy, start_federation,
+    )
 
     _validate(n_values, sub_brokers, echo_federates, n_buses, iterations, warmup)
     temporary = work_dir is None

@@ -29,6 +29,7 @@ from hpcsim.bench.exchange import HUB, echo_share, member_config
 from hpcsim.errors import FederateError
 from hpcsim.federation.brokers import broker_binary
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, write_config
+from hpcsim.hpc import slurm as sl
 from hpcsim.hpc.rank import ENV_ADDRS, ENV_NODES
 
 LAYOUTS = ("flat", "hierarchy")
@@ -121,8 +122,6 @@ def render(folder: Path, layout: str, nodes: int, n_values: int, iterations: int
 def measure_exchange_nodes(folder: Path, n_values: int, *, layout: str, nodes: int = 3, iterations: int = 30,
                            timeout_s: float = 180.0) -> dict:
     """Render, submit and wait for one exchange job; the hub's timings as :func:`measure_exchange` returns."""
-    from hpcsim.hpc import slurm as sl  # noqa: PLC0415
-
     script = render(folder, layout, nodes, n_values, iterations)
     r = sl._call(["sbatch", "--parsable", script.name], cwd=folder)
     job_id = r.stdout.strip().split(";", 1)[0]

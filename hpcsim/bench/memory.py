@@ -21,7 +21,9 @@ import logging
 import subprocess
 import sys
 
-from hpcsim.errors import SolverError
+import psutil
+
+from hpcsim.errors import HpcsimError, SolverError
 
 log = logging.getLogger(__name__)
 MODES = ("separate", "shared")
@@ -45,8 +47,6 @@ def _release_free_heap() -> None:
 
 
 def _rss_mb() -> float:
-    import psutil  # noqa: PLC0415
-
     gc.collect()
     _release_free_heap()
     return psutil.Process().memory_info().rss / 2**20
@@ -55,11 +55,13 @@ def _rss_mb() -> float:
 def measure_in_process(model: str, clones: int, mode: str, seed: int = 0) -> dict:
     """The measurement itself, in this process (meaningful only in a fresh one: see :func:`measure_clone_memory`)."""
     _validate(clones, mode)
-    import numpy as np  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415 - the measuring child only (the suite imports this module)
     import opendssdirect  # noqa: F401 - loaded before the baseline so engine_mb is the engine alone
 
-    from hpcsim.cases import resolve_feeder  # noqa: PLC0415
-    from hpcsim.distribution import CloneState, FeederEngine, SharedEngine  # noqa: PLC0415
+    from hpcsim.cases import resolve_feeder  # noqa: PLC0415 - the measuring child only (the suite imports this module)
+    from hpcsim.distribution import (  # noqa: PLC0415 - the measuring child only (the suite imports this module)
+        CloneState, FeederEngine, SharedEngine,
+    )
 
     feeder = resolve_feeder(model)
     rng = np.random.default_rng(seed)
@@ -93,7 +95,7 @@ def measure_clone_memory(model: str, clones: int, mode: str) -> dict:
     "engine_mb" = first − base}``. Raises ValueError for a bad mode or fewer than 2 clones, CaseError for an
     unknown model, SolverError if the child fails.
     """
-    from hpcsim.cases import resolve_feeder  # noqa: PLC0415
+    from hpcsim.cases import resolve_feeder  # noqa: PLC0415 - the measuring child only (the suite imports this module)
 
     _validate(clones, mode)
     resolve_feeder(model)  # an unknown model fails here, with the known names
@@ -124,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-    from hpcsim.errors import HpcsimError  # noqa: PLC0415
-
     try:
         result = measure_in_process(args.model, args.clones, args.mode, args.seed)
     except (HpcsimError, ValueError) as exc:

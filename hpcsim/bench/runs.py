@@ -19,6 +19,7 @@ and its own Parquet outputs are read back. Definitions (all measured inside the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcsim.federation.layout import TRANSMISSION
+from hpcsim.federation.runner import run_study
 from hpcsim.output.parquet import read_table
 from hpcsim.study import Study
 
@@ -34,8 +36,6 @@ log = logging.getLogger(__name__)
 
 def measure_run(study: Study, run_dir: Path, label: str) -> dict:
     """Run ``study`` into ``run_dir`` and return its measured figures (see module docstring)."""
-    from hpcsim.federation.runner import run_study  # noqa: PLC0415 - heavy, only when a run is measured
-
     summary = run_study(study, run_dir, show_progress=False)
     point = run_figures(run_dir, summary)
     point["label"] = label
@@ -107,8 +107,6 @@ def summary_iterations(summary: dict) -> int:
 
 def _group_of(run_dir: Path) -> dict[str, str]:
     """Feeder name -> the feeder group (worker) that solved it, from the run's federate configs."""
-    import json  # noqa: PLC0415
-
     owner = {}
     for path in sorted((Path(run_dir) / "configs").glob("feeders_*.json")):
         cfg = json.loads(path.read_text())

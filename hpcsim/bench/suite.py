@@ -31,11 +31,22 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
+import psutil
+
+from hpcsim.bench import exchange, memory
+from hpcsim.bench.exchange import fit_exchange
+from hpcsim.bench.exchange_nodes import compare_layouts
+from hpcsim.bench.fit import fit_model, fit_operating_point, validate
+from hpcsim.bench.report import write_report
+from hpcsim.bench.runs import measure_run
 from hpcsim.cases import CASES_DIR
 from hpcsim.console import Progress
 from hpcsim.coupling import METHODS
+from hpcsim.federation.layout import boundary_map_of
+from hpcsim.hpc.costs import DEFAULT
 from hpcsim.study import Study, load_study
 
 log = logging.getLogger(__name__)
@@ -77,8 +88,6 @@ def _cases_study(name: str) -> Study:
 
 def _half_buses(study: Study) -> int:
     """Boundary buses whose clones add up closest to half the study's feeders (weak scaling at 1 worker)."""
-    from hpcsim.federation.layout import boundary_map_of  # noqa: PLC0415
-
     bmap = boundary_map_of(study)
     target, total, best = bmap.n_feeders / 2, 0, (math.inf, 1)
     for i, (_, names) in enumerate(bmap.feeders_by_bus, start=1):
@@ -122,8 +131,6 @@ METHOD_RUNS = {"gauss-seidel": ("gs_126", "gs_sg2000"), "newton": ("newton_126",
 
 def machine_info() -> dict:
     """What the figures ran on."""
-    import psutil  # noqa: PLC0415
-
     cpu = platform.processor() or ""
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -133,8 +140,6 @@ def machine_info() -> dict:
     versions = {}
     for pkg in ("helics", "andes", "opendssdirect.py", "numpy", "pyarrow"):
         try:
-            from importlib.metadata import version  # noqa: PLC0415
-
             versions[pkg] = version(pkg)
         except Exception:  # noqa: BLE001 - a missing package is simply not reported
             versions[pkg] = None
@@ -161,9 +166,6 @@ def run_suite(out_dir: Path, scale: Scale, slurm_nodes: int | None = None) -> di
     """Measure everything (see module docstring); writes bench.json, bench.md and model.json into ``out_dir``.
     With ``slurm_nodes``, also the exchange across that many nodes of the SLURM cluster the environment
     reaches, flat vs hierarchy (:mod:`hpcsim.bench.exchange_nodes`, one batch job per layout and size)."""
-    from hpcsim.bench import exchange, memory  # noqa: PLC0415
-    from hpcsim.bench.runs import measure_run  # noqa: PLC0415
-
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result: dict = {"machine": machine_info(), "scale": vars(scale), "runs": {}}
@@ -191,8 +193,6 @@ def run_suite(out_dir: Path, scale: Scale, slurm_nodes: int | None = None) -> di
                     values, sub_brokers=subs, iterations=scale.exchange_iterations, work_dir=out_dir / "exchange"))
                 done += 1
         if slurm_nodes:
-            from hpcsim.bench.exchange_nodes import compare_layouts  # noqa: PLC0415
-
             bar.update(done, f"exchange across {slurm_nodes} SLURM nodes")
             result["exchange_nodes"] = compare_layouts(out_dir / "exchange_nodes", scale.exchange_values,
                                                        slurm_nodes, scale.exchange_iterations)
@@ -201,8 +201,6 @@ def run_suite(out_dir: Path, scale: Scale, slurm_nodes: int | None = None) -> di
     result["machine"]["load_average_end"] = os.getloadavg()
     result["elapsed_s"] = time.perf_counter() - t0
     _fit_and_check(result, out_dir)
-    from hpcsim.bench.report import write_report  # noqa: PLC0415
-
     write_report(result, out_dir)
     return result
 
@@ -246,10 +244,6 @@ def _iteration_points(runs: dict[str, list[dict]]) -> dict[str, list[tuple[int, 
 
 
 def _fit_and_check(result: dict, out_dir: Path) -> None:
-    from hpcsim.bench.exchange import fit_exchange  # noqa: PLC0415
-    from hpcsim.bench.fit import fit_model, fit_operating_point, validate  # noqa: PLC0415
-    from hpcsim.hpc.costs import DEFAULT  # noqa: PLC0415
-
     runs = {name: r["repeats"] for name, r in result["runs"].items()}
     flat = [e for e in result["exchange"] if e["sub_brokers"] == 0]
     lat = fit_exchange(flat) if len(flat) >= 2 else None

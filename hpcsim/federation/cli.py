@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpcsim.cliopts import COMMON, add_json_option, add_out_option
 from hpcsim.console import Table, emit_json, emit_line, emit_table, format_row
+from hpcsim.errors import CheckError, StudyError
 
 log = logging.getLogger("hpcsim")
 SHOW_BUSES = 40  # boundary rows in the text summary (all of them in summary.json / --json)
@@ -17,9 +18,8 @@ DYNAMIC_OVERRIDES = {"sub_brokers", "stall_timeout_s"}  # the `run` options a dy
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpcsim.errors import StudyError  # noqa: PLC0415
-    from hpcsim.federation.runner import resume_study, run_study  # noqa: PLC0415
-    from hpcsim.study import load_study  # noqa: PLC0415
+    from hpcsim.federation.runner import resume_study, run_study  # noqa: PLC0415 - off `hpcsim --help`: numpy, pyarrow
+    from hpcsim.study import load_study  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     overrides = {k: v for k, v in dict(
         workers=args.workers, coupling=args.coupling, method=args.method, acceleration=args.acceleration,
@@ -43,7 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
             raise StudyError(f"{args.study}: {flags}: not for a dynamic study (its [dynamics] section sets the "
                              f"exchange schedule, and each feeder is a federate of its own)")
-        from hpcsim.dynamics.runner import print_dynamic_summary, run_dynamic_study  # noqa: PLC0415
+        from hpcsim.dynamics.runner import (  # noqa: PLC0415 - off `hpcsim --help`: numpy, pyarrow
+            print_dynamic_summary, run_dynamic_study,
+        )
 
         summary = run_dynamic_study(study, args.out, show_progress=not args.quiet)
         emit_json(summary) if args.json else print_dynamic_summary(summary)
@@ -54,13 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from hpcsim.output.summary import summarize_run  # noqa: PLC0415
+    from hpcsim.output.summary import summarize_run  # noqa: PLC0415 - off `hpcsim --help`: numpy, pyarrow
 
     summary = summarize_run(args.run_dir)
     if args.json:
         emit_json(summary)
     elif summary.get("kind") == "dynamic":
-        from hpcsim.dynamics.runner import print_dynamic_summary  # noqa: PLC0415
+        from hpcsim.dynamics.runner import print_dynamic_summary  # noqa: PLC0415 - off `hpcsim --help`: numpy, pyarrow
 
         print_dynamic_summary(summary)
     else:
@@ -98,8 +100,7 @@ def print_summary(summary: dict) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from hpcsim.checks import check_run  # noqa: PLC0415
-    from hpcsim.errors import CheckError, StudyError  # noqa: PLC0415
+    from hpcsim.checks import check_run  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     if args.sample is not None and args.sample < 1:
         raise StudyError(f"--sample {args.sample}: give at least 1 feeder")

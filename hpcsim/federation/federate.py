@@ -32,15 +32,17 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from hpcsim.console import setup_logging
 from hpcsim.dynamics import drivers as dynamic_drivers
 from hpcsim.dynamics.wiring import DYNAMIC_ROLES
 from hpcsim.errors import ConvergenceError, FederateError, HpcsimError
-from hpcsim.console import setup_logging
+from hpcsim.federation.helics_config import attach, create_federate, read_federate_config
 from hpcsim.federation.rusage import peak_rss_mb
 
 log = logging.getLogger("hpcsim.federate")
@@ -140,11 +142,11 @@ BOUNDARY_ROLES = ("transmission", "tds")  # the transmission side: it writes the
 def make_role(cfg: dict):
     """The role object of any federate, by its config's ``role``."""
     if cfg["role"] == "transmission":
-        from hpcsim.federation.roles import TransmissionRole  # noqa: PLC0415
+        from hpcsim.federation.roles import TransmissionRole  # noqa: PLC0415 - numpy, pyarrow: not in the exchange benchmark's federates
 
         return TransmissionRole(cfg)
     if cfg["role"] == "feeders":
-        from hpcsim.federation.roles import FeederGroupRole  # noqa: PLC0415
+        from hpcsim.federation.roles import FeederGroupRole  # noqa: PLC0415 - numpy, pyarrow: not in the exchange benchmark's federates
 
         return FeederGroupRole(cfg)
     if cfg["role"] in DYNAMIC_ROLES:
@@ -190,8 +192,6 @@ FULL_DISK_BYTES = 1 << 20  # below this much free space a federate could not wri
 
 def _disk_note(run_dir: Path) -> str:
     """Why a federate may have died without a record: the run folder's file system is full."""
-    import shutil  # noqa: PLC0415
-
     try:
         free = shutil.disk_usage(run_dir).free
     except OSError:
@@ -227,8 +227,6 @@ def serve(path: str | Path, build_role, drive_of) -> int:
     a HELICS global error so the whole federation stops, and turned into the exit code (3, or the error's
     own)."""
     import helics as h
-
-    from hpcsim.federation.helics_config import attach, create_federate, read_federate_config  # noqa: PLC0415
 
     try:
         doc, cfg = read_federate_config(path)

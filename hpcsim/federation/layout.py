@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from hpcsim import metadata
 from hpcsim.cases import case_label, read_matpower, resolve_feeder, resolve_transmission_case
+from hpcsim.distribution import feeder_curve, nominal_load_mw
 from hpcsim.dynamics.wiring import DYNAMIC_ROLES, wiring
 from hpcsim.errors import StudyError
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
+from hpcsim.hpc.costs import DEFAULT
 from hpcsim.metadata import BoundaryMap
 from hpcsim.study import Study
 
@@ -90,8 +93,6 @@ def boundary_map_of(study: Study) -> BoundaryMap:
         bmap = metadata.read(study.boundary_map)
         metadata.check_against_case(bmap, pd, case_label(study.case), str(study.boundary_map))
     else:
-        from hpcsim.distribution import nominal_load_mw  # noqa: PLC0415
-
         p_feeder = study.feeder_mw or nominal_load_mw(resolve_feeder(study.feeder))
         bmap = metadata.generate(pd, p_feeder)
     if study.max_buses is not None:
@@ -116,10 +117,6 @@ def engine_mode_for(study: Study, n_feeders: int, n_buses: int = 1) -> str:
     """
     if study.engine_mode != "auto":
         return study.engine_mode
-    import psutil  # noqa: PLC0415
-
-    from hpcsim.hpc.costs import DEFAULT  # noqa: PLC0415 - the one place measured costs live
-
     cost, _ = DEFAULT.feeder(resolve_feeder(study.feeder).name)
     fits = n_feeders * cost.rss_mb < SEPARATE_ENGINE_MEMORY_FRACTION * psutil.virtual_memory().available / 2**20
     solves = study.n_steps * (DEFAULT.iterations_for(study.coupling, n_buses, study.method) + 1)
@@ -166,8 +163,6 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
     """The federation of a study: its clones (load multipliers, the informed first guess of each clone's power:
     the feeder's predicted draw at its multiplier and its bus's case voltage, :class:`hpcsim.distribution.
     FeederCurve`), the feeder groups and the engine mode."""
-    from hpcsim.distribution import feeder_curve  # noqa: PLC0415 - solves the feeder once, then cached
-
     bmap = bmap or boundary_map_of(study)
     model = resolve_feeder(study.feeder)
     case = read_matpower(study.case)

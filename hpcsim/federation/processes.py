@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -97,8 +98,6 @@ class ProcessGroup:
 
 def _signal_group(p: subprocess.Popen, sig: int) -> None:
     try:
-        import os  # noqa: PLC0415
-
         os.killpg(p.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass

@@ -118,7 +118,7 @@ def carried_residual(run_dir: Path, step: int) -> dict[str, list[float]]:
 def prepare(run_dir: Path, federates: list[str], feeders: list[str], n_steps: int) -> tuple[int, dict]:
     """Check the run folder, find the step to resume from, remove what comes after and return (k, the carried
     state of step k − 1: ``{"feeders": per feeder, "residual": per bus}``; empty when k = 0)."""
-    from hpcsim.output.readers import COLUMNS  # noqa: PLC0415
+    from hpcsim.output.readers import COLUMNS  # noqa: PLC0415 - pandas only when a run is resumed
 
     checked = verify(run_dir, dict(COLUMNS))
     k = completed_steps(run_dir, federates)

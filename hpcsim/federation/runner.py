@@ -28,13 +28,13 @@ from hpcsim.errors import FederateError, StudyError, raise_terminated
 from hpcsim.federation.brokers import BrokerSpec, broker_binary, free_port_block
 from hpcsim.federation.federate import recorded_failure
 from hpcsim.federation.helics_config import Process, federate_process, runner_file, write_config
-from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S, Liveness
 from hpcsim.federation.layout import build_layout, federate_configs, run_description, write_configs
+from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S, Liveness
 from hpcsim.federation.processes import ProcessGroup
-from hpcsim.federation.resume import resume_section
+from hpcsim.federation.resume import prepare, resume_section
 from hpcsim.output.summary import DESCRIPTION, build_run_summary, write_summary
 from hpcsim.rundir import check_new_folder, create_folder, create_unique_folder
-from hpcsim.study import Study
+from hpcsim.study import Study, load_study
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1
@@ -125,9 +125,6 @@ def run_study(study: Study, run_dir: Path | None = None, show_progress: bool = T
 def resume_study(run_dir: Path, show_progress: bool = True) -> dict:
     """Continue a killed QSTS run from its last completed step (:mod:`hpcsim.federation.resume`) in the same
     folder; returns the summary of the whole run."""
-    from hpcsim.federation.resume import prepare  # noqa: PLC0415
-    from hpcsim.study import load_study  # noqa: PLC0415
-
     run_dir = Path(run_dir).resolve()
     try:
         desc = json.loads((run_dir / DESCRIPTION).read_text())

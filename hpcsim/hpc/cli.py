@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from hpcsim.cliopts import COMMON, add_json_option, add_out_option
-from hpcsim.hpc import MEM_MARGIN
 from hpcsim.console import Table, emit_json, emit_line, emit_lines, emit_table
+from hpcsim.errors import PlanError, SubmitError
+from hpcsim.hpc import MEM_MARGIN
+from hpcsim.hpc.costs import DEFAULT, load_model
+from hpcsim.hpc.plan import Cluster, plan_study
 
 log = logging.getLogger("hpcsim")
 SHOW_NODES = 8  # node rows shown in the plan table (first ones and the last one)
 
 
 def _cluster(args: argparse.Namespace):
-    from hpcsim.hpc.plan import Cluster  # noqa: PLC0415
-
     return Cluster(nodes=args.nodes, cores_per_node=args.cores_per_node, mem_per_node_gb=args.mem_per_node_gb,
                    walltime=args.walltime, partition=args.partition, account=args.account, ranks=args.ranks,
                    network=args.network)
 
 
 def _study(args: argparse.Namespace):
-    from hpcsim.study import load_study  # noqa: PLC0415
+    from hpcsim.study import load_study  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     return load_study(args.study)
 
@@ -34,7 +37,7 @@ def _mb(mb: float) -> str:
 
 
 def print_plan(plan) -> None:
-    from hpcsim.hpc.slurm import mem_request_mb  # noqa: PLC0415
+    from hpcsim.hpc.slurm import mem_request_mb  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     s, c, e = plan.study, plan.cluster, plan.estimate
     dynamic = s.kind == "dynamic"
@@ -76,15 +79,9 @@ def print_plan(plan) -> None:
 
 def _cost_model(args: argparse.Namespace):
     """The built-in cost model, or the one ``--model`` names; ``--iterations`` overrides its assumption."""
-    from dataclasses import replace  # noqa: PLC0415
-
-    from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415
-
     model = load_model(args.model) if args.model else DEFAULT
     if args.iterations is not None:
         if args.iterations < 1:
-            from hpcsim.errors import PlanError  # noqa: PLC0415
-
             raise PlanError(f"--iterations {args.iterations} must be at least 1")
         model = replace(model, fixed_iterations=args.iterations)
     return model
@@ -144,8 +141,6 @@ def _print_dynamic_prediction(plan, model) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from hpcsim.hpc.plan import plan_study  # noqa: PLC0415
-
     model = _cost_model(args)
     plan = plan_study(_study(args), _cluster(args), model)
     if args.json:
@@ -168,7 +163,7 @@ def _requeue_s(value: str) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from hpcsim.hpc.jobdir import Site, render_job  # noqa: PLC0415
+    from hpcsim.hpc.jobdir import Site, render_job  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     site = Site(python=args.python, prologue=args.prologue, directives=tuple(args.sbatch),
                 mem_margin=args.mem_margin, mpi=args.mpi, requeue_before_s=args.requeue_before)
@@ -183,7 +178,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from hpcsim.hpc.slurm import submit  # noqa: PLC0415
+    from hpcsim.hpc.slurm import submit  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     job_id = submit(args.dir, resume=args.resume)
     if args.json:
@@ -194,9 +189,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from hpcsim.errors import SubmitError  # noqa: PLC0415
-    from hpcsim.hpc.finish import root_cause  # noqa: PLC0415
-    from hpcsim.hpc.slurm import JobFailedError, JobStatus, job_state, read_job_id, wait_for  # noqa: PLC0415
+    from hpcsim.hpc.finish import root_cause  # noqa: PLC0415 - off `hpcsim --help`: numpy
+    from hpcsim.hpc.slurm import (  # noqa: PLC0415 - off `hpcsim --help`: numpy
+        JobFailedError, JobStatus, job_state, read_job_id, wait_for,
+    )
 
     job_id = read_job_id(args.dir)
     run = args.dir / "run"
@@ -246,10 +242,8 @@ def _shorten(names: list[str], keep: int = 4) -> str:
 def _per_node(job_dir: Path, st, summary: dict | None) -> list[dict]:
     """Per node of the job: its name, SLURM's state of it now, the federates the plan put there and those that
     recorded an error (or that the node watchdog lost)."""
-    import json  # noqa: PLC0415
-
-    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415
-    from hpcsim.hpc.slurm import expand_nodelist, node_states  # noqa: PLC0415
+    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415 - off `hpcsim --help`: numpy
+    from hpcsim.hpc.slurm import expand_nodelist, node_states  # noqa: PLC0415 - off `hpcsim --help`: numpy
 
     try:
         plan = json.loads((job_dir / "plan.json").read_text())
@@ -278,8 +272,6 @@ def _per_node(job_dir: Path, st, summary: dict | None) -> list[dict]:
 
 
 def _read_summary(run: Path) -> dict | None:
-    import json  # noqa: PLC0415
-
     try:
         return json.loads((run / "summary.json").read_text())
     except FileNotFoundError:

@@ -20,13 +20,17 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
 from hpcsim import metadata
-from hpcsim.errors import FederateError, HpcsimError
-from hpcsim.hpc.plan import Plan
 from hpcsim.console import setup_logging
+from hpcsim.errors import FederateError, HpcsimError
+from hpcsim.federation.federate import recorded_failure
+from hpcsim.federation.helics_config import Process, runner_file, write_config
+from hpcsim.federation.layout import group_name
+from hpcsim.hpc.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,6 @@ log = logging.getLogger(__name__)
 def root_cause(run_dir: Path) -> HpcsimError | None:
     """The first real error a federate (or the node watchdog) recorded under ``<run>/errors/`` (the local
     runner's reading); else the first task srun reports dead (:func:`launcher_cause`); else None."""
-    from hpcsim.federation.federate import recorded_failure  # noqa: PLC0415 - one reading of errors/*.json
-
     return recorded_failure(run_dir) or launcher_cause(run_dir)
 
 
@@ -49,8 +51,6 @@ def launcher_cause(run_dir: Path) -> FederateError | None:
     """A federate that died without recording why (SIGKILL, out of memory, a crash in C): the first task that
     srun reports ending other than "Terminated" (the ones stopped after it) in ``logs/NAME.srun.log``, named
     with its node. The feeder step's task number is its MPI rank, so its federate name follows."""
-    from hpcsim.federation.layout import group_name  # noqa: PLC0415
-
     for step, name in _STEP_LOGS:
         try:
             lines = (run_dir / "logs" / f"{step}.srun.log").read_text(errors="replace").splitlines()
@@ -72,10 +72,6 @@ JOB_ENV = ("HPCSIM_NODES", "HPCSIM_NODE_ADDRS", "HPCSIM_SUB_PORT")
 def write_runner(run_dir: Path, study: str, env: dict[str, str] | None = None) -> Path | None:
     """``<run>/runner.json`` from the steps the job script recorded (name, node, command), with the job
     environment the federate steps read; None when nothing was recorded."""
-    import shlex  # noqa: PLC0415
-
-    from hpcsim.federation.helics_config import Process, runner_file, write_config  # noqa: PLC0415
-
     env = dict(os.environ if env is None else env)
     try:
         lines = (run_dir / "configs" / "steps.tsv").read_text().splitlines()
@@ -92,7 +88,9 @@ def write_runner(run_dir: Path, study: str, env: dict[str, str] | None = None) -
 
 
 def finish(run_dir: Path, plan: Plan, wall_s: float, failed: bool = False) -> dict:
-    from hpcsim.output.summary import build_run_summary, read_description, write_summary  # noqa: PLC0415
+    from hpcsim.output.summary import (  # noqa: PLC0415 - pyarrow off `hpcsim jobs status` (root_cause)
+        build_run_summary, read_description, write_summary,
+    )
 
     desc = read_description(run_dir)
     slurm = {"slurm": {"job_id": os.environ.get("SLURM_JOB_ID"), "nodes": len(plan.nodes),

@@ -28,6 +28,7 @@ written): a file edited or deleted since is named and the render refused unless 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -37,12 +38,15 @@ from typing import TYPE_CHECKING
 
 from hpcsim import __version__
 from hpcsim.console import to_json
+from hpcsim.dynamics.summary import describe_run
 from hpcsim.errors import StudyError
+from hpcsim.federation.layout import TRANSMISSION, build_layout, group_name, role_configs, run_description
+from hpcsim.hpc import MEM_MARGIN
 from hpcsim.hpc.costs import DEFAULT, CostModel
 from hpcsim.hpc.plan import Cluster, Plan, make_plan, study_shape
 from hpcsim.hpc.rank import bundle_name, cut_bundle
-from hpcsim.hpc import MEM_MARGIN
 from hpcsim.hpc.slurm import render_script
+from hpcsim.output.summary import DESCRIPTION
 from hpcsim.study import Study
 
 if TYPE_CHECKING:
@@ -90,8 +94,6 @@ def node_configs(layout: Layout, plan: Plan) -> tuple[dict, list[dict]]:
     from it too: ``dataclasses.asdict`` costs ~6 µs per feeder and per config, 0.7 s for ACTIVSg70k if every
     feeder went through it twice. A unit test checks the result equals the direct call.
     """
-    from hpcsim.federation.layout import TRANSMISSION, group_name, role_configs  # noqa: PLC0415
-
     whole = replace(layout, feeders=(), groups=(layout.feeders,))
     configs = role_configs(whole)
     every = {**configs[group_name(0)], "name": group_name(0)}
@@ -104,9 +106,6 @@ def node_configs(layout: Layout, plan: Plan) -> tuple[dict, list[dict]]:
 def job_files(study: Study, cluster: Cluster, model: CostModel = DEFAULT, site: Site = Site()
               ) -> tuple[Plan, dict[str, bytes]]:
     """The plan and every file of the job folder (relative path -> content), nothing written."""
-    from hpcsim.federation.layout import build_layout, run_description  # noqa: PLC0415
-    from hpcsim.output.summary import DESCRIPTION  # noqa: PLC0415
-
     if not 0 <= site.mem_margin <= 10:
         raise StudyError(f"--mem-margin {site.mem_margin:g} must be between 0 and 10 (a share of the prediction)")
     text = lambda obj: (to_json(obj) + "\n").encode()  # noqa: E731
@@ -137,10 +136,9 @@ def _dynamic_files(study: Study, cluster: Cluster, model: CostModel, text) -> tu
     settings, and one bundle per node holding the role settings of that node's feeder federates (one per rank,
     in the study's feeder order). The dynamic plan (feeder scales, coordination, seeded series) is computed
     here, once, as ``hpcsim run`` computes it."""
-    from hpcsim.dynamics.plan import AGC, TRANSMISSION, build_plan, feeder_federate, role_configs  # noqa: PLC0415
-    from hpcsim.dynamics.summary import describe_run  # noqa: PLC0415
-    from hpcsim.output.summary import DESCRIPTION  # noqa: PLC0415
-
+    from hpcsim.dynamics.plan import (  # noqa: PLC0415 - SciPy only for a dynamic study's job
+        AGC, TRANSMISSION, build_plan, feeder_federate, role_configs,
+    )
     plan = make_plan(study_shape(study), cluster, model)
     dplan = build_plan(study)
     roles = role_configs(dplan)
@@ -158,8 +156,6 @@ def _dynamic_files(study: Study, cluster: Cluster, model: CostModel, text) -> tu
 def _previous(out_dir: Path, force: bool) -> list[str]:
     """Files of the previous rendering in ``out_dir`` (to replace); refuses a folder that is not an unedited
     rendering of hpcsim's unless ``force``."""
-    import json  # noqa: PLC0415
-
     if out_dir.exists() and not out_dir.is_dir():
         raise StudyError(f"-o {out_dir}: exists and is not a folder")
     if (out_dir / "run").exists():

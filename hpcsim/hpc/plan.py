@@ -401,6 +401,7 @@ def _hms(seconds: float) -> str:
 
 def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
     """Counts of a :class:`hpcsim.study.Study` (reads its case and boundary map)."""
+    # numpy only when a study is planned: hpc.plan loads with `hpcsim plan --help`
     from hpcsim.cases import case_label, read_matpower  # noqa: PLC0415
     from hpcsim.federation.layout import boundary_map_of  # noqa: PLC0415
 

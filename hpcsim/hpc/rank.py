@@ -34,6 +34,8 @@ from pathlib import Path
 
 from hpcsim.console import setup_logging
 from hpcsim.errors import HpcsimError, PlanError
+from hpcsim.federation.federate import run_federate
+from hpcsim.federation.helics_config import write_config
 from hpcsim.hpc.plan import Plan, rank_slice
 
 log = logging.getLogger("hpcsim.rank")
@@ -88,7 +90,9 @@ def _job_nodes(plan: Plan, env: Mapping[str, str]) -> tuple[list[str], list[str]
 def role_of(kind: str, plan: Plan, env: Mapping[str, str], mpi: tuple[int, int] | None = None,
             broker_address: str | None = None) -> Role:
     """The role of this process: ``kind`` from the command line, everything else from ``env`` and the plan."""
-    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415
+    from hpcsim.federation.layout import (  # noqa: PLC0415 - numpy only in federate ranks, not broker ranks
+        TRANSMISSION, group_name,
+    )
 
     if kind not in KINDS:
         raise PlanError(f"unknown role {kind!r}: one of {', '.join(KINDS)}")
@@ -153,10 +157,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _run(kind: str, args: argparse.Namespace, mpi: tuple[int, int] | None) -> int:
-    from hpcsim.federation.federate import run_federate  # noqa: PLC0415
-    from hpcsim.federation.helics_config import write_config  # noqa: PLC0415
-    from hpcsim.federation.layout import federate_document  # noqa: PLC0415
-    from hpcsim.hpc.resume import carried_for  # noqa: PLC0415
+    from hpcsim.federation.layout import (  # noqa: PLC0415 - numpy only in federate ranks, not broker ranks
+        federate_document,
+    )
+    from hpcsim.hpc.resume import carried_for  # noqa: PLC0415 - numpy, pyarrow only in federate ranks
 
     plan = Plan.from_dict(json.loads(Path(args.plan).read_text()))
     configs = Path(args.configs) if args.configs else Path(args.plan).parent / "configs"

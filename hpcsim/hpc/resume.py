@@ -15,15 +15,13 @@ import sys
 from pathlib import Path
 
 from hpcsim.errors import HpcsimError, StudyError
-from hpcsim.federation.resume import resume_section
+from hpcsim.federation.layout import TRANSMISSION, group_name
+from hpcsim.federation.resume import prepare, resume_section
 
 RESUME_FILE = "resume.json"
 
 
 def prepare_job(run: Path, plan_path: Path, configs: Path) -> dict:
-    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415
-    from hpcsim.federation.resume import prepare  # noqa: PLC0415
-
     plan = json.loads(plan_path.read_text())
     if plan["study"].get("kind") == "dynamic":
         raise StudyError(f"{run}: a dynamic run cannot be resumed (its TDS state is not in the outputs): "

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from hpcsim.cases import PROJECT_ROOT
 from hpcsim.errors import StudyError, SubmitError
+from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S
 from hpcsim.hpc import MEM_MARGIN
 from hpcsim.hpc.plan import Plan
 
@@ -87,8 +88,6 @@ def check_mpi(mpi: str) -> str:
 def stall_timeout_s(plan: Plan) -> int:
     """The job watchdog's stall timeout: :data:`DEFAULT_STALL_TIMEOUT_S`, or 5 × the predicted start-up and one
     iteration where that is longer (a big study's first progress comes late)."""
-    from hpcsim.federation.liveness import DEFAULT_STALL_TIMEOUT_S  # noqa: PLC0415
-
     e = plan.estimate
     return int(math.ceil(max(DEFAULT_STALL_TIMEOUT_S, 5 * (e.startup_s + e.iteration_s + e.transmission_pf_s))))
 

@@ -48,7 +48,7 @@ def probe(addr: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> str | N
 
 def federates_on(plan_path: Path, node: int) -> list[str]:
     """The federates the plan places on ``node`` (the transmission federate on node 0, feeder ranks)."""
-    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415
+    from hpcsim.federation.layout import TRANSMISSION, group_name  # noqa: PLC0415 - the node watchdog stays numpy-free
 
     try:
         plan = json.loads(plan_path.read_text())

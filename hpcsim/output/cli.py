@@ -9,6 +9,8 @@ from pathlib import Path
 
 from hpcsim.cliopts import COMMON, add_json_option
 from hpcsim.console import emit_json, emit_line
+from hpcsim.errors import OutputError
+from hpcsim.output.runinfo import BAND_PU, read_run_info
 
 log = logging.getLogger("hpcsim")
 FORMATS = ("png", "svg", "pdf")
@@ -16,15 +18,14 @@ FORMATS = ("png", "svg", "pdf")
 
 def _aggregate(args: argparse.Namespace) -> tuple[Path, dict, dict]:
     """Aggregate (unless reusing), then draw the figures; returns (aggregate folder, manifest, figures)."""
-    from hpcsim.errors import OutputError  # noqa: PLC0415
-    from hpcsim.output.runinfo import read_run_info  # noqa: PLC0415
-
     low, high = args.band
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
         raise OutputError(f"--band {low:g} {high:g}: give two finite voltages LOW < HIGH in pu")
     read_run_info(args.run_dir)  # a bad folder fails here, before dask and matplotlib are imported
-    from hpcsim.output.aggregate import aggregate_run, load_manifest  # noqa: PLC0415
-    from hpcsim.output.plots import plot_run  # noqa: PLC0415
+    from hpcsim.output.aggregate import (  # noqa: PLC0415 - off `hpcsim --help`: dask, pandas, pyarrow
+        aggregate_run, load_manifest,
+    )
+    from hpcsim.output.plots import plot_run  # noqa: PLC0415 - off `hpcsim --help`: matplotlib
 
     if getattr(args, "reuse", False) and (args.run_dir / "aggregate" / "manifest.json").exists():
         manifest = load_manifest(args.run_dir)
@@ -50,7 +51,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hpcsim.output.report import build_sections, print_sections, write_markdown  # noqa: PLC0415
+    from hpcsim.output.report import (  # noqa: PLC0415 - off `hpcsim --help`: pandas, pyarrow
+        build_sections, print_sections, write_markdown,
+    )
 
     folder, manifest, figures = _aggregate(args)
     sections = build_sections(folder, manifest)
@@ -79,8 +82,7 @@ def _run_dir(value: str) -> Path:
 
 
 def _scheduler(value: str) -> str:
-    from hpcsim.errors import OutputError  # noqa: PLC0415
-    from hpcsim.output.scheduler import check_scheduler  # noqa: PLC0415
+    from hpcsim.output.scheduler import check_scheduler  # noqa: PLC0415 - off `hpcsim --help`: dask
 
     try:
         return check_scheduler(value)
@@ -89,8 +91,6 @@ def _scheduler(value: str) -> str:
 
 
 def register(sub) -> None:
-    from hpcsim.output.runinfo import BAND_PU  # noqa: PLC0415
-
     def add_common(p: argparse.ArgumentParser, what: str) -> None:
         p.add_argument("run_dir", type=_run_dir, metavar="RUN_DIR",
                        help="run folder (from hpcsim run or a SLURM job): RUN_DIR/outputs/<table>/federate=*/")

@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpcsim.errors import OutputError
+from hpcsim.errors import CaseError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,9 @@ def case_loads(case: str | None) -> dict[int, tuple[float, float, float]]:
     if not case:
         log.warning("the run folder does not name its transmission case; case load columns will be null")
         return {}
-    from hpcsim.cases import read_matpower  # noqa: PLC0415
-    from hpcsim.errors import CaseError  # noqa: PLC0415
-
+    from hpcsim.cases import (  # noqa: PLC0415 - numpy only when the case is read (runinfo loads with the CLI)
+        read_matpower,
+    )
     try:
         c = read_matpower(case)
         return {int(b): (float(p), float(q), float(vm))

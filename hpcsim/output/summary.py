@@ -15,7 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hpcsim import metadata
 from hpcsim.console import to_json
+from hpcsim.dynamics.summary import build_summary as build_dynamic
 from hpcsim.errors import OutputError
 from hpcsim.output.parquet import read_table
 
@@ -209,15 +211,11 @@ def read_description(run_dir: Path) -> dict:
 def summarize_run(run_dir: str | Path) -> dict:
     """Rebuild and write ``<run>/summary.json`` from the run folder alone (``hpcsim summarize``); the returned
     copy also names the ``run_dir``."""
-    from hpcsim import metadata  # noqa: PLC0415
-
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise OutputError(f"{run_dir}: no such run folder")
     desc = read_description(run_dir)
     if desc.get("kind") == "dynamic":
-        from hpcsim.dynamics.summary import build_summary as build_dynamic  # noqa: PLC0415
-
         summary = build_dynamic(run_dir, desc, completed=not any((run_dir / "errors").glob("*.json")))
     else:
         summary = build_run_summary(run_dir, desc, metadata.read(run_dir / "boundary_map.txt"))

@@ -7,11 +7,19 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import psutil
+import pytest
 
-from hpcsim.checks import POWER_ATOL_MW  # noqa: F401 - the tolerance the tests use too
+from hpcsim.cases import FEEDERS
+from hpcsim.checks import (
+    POWER_ATOL_MW,  # noqa: F401 - the tolerance the tests use too
+    check_answer,
+    check_feeder,
+)
+from hpcsim.distribution import FeederEngine
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = REPO / "cases"
@@ -59,8 +67,6 @@ def wait_gone(run_dir: Path, timeout_s: float = 10.0) -> list[psutil.Process]:
 
 def write_study(path: Path, base: str, **sections: dict) -> Path:
     """A study TOML derived from a shipped one, with sections replaced (paths made absolute)."""
-    import tomllib  # noqa: PLC0415
-
     data = tomllib.loads((CASES / base).read_text())
     if "boundary_map" in data.get("distribution", {}):
         data["distribution"]["boundary_map"] = str((CASES / data["distribution"]["boundary_map"]).resolve())
@@ -98,10 +104,6 @@ def resolve_alone(feeder: dict, v_pu: float, angle_deg: float, model: str = "iee
     """An independent OpenDSS solve of one reported feeder: a fresh engine, the feeder's reported regulator taps
     and capacitor steps, its source at the given boundary voltage; the controls held, or (``controls``) acting
     from the held solution (then an equilibrium leaves every tap and step where it is)."""
-    from hpcsim.cases import FEEDERS  # noqa: PLC0415
-    from hpcsim.checks import check_feeder  # noqa: PLC0415
-    from hpcsim.distribution import FeederEngine  # noqa: PLC0415
-
     with FeederEngine(FEEDERS[model]) as engine:
         held, acting = check_feeder(engine, feeder, v_pu, angle_deg)
     return acting if controls else held
@@ -113,8 +115,6 @@ def independent_checks(summary: dict, case: str = "ACTIVSg200", model: str = "ie
     (:func:`hpcsim.checks.check_answer`: every feeder compiled afresh and re-solved alone at its bus's reported
     voltage with its reported taps and capacitor steps draws the reported power, and from there, controls
     acting, nothing moves; ANDES alone with the reported boundary loads gives the reported voltages)."""
-    from hpcsim.checks import check_answer  # noqa: PLC0415
-
     report = check_answer(summary, case, model, summary.get("gen_voltage", "setpoint"), v_atol_pu=v_atol_pu)
     assert report.feeders_checked == len(summary["feeders"]) > 0
     assert report.ok, report.problems
@@ -137,8 +137,6 @@ def start_hpcsim(args: list[str], **kw) -> subprocess.Popen:
 
 def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
     """Block until the run's progress file reports ``step`` finished steps (the run must stay alive)."""
-    import pytest  # noqa: PLC0415
-
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()

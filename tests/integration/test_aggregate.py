@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from distributed import LocalCluster
 
 from hpcsim.cases import read_matpower
 from hpcsim.output.aggregate import aggregate_run
@@ -135,8 +136,6 @@ def test_iterative_snapshot_aggregates_match_pyarrow(snapshot_run):
 
 
 def test_existing_scheduler_address_gives_the_same_tables(snapshot_run):
-    from distributed import LocalCluster  # noqa: PLC0415
-
     before = {n: _agg(snapshot_run, n, ["time_s"]) for n in ("boundary", "feeder_voltages", "steps", "system")}
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
                       dashboard_address=None) as cluster:

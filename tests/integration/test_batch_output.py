@@ -7,6 +7,7 @@ and ``hpcsim summarize`` gives the same answer."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,8 +32,6 @@ def deep_folder(base: Path) -> Path:
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    import os  # noqa: PLC0415
-
     return hpcsim(*args, timeout=timeout, env={**os.environ, **ENV})
 
 

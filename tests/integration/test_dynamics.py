@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -337,8 +338,6 @@ def test_a_dying_feeder_federate_ends_the_dynamic_run_promptly_and_cleanly(tmp_p
 
 def test_summarize_rebuilds_a_dynamic_summary_from_the_run_folder_alone(load_variation, tmp_path):
     """run.json + the outputs give back every physics block of the summary the runner wrote."""
-    import shutil  # noqa: PLC0415
-
     run_dir, summary = load_variation
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("summary.json"))

@@ -7,18 +7,23 @@ solution where the feeders alone (their near-unity power factor) move it."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from hpcsim.cases import FEEDERS, read_matpower, resolve_transmission_case
+from hpcsim.cases import FEEDERS, case_solution, read_matpower, resolve_transmission_case
 from hpcsim.distribution import CloneState, FeederEngine
+from hpcsim.errors import StudyError
 from hpcsim.federation.runner import run_study
 from hpcsim.output.aggregate import aggregate_run
 from hpcsim.study import load_study
 from hpcsim.transmission import TransmissionNetwork
 
 from ..pins import check_pinned, steady_answer
-from .helpers import BUS8_STUDY, independent_checks
+from .helpers import BUS8_STUDY, hpcsim, independent_checks
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +90,6 @@ def test_the_coupled_answer_stays_at_the_case_operating_point(runs):
 def test_held_generator_voltages_reproduce_the_published_solution():
     """``gen_voltage = "solution"``: ANDES alone on the case as published, every generator held at its bus's
     published VM, gives the published VM everywhere (the setpoints VG alone do not: remote regulation)."""
-    from hpcsim.cases import case_solution  # noqa: PLC0415
-
     for name in ("ACTIVSg200", "ACTIVSg2000"):
         sol = case_solution(name)
         net = TransmissionNetwork(resolve_transmission_case(name), [BUS if name == "ACTIVSg200" else 1001],
@@ -99,8 +102,6 @@ def test_held_generator_voltages_reproduce_the_published_solution():
 def test_aggregates_report_the_feeders_and_the_residual_apart(runs):
     run_dir, s = runs["residual"]
     folder = aggregate_run(run_dir).folder
-    import pandas as pd  # noqa: PLC0415
-
     system = pd.read_parquet(folder / "system.parquet")
     boundary = pd.read_parquet(folder / "boundary.parquet")
     assert system["p_residual_mw"].iloc[0] == pytest.approx(s["residual_p_mw"], abs=1e-9)
@@ -110,8 +111,6 @@ def test_aggregates_report_the_feeders_and_the_residual_apart(runs):
 
 
 def test_a_residual_needs_the_solved_start():
-    from hpcsim.errors import StudyError  # noqa: PLC0415
-
     study = load_study(BUS8_STUDY)  # nominal clones, started from the case's PD as ANL did: no residual
     assert not study.keeps_residual
     with pytest.raises(StudyError, match=r"residual_load \(the default with clone_load = 'bus'\) needs "
@@ -125,11 +124,6 @@ def test_a_residual_needs_the_solved_start():
 def test_hpcsim_check_passes_the_answer_and_refuses_a_tampered_one(runs, tmp_path):
     """``hpcsim check RUN``: the same independent checks from the run folder alone; a summary whose reported
     power of one feeder was moved by 1 kW fails with exit 5 and one line naming the feeder."""
-    import json  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-
-    from .helpers import hpcsim  # noqa: PLC0415
-
     run_dir, s = runs["residual"]
     ok = hpcsim("check", str(run_dir), "--json")
     assert ok.returncode == 0, ok.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -143,9 +145,6 @@ def test_convergence_failure_is_one_line_exit_4_and_leaves_nothing_running(tmp_p
 
 def test_two_runs_share_the_machine(tmp_path):
     """Free ports are chosen per run: two federations at once do not collide."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
     procs = [subprocess.Popen([sys.executable, "-m", "hpcsim.cli", "-q", "run", str(BUS8_STUDY), "--out",
                                str(tmp_path / f"r{i}"), "--workers", "1"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]

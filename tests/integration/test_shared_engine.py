@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hpcsim.cases import FEEDERS
+from hpcsim.cli import main
 from hpcsim.distribution import CloneState, FeederEngine, SharedEngine
 from hpcsim.federation.runner import run_study
 from hpcsim.study import load_study
@@ -68,8 +69,6 @@ def test_clones_scaled_to_the_bus_draw_its_case_load(tmp_path):
 
 
 def test_bench_check_predicts_a_finished_run(tmp_path, capsys):
-    from hpcsim.cli import main  # noqa: PLC0415
-
     run_study(load_study(BUS8_STUDY), tmp_path / "run", show_progress=False)
     assert main(["bench", "--check", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out

@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 CPUS_PER_NODE = 4
@@ -323,8 +325,6 @@ class LocalSlurm:
 
     def stop_stale(self) -> None:
         """Remove what a killed session left: daemons of this folder's ``slurm.conf``, our namespaces, the bridge."""
-        import psutil  # noqa: PLC0415 - a test dependency
-
         conf = str(self.conf)
         for p in psutil.process_iter(["cmdline"]):
             try:

@@ -7,15 +7,22 @@ planned says so."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psutil
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
+from hpcsim.bench.exchange_nodes import compare_layouts, measure_exchange_nodes
 from hpcsim.cases import CASES_DIR, PROJECT_ROOT
 from hpcsim.federation.runner import run_study
 from hpcsim.hpc import slurm as sl
@@ -216,8 +223,6 @@ def test_shared_engines_and_qsts_on_three_nodes_equal_the_local_run(slurm, tmp_p
 
 def boundary_voltages(run_dir: Path) -> dict[tuple[float, int], float]:
     """(time, bus) -> the last iteration's boundary voltage, from the transmission's Parquet output."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
     t = pq.read_table(run_dir / "outputs" / "transmission").to_pandas()
     last = t.sort_values("iteration").groupby(["time_s", "bus"]).last()
     return {k: float(v) for k, v in last["v_pu"].items()}
@@ -286,9 +291,6 @@ def test_a_frozen_feeder_rank_on_node_2_ends_the_job_at_the_stall_timeout(long_j
 
 
 def test_a_cancelled_job_resubmitted_with_resume_finishes_its_run(long_job, tmp_path):
-    import numpy as np  # noqa: PLC0415
-    import pyarrow.dataset as ds  # noqa: PLC0415
-
     run = long_job / "run"
     job_id = sl.submit(long_job)
     wait_for_step(run, 10, job_id)
@@ -409,11 +411,6 @@ def test_node_lists_expand_as_slurm_does():
 def test_aggregate_with_dask_workers_as_slurm_jobs_on_other_nodes(slurm, tmp_path):
     """``hpcsim aggregate --scheduler slurm``: three dask-jobqueue worker jobs, one per node (--exclusive), give
     the tables the in-process thread pool gives."""
-    import os  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
-
-    import pandas as pd  # noqa: PLC0415
-
     runs = {}
     for scheduler in ("threads", "slurm"):
         run = tmp_path / scheduler
@@ -438,8 +435,6 @@ def test_aggregate_with_dask_workers_as_slurm_jobs_on_other_nodes(slurm, tmp_pat
 
 def test_the_exchange_benchmark_across_three_nodes_flat_and_hierarchy(slurm, tmp_path):
     """What ``hpcsim bench --slurm-nodes 3`` adds: one job per layout, every value checked fresh by the hub."""
-    from hpcsim.bench.exchange_nodes import compare_layouts, measure_exchange_nodes  # noqa: PLC0415
-
     (row,) = compare_layouts(tmp_path / "pairs", values=(126,), nodes=3, iterations=10)
     assert row["flat_ms"] > 0 and row["hierarchy_ms"] > 0 and row["hierarchy_over_flat"] > 0
     # the hierarchy job really ran through a sub-broker per node, each bound to its node's address

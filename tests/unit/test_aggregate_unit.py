@@ -7,6 +7,7 @@ import json
 import logging
 import math
 
+import dask
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -118,8 +119,6 @@ def test_scheduler_values(value):
 
 def test_slurm_worker_job_script_is_rendered_without_submitting(monkeypatch):
     monkeypatch.setenv("DASK_JOBQUEUE__SLURM__QUEUE", "batch")
-    import dask  # noqa: PLC0415
-
     dask.config.refresh()
     cluster = slurm_cluster(jobs=0)  # starts only the scheduler, in this process; sbatch is never called
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,6 @@ def test_case_label(tmp_path):
 def test_resolve_named_feeder(name):
     """A named feeder resolves to an OpenDSS entry file that defines a circuit (whose source is the element
     ``Vsource.source`` the boundary voltage is set on) and whose redirects and compiles are all in its folder."""
-    import re  # noqa: PLC0415
-
     model = resolve_feeder(name)
     text = model.entry.read_text(errors="replace")
     assert re.search(r"^\s*new\s+(object=)?circuit\.", text, re.IGNORECASE | re.MULTILINE), model.entry

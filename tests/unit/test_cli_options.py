@@ -5,9 +5,12 @@ result takes ``--json``."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
+from hpcsim.cases import CASES_DIR
 from hpcsim.cli import _attach_option_values, build_parser
 
 pytestmark = pytest.mark.unit
@@ -72,11 +75,6 @@ def test_an_option_value_that_is_itself_an_option_is_attached():
 
 
 def test_run_options_a_dynamic_study_would_ignore_are_refused_before_anything_starts(tmp_path):
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from hpcsim.cases import CASES_DIR  # noqa: PLC0415
-
     study = CASES_DIR / "dyn_ieee14_load_variation.toml"
     r = subprocess.run([sys.executable, "-m", "hpcsim", "run", str(study), "--workers", "3", "--coupling", "loose",
                         "-o", str(tmp_path / "run")], capture_output=True, text=True, timeout=60)

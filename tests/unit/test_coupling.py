@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpcsim.coupling import METHODS, bus_sums, carried, zip_split
+from hpcsim.coupling import METHODS, Anderson, bus_sums, carried, zip_split
 
 pytestmark = pytest.mark.unit
 
@@ -50,8 +50,6 @@ def test_methods_are_named():
 def test_anderson_solves_a_linear_fixed_point_in_a_few_steps_where_plain_iteration_crawls():
     """x = A x + c with contraction 0.9: plain iteration needs ~150 steps to 1e-7, Anderson(m) on an n-dim
     linear map converges in about n + 1 steps (it is GMRES in disguise)."""
-    from hpcsim.coupling import Anderson  # noqa: PLC0415
-
     rng = np.random.default_rng(5)
     n = 3
     q, _ = np.linalg.qr(rng.standard_normal((2 * n, 2 * n)))

