@@ -176,22 +176,6 @@ def _validate(n_values: int, sub_brokers: int, echo_federates: int, n_buses: int
                          f"got {sub_brokers}")
 
 
-def _wait(group, names: list[str], run_dir: Path, timeout_s: float) -> None:
-    """Poll until every federate exits 0; raise the recorded cause on the first failure or at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while group.running(names):
-        if group.failed():
-            time.sleep(0.3)  # let the other federates record whether they were the cause
-            raise recorded_failure(run_dir, group.failed())
-        if time.monotonic() > deadline:
-            raise FederateError(f"exchange benchmark: {', '.join(group.running(names))} still running after "
-                                f"{timeout_s:g} s (logs in {run_dir / 'logs'})")
-        time.sleep(POLL_S)
-    failure = recorded_failure(run_dir, group.failed())
-    if failure is not None:
-        raise failure
-
-
 def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int = 2, n_buses: int = 20,
                      iterations: int = 30, warmup: int = 5, work_dir: Path | None = None) -> dict:
     """HELICS wall time of one coupling iteration between a hub and ``echo_federates`` echo federates.
@@ -202,7 +186,7 @@ def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int
     :class:`FederateError` naming the failing process, or after a timeout of 120 s.
     """
     from hpcsim.federation.runner import (  # noqa: PLC0415 - parent only: the hub and echo federates load no runner
-        federation_processes, local_hierarchy, start_federation,
+        federation_processes, local_hierarchy, start_federation, wait_for_federates,
     )
 
     _validate(n_values, sub_brokers, echo_federates, n_buses, iterations, warmup)
@@ -223,7 +207,10 @@ def measure_exchange(n_values: int, *, sub_brokers: int = 0, echo_federates: int
               sub_brokers, run_dir)
     with ProcessGroup(run_dir / "logs") as group:
         start_federation(group, run_dir, federation_processes(hierarchy, names, "hpcsim.bench.exchange"))
-        _wait(group, names, run_dir, TIMEOUT_S)
+        wait_for_federates(group, names, run_dir, timeout_s=TIMEOUT_S, what="exchange benchmark", poll_s=POLL_S)
+        failure = recorded_failure(run_dir, group.failed())  # a federate that recorded an error and exited 0
+        if failure is not None:
+            raise failure
         brokers = [n for n in group.procs if n.endswith("_broker")]
         if not group.wait(brokers, timeout_s=10.0):
             log.warning("exchange benchmark: broker still running 10 s after the federates finished; stopping it")

@@ -231,31 +231,56 @@ def watch(group: ProcessGroup, names: list[str], run_dir: Path, total: int, show
     :class:`FederateError` when the federation stalls (:mod:`hpcsim.federation.liveness`). Tracks the peak total
     RSS in ``peak``; ``progress`` turns ``<run>/progress.json`` into (completed, text) for the bar."""
     progress_file = run_dir / "progress.json"
-    liveness = Liveness(progress_file, stall_timeout_s)
-    next_check = time.monotonic() + LIVENESS_PERIOD_S
+
+    def sample() -> None:
+        peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
+
+    def show_progress() -> None:
+        try:
+            completed, info = progress(json.loads(progress_file.read_text()))
+        except FileNotFoundError:
+            completed, info = 0, "starting"  # a heartbeat while the first step's first solves run
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            completed, info = None, ""
+        if completed is not None:
+            bar.update(completed, info)
+
     with Progress(description, total, show) as bar:
-        while True:
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + LIVENESS_PERIOD_S
-                cause = liveness.check({n: p.pid for n, p in group.procs.items() if p.poll() is None})
-                if cause:
-                    raise FederateError(cause)
-            peak["rss_mb"] = max(peak["rss_mb"], group.rss_mb())
-            failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
-            if failed:
-                time.sleep(0.3)  # let the other federates record whether they were the cause
-                raise recorded_failure(run_dir, group.failed())
-            if not group.running(names):
-                break
-            try:
-                completed, info = progress(json.loads(progress_file.read_text()))
-            except FileNotFoundError:
-                completed, info = 0, "starting"  # a heartbeat while the first step's first solves run
-            except (OSError, json.JSONDecodeError, KeyError, TypeError):
-                completed, info = None, ""
-            if completed is not None:
-                bar.update(completed, info)
-            time.sleep(POLL_S)
+        wait_for_federates(group, names, run_dir, liveness=Liveness(progress_file, stall_timeout_s),
+                           before_check=sample, while_running=show_progress)
         bar.update(total, "done")
     if names[0] not in group.procs:
         raise FederateError(f"no {names[0]} federate was started")
+
+
+def wait_for_federates(group: ProcessGroup, names: list[str], run_dir: Path, *, liveness: Liveness | None = None,
+                       timeout_s: float | None = None, what: str = "federation", poll_s: float = POLL_S,
+                       before_check=None, while_running=None) -> None:
+    """The wait of every local launch (``hpcsim run``, the exchange benchmark): poll until the federates ``names``
+    have all exited; on the first non-zero exit of one of them or of a broker, give the others 0.3 s to record
+    whether they were the cause and raise :func:`recorded_failure`'s error. ``liveness`` (checked every
+    ``LIVENESS_PERIOD_S``) raises a :class:`FederateError` when the federation stalls, ``timeout_s`` when it is
+    still running after that long. ``before_check()`` runs at every poll, ``while_running()`` at every poll that
+    finds a federate still running."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    next_check = time.monotonic() + LIVENESS_PERIOD_S
+    while True:
+        if liveness is not None and time.monotonic() >= next_check:
+            next_check = time.monotonic() + LIVENESS_PERIOD_S
+            cause = liveness.check({n: p.pid for n, p in group.procs.items() if p.poll() is None})
+            if cause:
+                raise FederateError(cause)
+        if before_check is not None:
+            before_check()
+        failed = [(n, c) for n, c in group.failed() if n in names or n.endswith("_broker")]
+        if failed:
+            time.sleep(0.3)  # let the other federates record whether they were the cause
+            raise recorded_failure(run_dir, group.failed())
+        if not group.running(names):
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            raise FederateError(f"{what}: {', '.join(group.running(names))} still running after {timeout_s:g} s "
+                                f"(logs in {run_dir / 'logs'})")
+        if while_running is not None:
+            while_running()
+        time.sleep(poll_s)
