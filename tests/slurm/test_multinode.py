@@ -43,6 +43,27 @@ def hpcsim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*HPCSIM, *args], capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
 
 
+def render_on_three_nodes(slurm, study: Path, job: Path, *args: str, timeout: float = 300) -> None:
+    """``hpcsim jobs render`` of ``study`` for the three nodes (their cores and memory) into ``job``."""
+    r = hpcsim("jobs", "render", str(study), "--nodes", "3", "--cores-per-node", str(slurm.cpus),
+               "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", *args, "-o", str(job), timeout=timeout)
+    assert r.returncode == 0, r.stderr
+
+
+def run_job(slurm, study: Path, job: Path, *args: str, wait_s: int, render_timeout: float = 300
+            ) -> tuple[str, subprocess.CompletedProcess, str]:
+    """Render ``study`` for the three nodes, submit it and wait for it through the CLI (``jobs submit``, ``jobs
+    status --wait``); it must succeed. Returns (its job id, the ``jobs status`` result, its slurm-<id>.out)."""
+    render_on_three_nodes(slurm, study, job, *args, timeout=render_timeout)
+    r = hpcsim("jobs", "submit", str(job))
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    r = hpcsim("jobs", "status", str(job), "--wait", "--timeout", str(wait_s))
+    out = (job / f"slurm-{job_id}.out").read_text()
+    assert r.returncode == 0, r.stderr + out
+    return job_id, r, out
+
+
 def cluster_for(slurm, nodes: int = 3, ranks: int = RANKS) -> Cluster:
     return Cluster(nodes, slurm.cpus, slurm.mem_gb, walltime="00:10:00", ranks=ranks)
 
@@ -119,16 +140,7 @@ def reference(tmp_path_factory):
 
 def test_126_feeders_on_three_nodes_equal_the_local_run(slurm, reference, tmp_path):
     job = tmp_path / "job"
-    r = hpcsim("jobs", "render", str(FULL), "--nodes", "3", "--cores-per-node", str(slurm.cpus),
-               "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--ranks", str(RANKS), "--walltime", "00:10:00",
-               "-o", str(job))
-    assert r.returncode == 0, r.stderr
-    r = hpcsim("jobs", "submit", str(job))
-    assert r.returncode == 0, r.stderr
-    job_id = r.stdout.strip()
-    r = hpcsim("jobs", "status", str(job), "--wait", "--timeout", "300")
-    out = (job / f"slurm-{job_id}.out").read_text()
-    assert r.returncode == 0, r.stderr + out
+    job_id, r, out = run_job(slurm, FULL, job, "--ranks", str(RANKS), "--walltime", "00:10:00", wait_s=300)
     run = job / "run"
     summary = json.loads((run / "summary.json").read_text())
     same_answer(summary, reference)
@@ -175,15 +187,7 @@ def test_a_dynamic_study_on_three_nodes_gives_the_answer_of_hpcsim_run(slurm, tm
     frequency, ACE and feeder-voltage statistics are the ones ``hpcsim run`` gives (its answer, pinned)."""
     job = tmp_path / "job"
     study = CASES_DIR / "dyn_ieee14_load_variation.toml"
-    r = hpcsim("jobs", "render", str(study), "--nodes", "3", "--cores-per-node", str(slurm.cpus),
-               "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--walltime", "00:10:00", "-o", str(job), timeout=600)
-    assert r.returncode == 0, r.stderr
-    r = hpcsim("jobs", "submit", str(job))
-    assert r.returncode == 0, r.stderr
-    job_id = r.stdout.strip()
-    r = hpcsim("jobs", "status", str(job), "--wait", "--timeout", "400")
-    out = (job / f"slurm-{job_id}.out").read_text()
-    assert r.returncode == 0, r.stderr + out
+    job_id, _, out = run_job(slurm, study, job, "--walltime", "00:10:00", wait_s=400, render_timeout=600)
     run = job / "run"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["completed"] and summary["kind"] == "dynamic" and summary["slurm"]["nodes"] == 3
@@ -387,10 +391,8 @@ def test_node_3_lost_mid_run_ends_the_job(slurm, long_job):
 
 def test_a_job_on_fewer_nodes_than_planned_says_so(slurm, tmp_path):
     job = tmp_path / "job"
-    r = hpcsim("jobs", "render", str(CASES_DIR / "activsg200_ieee8500_bus8.toml"), "--nodes", "3",
-               "--cores-per-node", str(slurm.cpus), "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--ranks", "3",
-               "--sbatch=--nodes=2", "-o", str(job))
-    assert r.returncode == 0, r.stderr
+    render_on_three_nodes(slurm, CASES_DIR / "activsg200_ieee8500_bus8.toml", job, "--ranks", "3",
+                          "--sbatch=--nodes=2")
     job_id = sl.submit(job)
     status = sl.wait_for(job_id, timeout_s=60, poll_s=0.25)
     assert (status.state, status.exit_code) == ("FAILED", "2:0")
@@ -457,10 +459,8 @@ def test_feeder_ranks_launched_by_mpiexec_instead_of_srun(slurm, tmp_path):
     # the nodes' shared host name resolves to 127.0.0.1 here: Hydra must advertise the node's interface instead
     prologue.write_text("export HYDRA_IFACE=eth0\n" if slurm.isolated else "\n")
     job = tmp_path / "job"
-    r = hpcsim("jobs", "render", str(CASES_DIR / "activsg200_ieee8500_bus8.toml"), "--nodes", "3",
-               "--cores-per-node", str(slurm.cpus), "--mem-per-node-gb", f"{slurm.mem_gb:.1f}", "--ranks", "3",
-               "--mpi", "none", "--prologue", str(prologue), "-o", str(job))
-    assert r.returncode == 0, r.stderr
+    render_on_three_nodes(slurm, CASES_DIR / "activsg200_ieee8500_bus8.toml", job, "--ranks", "3",
+                          "--mpi", "none", "--prologue", str(prologue))
     job_id = sl.submit(job)
     status = sl.wait_for(job_id, timeout_s=180, poll_s=0.5)
     assert status.state == "COMPLETED", (job / f"slurm-{job_id}.out").read_text()
