@@ -8,12 +8,10 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from hpcsim.bench.fit import fit_operating_point, validate
 from hpcsim.bench.report import markdown
 from hpcsim.cliopts import COMMON, add_json_option, add_out_option
 from hpcsim.console import Table, emit_json, emit_line, emit_table
 from hpcsim.errors import OutputError, StudyError
-from hpcsim.hpc.costs import DEFAULT, load_model
 
 log = logging.getLogger("hpcsim")
 
@@ -41,6 +39,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Predict finished run folders with a cost model and compare (no benchmark is run)."""
+    from hpcsim.bench.fit import fit_operating_point, validate  # noqa: PLC0415 - off `hpcsim --help`: the cost model (~13 ms)
+    from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415 - off `hpcsim --help`: the cost model (~13 ms)
+
     model = load_model(args.model) if args.model else DEFAULT
     if args.fit is not None:
         if args.fit.resolve() in {r.resolve() for r in args.check}:

@@ -13,14 +13,14 @@ from hpcsim.cliopts import COMMON, add_json_option, add_out_option
 from hpcsim.console import Table, emit_json, emit_line, emit_lines, emit_table
 from hpcsim.errors import PlanError, SubmitError
 from hpcsim.hpc import MEM_MARGIN
-from hpcsim.hpc.costs import DEFAULT, load_model
-from hpcsim.hpc.plan import Cluster, plan_study
 
 log = logging.getLogger("hpcsim")
 SHOW_NODES = 8  # node rows shown in the plan table (first ones and the last one)
 
 
 def _cluster(args: argparse.Namespace):
+    from hpcsim.hpc.plan import Cluster  # noqa: PLC0415 - off `hpcsim --help`: the cost model (~13 ms)
+
     return Cluster(nodes=args.nodes, cores_per_node=args.cores_per_node, mem_per_node_gb=args.mem_per_node_gb,
                    walltime=args.walltime, partition=args.partition, account=args.account, ranks=args.ranks,
                    network=args.network)
@@ -79,6 +79,8 @@ def print_plan(plan) -> None:
 
 def _cost_model(args: argparse.Namespace):
     """The built-in cost model, or the one ``--model`` names; ``--iterations`` overrides its assumption."""
+    from hpcsim.hpc.costs import DEFAULT, load_model  # noqa: PLC0415 - off `hpcsim --help`: the cost model (~13 ms)
+
     model = load_model(args.model) if args.model else DEFAULT
     if args.iterations is not None:
         if args.iterations < 1:
@@ -141,6 +143,8 @@ def _print_dynamic_prediction(plan, model) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from hpcsim.hpc.plan import plan_study  # noqa: PLC0415 - off `hpcsim --help`: the cost model (~13 ms)
+
     model = _cost_model(args)
     plan = plan_study(_study(args), _cluster(args), model)
     if args.json:
