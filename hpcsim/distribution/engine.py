@@ -98,7 +98,7 @@ FINE_BELOW_DV_PU = 3e-3
 
 
 def _new_context():
-    import opendssdirect  # noqa: PLC0415 - heavy import kept at the edge
+    import opendssdirect
 
     ctx = opendssdirect.NewContext()
     ctx.Basic.AllowChangeDir(False)  # compile must not chdir the whole process
@@ -138,7 +138,7 @@ class FeederEngine:
     def _command(self, cmd: str) -> None:
         try:
             self.dss.Text.Command(cmd)
-        except Exception as exc:  # opendssdirect raises DSSException with the engine's text
+        except Exception as exc:  # noqa: BLE001 - opendssdirect raises DSSException with the engine's text
             raise self.error(f"feeder {self.model.name}: OpenDSS command {cmd!r} failed: {one_line(exc)}") from None
 
     def nominal_load_kw(self) -> float:
@@ -347,7 +347,7 @@ class SharedEngine:
     def node_names(self) -> list[str]:
         return self.engine.node_names()
 
-    def solver(self, name: str) -> FeederEngine:
+    def solver(self, name: str) -> FeederEngine:  # noqa: ARG002 - same signature as FeederEngine's
         """The engine that solves clone ``name`` (the one shared engine)."""
         return self.engine
 

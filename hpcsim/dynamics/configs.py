@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TIME_OFFSET = 1.0  # HELICS time = simulated seconds + 1 (so nothing happens at HELICS time 0)
+
 
 @dataclass(frozen=True)
 class Governor:

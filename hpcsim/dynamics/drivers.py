@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from hpcsim.dynamics.configs import TIME_OFFSET
 from hpcsim.errors import FederateError
 from hpcsim.federation.rusage import peak_rss_mb
 
@@ -31,9 +32,7 @@ def make_role(cfg: dict):
 def drive_tds(fed, role, _cfg: dict) -> None:
     """Transmission: for every control interval, read answers, publish, then ask HELICS for the next interval
     *asynchronously* and integrate to it meanwhile, so the others' work overlaps the integration."""
-    import helics as h  # noqa: PLC0415
-
-    from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
+    import helics as h
 
     dt, ticks = role.cfg.control_s, role.cfg.ticks
     progress = Path(role.cfg.run_dir) / "progress.json"
@@ -76,9 +75,7 @@ def drive_event(fed, role, _cfg: dict) -> None:
     of its answer waiting in HELICS (a feeder's deferred answer); that time counts as exchange, not compute.
     Parquet rows are written after the next time request is out, so writing them never holds the federation
     (the transmission federate's next grant waits for this federate's request)."""
-    import helics as h  # noqa: PLC0415
-
-    from hpcsim.dynamics.roles import TIME_OFFSET  # noqa: PLC0415
+    import helics as h
 
     dt = role.cfg.control_s
     last_tick = -1

@@ -33,14 +33,13 @@ from hpcsim.dynamics import agc, der
 from hpcsim.distribution.der_feeder import DerFeeder
 from hpcsim.dynamics.headroom import max_der_power, sensitivity, warm_up
 from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case
-from hpcsim.dynamics.configs import CONFIGS, RUNTIME_KEYS, AgcConfig, DerFeederConfig, TdsConfig
+from hpcsim.dynamics.configs import CONFIGS, RUNTIME_KEYS, TIME_OFFSET, AgcConfig, DerFeederConfig, TdsConfig
 from hpcsim.dynamics.wiring import handles
 from hpcsim.federation.role_config import from_dict
 from hpcsim.output.parquet import StepWriter
 
 log = logging.getLogger(__name__)
 
-TIME_OFFSET = 1.0  # HELICS time = simulated seconds + 1
 ANSWER_LEAD_S = 1e-6  # a feeder answers this long before the next exchange (so it is read at the exchange)
 
 
@@ -113,7 +112,7 @@ class TdsRole(Role):
 
     def receive(self, tick: int) -> None:
         """Apply what the feeders and the AGC answered in the previous interval."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         updated = {k: s for k, s in self.subs.items() if h.helicsInputIsUpdated(s)}
         loads = {}
@@ -137,7 +136,7 @@ class TdsRole(Role):
             self.grid.set_der_agc(np.asarray(h.helicsInputGetVector(updated["der"])))
 
     def publish(self, tick: int, t_s: float) -> None:
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         self.grid.set_der_limits(self._limit(t_s))
         f_hz = self.grid.frequency_hz()
@@ -199,7 +198,7 @@ class FeederRole(Role):
 
     def respond(self, fed, tick: int, t_s: float) -> float:
         """Solve exchange ``tick`` and answer just before the next one; returns the seconds spent waiting."""
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         c = self.cfg
         k = tick // c.exchange_ticks
@@ -254,7 +253,7 @@ class AgcRole(Role):
         self.pubs: dict = {}
 
     def respond(self, fed, tick: int, t_s: float) -> float:  # noqa: ARG002 - same signature as the feeder's
-        import helics as h  # noqa: PLC0415
+        import helics as h
 
         c = self.cfg
         f_hz = float(h.helicsInputGetDouble(self.subs["f"]))

@@ -17,6 +17,9 @@ from hpcsim.federation.helics_config import write_config
 from hpcsim.federation.runner import check_sub_brokers, prepare_run_dir, run_federation
 from hpcsim.output.summary import DESCRIPTION, write_summary
 from hpcsim.rundir import check_new_folder
+from hpcsim.dynamics.plan import build_plan, federate_configs
+from hpcsim.dynamics.summary import build_summary, describe_run
+from hpcsim.console import Table, emit_line, emit_table
 from hpcsim.study import Study
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,6 @@ log = logging.getLogger(__name__)
 def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: bool = True,
                       plots: bool = True) -> dict:
     """Run a dynamic study on this machine; returns the summary (also in ``<run_dir>/summary.json``)."""
-    from hpcsim.dynamics.plan import build_plan, federate_configs  # noqa: PLC0415
-    from hpcsim.dynamics.summary import build_summary, describe_run  # noqa: PLC0415
 
     t_start = time.perf_counter()
     out = check_new_folder(Path(run_dir)) if run_dir is not None else None
@@ -42,11 +43,11 @@ def run_dynamic_study(study: Study, run_dir: Path | None = None, show_progress: 
              len(plan.feeders), plan.n_der, "on" if plan.spec.agc else "off", run_dir)
     t_federation = time.perf_counter()
 
-    def summarize(ran_ok: bool, wall_s: float, peak_mb: float) -> dict:
+    def summarize(ran_ok: bool, _wall_s: float, peak_mb: float) -> dict:  # wall: from the process start
         summary = build_summary(run_dir, desc, completed=ran_ok, wall_s=time.perf_counter() - t_start,
                                 plan_s=plan_s, federation_s=time.perf_counter() - t_federation, peak_rss_mb=peak_mb)
         if plots and ran_ok:
-            from hpcsim.dynamics.plots import write_figures  # noqa: PLC0415
+            from hpcsim.dynamics.plots import write_figures  # noqa: PLC0415 - matplotlib, only with figures
 
             write_summary(run_dir, summary)  # the figures read it
             summary["figures"] = [p.name for p in write_figures(run_dir, f0_hz=desc["f0_hz"]).values()]
@@ -63,8 +64,6 @@ def _tick_progress(p: dict) -> tuple[int, str]:
 
 def print_dynamic_summary(summary: dict) -> None:
     """One paragraph and the frequency / ACE statistics (Table I of the paper beside them when it applies)."""
-    from hpcsim.console import Table, emit_line, emit_table  # noqa: PLC0415
-
     f, a, tm = summary["frequency"], summary["ace"], summary["timing"]
     emit_line(
         f"{summary['study']}: {summary['stop_s']:g} s simulated, {summary['n_der']} DERs, "

@@ -420,7 +420,7 @@ def dynamic_shape(study: Study) -> StudyShape:
     """Counts of a dynamic study: one feeder federate per feeder (planned as the study's largest feeder model),
     one step per T <-> D exchange, the case's buses from its ANDES power flow."""
     from hpcsim.transmission.andes_system import resolve_case  # noqa: PLC0415 - ANDES, only for dynamic studies
-    from hpcsim.transmission.dynamic import read_case  # noqa: PLC0415
+    from hpcsim.transmission.dynamic import read_case  # noqa: PLC0415 - the same
 
     spec = study.dynamics
     names = [name for _, name in spec.feeders]

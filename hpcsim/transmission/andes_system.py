@@ -42,7 +42,7 @@ def andes_options(pycode_path: Path = PYCODE_PATH) -> dict:
 
 def quiet_andes():
     """The ``andes`` module, with its logging kept to errors (its import is deferred: ~1 s, solvers only)."""
-    import andes  # noqa: PLC0415 - heavy import kept at the edge
+    import andes
 
     # file=False: no DEBUG log file. log_path given: otherwise ANDES mkdtemp()s an unused <tmp>/andes-XXXXXXXX
     # folder on every call (and, with file=True, a log in it), never removed.
@@ -100,7 +100,7 @@ def load(case: str | Path, *, pycode_path: Path = PYCODE_PATH, setup: bool = Tru
     try:
         ss = andes.load(str(path), setup=False, **({"config_option": config} if config else {}),
                         **andes_options(pycode_path))
-    except Exception as exc:  # ANDES raises plain exceptions for unreadable files
+    except Exception as exc:  # noqa: BLE001 - ANDES raises plain exceptions for unreadable files
         raise CaseError(f"ANDES cannot read case {case}: {exc}") from None
     if ss is None:
         raise CaseError(f"ANDES cannot read case {case}")

@@ -39,12 +39,12 @@ PYCODE_PATH = andes_system.PYCODE_PATH.parent / "andes-pycode-dynamics"
 
 
 def _define_classes() -> type:
-    from andes.core.block import DeadBand1, Lag  # noqa: PLC0415 - ANDES stays at the edge
-    from andes.core.discrete import Limiter  # noqa: PLC0415
-    from andes.core.model import Model, ModelData  # noqa: PLC0415
-    from andes.core.param import IdxParam, NumParam  # noqa: PLC0415
-    from andes.core.service import ConstService, ExtService  # noqa: PLC0415
-    from andes.core.var import Algeb, ExtAlgeb  # noqa: PLC0415
+    from andes.core.block import DeadBand1, Lag
+    from andes.core.discrete import Limiter
+    from andes.core.model import Model, ModelData
+    from andes.core.param import IdxParam, NumParam
+    from andes.core.service import ConstService, ExtService
+    from andes.core.var import Algeb, ExtAlgeb
 
     class DERFRData(ModelData):
         def __init__(self):
@@ -108,7 +108,7 @@ def _define_classes() -> type:
 def register() -> None:
     """Make ``DERFR`` an ANDES model (idempotent): a module ``andes.models.hpcsim_derfr`` and a ``file_classes``
     entry, so every ``andes.System`` created afterwards in this process has it."""
-    import andes.models  # noqa: PLC0415
+    import andes.models
 
     if MODULE in sys.modules:
         return
