@@ -105,5 +105,3 @@ class AgcConfig(DynamicCommon):
 
 
 CONFIGS: dict[str, type] = {"tds": TdsConfig, "dfeeder": DerFeederConfig, "agc": AgcConfig}
-# added to a role's settings when its config file is read (hpcsim.federation.helics_config.role_config)
-RUNTIME_KEYS = ("name", "broker_address")

@@ -33,9 +33,9 @@ from hpcsim.dynamics import agc, der
 from hpcsim.distribution.der_feeder import DerFeeder
 from hpcsim.dynamics.headroom import max_der_power, sensitivity, warm_up
 from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case
-from hpcsim.dynamics.configs import CONFIGS, RUNTIME_KEYS, TIME_OFFSET, AgcConfig, DerFeederConfig, TdsConfig
+from hpcsim.dynamics.configs import CONFIGS, TIME_OFFSET, AgcConfig, DerFeederConfig, TdsConfig
 from hpcsim.dynamics.wiring import handles
-from hpcsim.federation.role_config import from_dict
+from hpcsim.federation.role_config import parse_role
 from hpcsim.output.parquet import StepWriter
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,7 @@ class Role:
     def __init__(self, document: dict):
         self.document = document  # the role settings as read (HELICS interfaces are labelled from them)
         self.name = document["name"]
-        cls = CONFIGS[document["role"]]
-        self.cfg = from_dict(cls, {k: v for k, v in document.items() if k not in RUNTIME_KEYS},
-                             f"{self.name} ({document['role']} config)")
+        self.cfg = parse_role(CONFIGS, document)
         out = Path(self.cfg.run_dir) / "outputs"
         self.writers = {t: StepWriter(out, t, self.name) for t in (*self.tables, "steps")}
         self.flush_every = self.cfg.flush_ticks

@@ -62,15 +62,16 @@ class Clock:
         return step, int(round((t - step - 1.0) / (2 * self.eps)))
 
 
-def drive_transmission(fed, role, cfg: dict) -> None:
+def drive_transmission(fed, role, _cfg: dict) -> None:
     """Transmission loop: solve, publish voltages, wait for every feeder's answer, repeat until converged."""
     import helics as h
 
-    clock = Clock(int(cfg["max_iterations"]))
-    iterative = cfg["coupling"] == "iterative"
-    tol, max_it = float(cfg["tolerance"]), int(cfg["max_iterations"])
-    first = int((cfg.get("resume") or {}).get("from_step", 0))  # resumed: the steps before are written
-    for step in range(first, len(cfg["times_s"])):
+    cfg = role.cfg
+    clock = Clock(cfg.max_iterations)
+    iterative = cfg.coupling == "iterative"
+    tol, max_it = cfg.tolerance, cfg.max_iterations
+    first = int((cfg.resume or {}).get("from_step", 0))  # resumed: the steps before are written
+    for step in range(first, len(cfg.times_s)):
         compute_s = exchange_s = 0.0
         it = 0
         t0 = time.perf_counter()
@@ -95,7 +96,7 @@ def drive_transmission(fed, role, cfg: dict) -> None:
                 break
             if it >= max_it:
                 raise ConvergenceError(
-                    f"step {step} (t = {cfg['times_s'][step]:g} s) did not converge in {max_it} iterations: "
+                    f"step {step} (t = {cfg.times_s[step]:g} s) did not converge in {max_it} iterations: "
                     f"dV {dv_pu:.3g} pu, dS {ds_pu:.3g} pu (100 MVA); tolerance {tol:g}"
                 )
             t0 = time.perf_counter()
@@ -104,12 +105,12 @@ def drive_transmission(fed, role, cfg: dict) -> None:
         role.end_step(step, it, dv_pu, ds_pu, compute_s, exchange_s, peak_rss_mb())
 
 
-def drive_feeders(fed, role, cfg: dict) -> None:
+def drive_feeders(fed, role, _cfg: dict) -> None:
     """Feeder-group loop: woken by new boundary voltages, solve every feeder, publish their powers."""
     import helics as h
 
-    clock = Clock(int(cfg["max_iterations"]))
-    n = len(cfg["times_s"])
+    clock = Clock(role.cfg.max_iterations)
+    n = len(role.cfg.times_s)
     current, iterations = -1, 0
     compute_s = exchange_s = 0.0
     while True:

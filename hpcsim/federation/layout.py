@@ -27,7 +27,9 @@ from hpcsim.cases import case_label, read_matpower, resolve_feeder, resolve_tran
 from hpcsim.distribution import feeder_curve, nominal_load_mw
 from hpcsim.dynamics.wiring import DYNAMIC_ROLES, wiring
 from hpcsim.errors import StudyError
+from hpcsim.federation.configs import FeederGroupConfig, FeederSpec, TransmissionConfig
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG, Interface, federate_config, write_config
+from hpcsim.federation.role_config import to_dict
 from hpcsim.hpc.costs import DEFAULT
 from hpcsim.metadata import BoundaryMap
 from hpcsim.study import Study
@@ -55,16 +57,6 @@ def slope_key(feeder: str) -> str:
 
 def group_name(i: int) -> str:
     return f"feeders_{i:03d}"
-
-
-@dataclass(frozen=True)
-class FeederSpec:
-    name: str
-    bus: int
-    load_mult: float
-    weight: int  # how many clones this feeder stands for (K in scale mode, else 1)
-    p0_mw: float  # the feeder curve's (or the case's) guess of its draw: the first boundary load unless the
-    q0_mvar: float  # study's start is "solved" (then the feeder group sends it before the first power flow)
 
 
 @dataclass(frozen=True)
@@ -205,9 +197,9 @@ def build_layout(study: Study, bmap: BoundaryMap | None = None) -> Layout:
 
 
 def role_configs(layout: Layout) -> dict[str, dict]:
-    """The role settings of every federate (the ``hpcsim`` section of its config), JSON-able, with no machine
-    paths: the case and the feeder model by name (a path only for a user's own file), the run folder relative
-    to the config file."""
+    """The role settings of every federate (the ``hpcsim`` section of its config, typed by
+    :mod:`hpcsim.federation.configs`), JSON-able, with no machine paths: the case and the feeder model by name (a
+    path only for a user's own file), the run folder relative to the config file."""
     s = layout.study
     common = {
         "study": s.name,
@@ -217,37 +209,25 @@ def role_configs(layout: Layout) -> dict[str, dict]:
         "acceleration": s.acceleration,
         "tolerance": s.tolerance,
         "max_iterations": s.max_iterations,
-        "times_s": s.times_s,
-        "profile": [s.profile_at(t) for t in s.times_s],
+        "times_s": tuple(s.times_s),
+        "profile": tuple(s.profile_at(t) for t in s.times_s),
         "node_voltages": s.node_voltages,
         "start": s.start,
         "residual_load": s.keeps_residual,
         "gen_voltage": s.generator_voltage,
     }
-    configs = {
-        TRANSMISSION: {
-            **common,
-            "role": TRANSMISSION,
-            "case": s.case,
-            "buses": layout.boundary.buses,
-            "clones": layout.boundary.clones(),
-            "feeders": [dict(vars(f)) for f in layout.feeders],
-        }
-    }
+    configs = {TRANSMISSION: TransmissionConfig(
+        **common, role=TRANSMISSION, case=s.case, buses=tuple(layout.boundary.buses),
+        clones={str(b): k for b, k in layout.boundary.clones().items()}, feeders=layout.feeders)}
     for i, group in enumerate(layout.groups):
         buses = sorted({f.bus for f in group})
-        configs[group_name(i)] = {
-            **common,
-            "role": "feeders",
-            "feeder_model": layout.feeder_model,
-            "engine_mode": layout.engine_mode,
-            "feeders": [dict(vars(f)) for f in group],
-            "bus_mult": {str(b): (layout.bus_mult or {}).get(b, 1.0) for b in buses},
-            "warm_start": s.warm_start,
-            **({"case_v": {str(b): list(layout.case_v[b]) for b in buses}}
-               if s.start == "solved" and layout.case_v else {}),
-        }
-    return configs
+        configs[group_name(i)] = FeederGroupConfig(
+            **common, role="feeders", feeder_model=layout.feeder_model, engine_mode=layout.engine_mode,
+            feeders=group, bus_mult={str(b): (layout.bus_mult or {}).get(b, 1.0) for b in buses},
+            warm_start=s.warm_start,
+            case_v={str(b): tuple(layout.case_v[b]) for b in buses} if s.start == "solved" and layout.case_v
+            else None)
+    return {name: to_dict(c) for name, c in configs.items()}
 
 
 def interfaces(role: Mapping) -> tuple[list[Interface], list[Interface], bool]:

@@ -20,8 +20,10 @@ T = TypeVar("T")
 
 
 def to_dict(config: Any) -> dict:
-    """The JSON-ready form of a role config (nested dataclasses to dicts, tuples to lists)."""
-    return _plain(dataclasses.asdict(config))
+    """The JSON-ready form of a role config (nested dataclasses to dicts, tuples to lists); an optional field
+    (default ``None``) left at ``None`` is left out."""
+    optional = {f.name for f in dataclasses.fields(config) if f.default is None}
+    return {k: v for k, v in _plain(dataclasses.asdict(config)).items() if not (k in optional and v is None)}
 
 
 def _plain(value: Any) -> Any:
@@ -30,6 +32,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+# added to a role's settings when its config file is read (hpcsim.federation.helics_config.role_config)
+RUNTIME_KEYS = ("name", "broker_address")
+
+
+def parse_role(configs: dict[str, type], document: dict) -> Any:
+    """The typed config of a role's settings as read from its config file (``role`` picks the class; the keys
+    the reader adds, :data:`RUNTIME_KEYS`, are not part of it)."""
+    name = document.get("name", "?")
+    if document.get("role") not in configs:
+        raise FederateError(f"{name}: role {document.get('role')!r} is not one of {', '.join(configs)}")
+    return from_dict(configs[document["role"]], {k: v for k, v in document.items() if k not in RUNTIME_KEYS},
+                     f"{name} ({document['role']} config)")
 
 
 def from_dict(cls: type[T], data: dict, where: str = "") -> T:

@@ -20,7 +20,9 @@ from hpcsim.distribution import (COARSE_TOLERANCE, FINE_BELOW_DV_PU, FINE_TOLERA
                                  FeederEngine, FeederResult, SharedEngine, SolvedState, WarmStarts)
 from hpcsim.coupling import ANDERSON_DEPTH, Anderson, bus_sums, carried, zip_split
 from hpcsim.errors import ConvergenceError, FederateError
+from hpcsim.federation.configs import CONFIGS, FeederGroupConfig, SteadyCommon, TransmissionConfig
 from hpcsim.federation.layout import power_key, slope_key, voltage_key
+from hpcsim.federation.role_config import parse_role
 from hpcsim.interface import complex_to_polar, polar_to_complex, power_mismatch, voltage_mismatch
 from hpcsim.output.parquet import StepWriter
 from hpcsim.transmission import PowerFlowError, TransmissionNetwork
@@ -38,14 +40,14 @@ START_REUSE_BELOW_DV_PU = 0.005
 START_LOG_EVERY_S = 60.0  # progress of the start solves in the group's log, this often
 
 
-def _out_dir(cfg: dict) -> Path:
-    return Path(cfg["run_dir"]) / "outputs"
+def _out_dir(cfg: SteadyCommon) -> Path:
+    return Path(cfg.run_dir) / "outputs"
 
 
-def _steps_row(cfg: dict, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
+def _steps_row(cfg: SteadyCommon, step: int, iterations: int, dv_pu: float, ds_pu: float, compute_s: float,
                exchange_s: float, rss: float, startup_s: float = math.nan, start_solves: tuple[int, float] = (0, math.nan)
                ) -> dict:
-    return {"time_s": cfg["times_s"][step], "iterations": iterations, "dv_pu": dv_pu, "ds_pu": ds_pu,
+    return {"time_s": cfg.times_s[step], "iterations": iterations, "dv_pu": dv_pu, "ds_pu": ds_pu,
             "compute_s": compute_s, "exchange_s": exchange_s, "peak_rss_mb": rss, "startup_s": startup_s,
             "start_solves": start_solves[0], "start_solve_s": start_solves[1]}
 
@@ -66,25 +68,26 @@ class TransmissionRole(_Startup):
     """ANDES power flow; boundary loads from Σ (weight × feeder power) (and, Newton, Σ weight × slope); publishes
     boundary voltages."""
 
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
-        self.name = cfg["name"]
-        self.newton = cfg.get("method") == "newton"
-        self.anderson = Anderson(ANDERSON_DEPTH) if cfg.get("acceleration") == "anderson" else None
-        self.net = TransmissionNetwork(resolve_transmission_case(cfg["case"]), cfg["buses"], equivalents=self.newton,
-                                       hold_voltages=case_solution(cfg["case"])
-                                       if cfg.get("gen_voltage") == "solution" else None)
-        self.buses = [int(b) for b in cfg["buses"]]
-        self.clones = {int(b): int(k) for b, k in cfg["clones"].items()}
-        self.feeders = cfg["feeders"]
-        self.bus_pos = np.array([self.buses.index(int(f["bus"])) for f in self.feeders], dtype=int)
-        self.weight = np.array([f["weight"] for f in self.feeders], dtype=float)
-        self.s_mva = np.array([complex(f["p0_mw"], f["q0_mvar"]) for f in self.feeders])
+    cfg: TransmissionConfig
+
+    def __init__(self, document: dict):
+        cfg = self.cfg = parse_role(CONFIGS, document)
+        self.name = document["name"]
+        self.newton = cfg.method == "newton"
+        self.anderson = Anderson(ANDERSON_DEPTH) if cfg.acceleration == "anderson" else None
+        self.net = TransmissionNetwork(resolve_transmission_case(cfg.case), cfg.buses, equivalents=self.newton,
+                                       hold_voltages=case_solution(cfg.case) if cfg.gen_voltage == "solution" else None)
+        self.buses = list(cfg.buses)
+        self.clones = {int(b): k for b, k in cfg.clones.items()}
+        self.feeders = cfg.feeders
+        self.bus_pos = np.array([self.buses.index(f.bus) for f in self.feeders], dtype=int)
+        self.weight = np.array([f.weight for f in self.feeders], dtype=float)
+        self.s_mva = np.array([complex(f.p0_mw, f.q0_mvar) for f in self.feeders])
         self.ds_dv = np.zeros(len(self.feeders), dtype=complex)  # MVA per pu; none known before the first answer
-        self.await_start = cfg.get("start") == "solved"  # the feeder groups send the first loads (initialize)
+        self.await_start = cfg.start == "solved"  # the feeder groups send the first loads (initialize)
         # residual_load: per bus, (case PD + jQD − the feeders' draw at the case voltage) per unit of the load
         # profile, a constant-power load beside the feeders (set from the start solve, or carried on resume)
-        self.residual_on = bool(cfg.get("residual_load"))
+        self.residual_on = cfg.residual_load
         self.residual_ref = np.zeros(len(self.buses), dtype=complex)
         self.pubs: list = []
         self.subs: list = []
@@ -96,23 +99,23 @@ class TransmissionRole(_Startup):
         out = _out_dir(cfg)
         self.rows = StepWriter(out, "transmission", self.name)
         self.steps = StepWriter(out, "steps", self.name)
-        self.progress = Path(cfg["run_dir"]) / "progress.json"
-        if cfg.get("resume"):  # carried out of the last completed step (hpcsim.federation.resume)
-            carried = cfg["resume"]["feeders"]
-            self.s_mva = np.array([complex(carried[f["name"]]["p_mw"], carried[f["name"]]["q_mvar"])
+        self.progress = Path(cfg.run_dir) / "progress.json"
+        if cfg.resume:  # carried out of the last completed step (hpcsim.federation.resume)
+            carried = cfg.resume["feeders"]
+            self.s_mva = np.array([complex(carried[f.name]["p_mw"], carried[f.name]["q_mvar"])
                                    for f in self.feeders])
             v_of = {}
             for f in self.feeders:
-                st = carried[f["name"]]
-                v_of.setdefault(int(f["bus"]), complex(polar_to_complex(np.array([st["v_pu"]]),
+                st = carried[f.name]
+                v_of.setdefault(f.bus, complex(polar_to_complex(np.array([st["v_pu"]]),
                                                                         np.array([st["angle_deg"]]))[0]))
             self.v_published = np.array([v_of[b] for b in self.buses])
-            self.ds_dv = np.array([complex(carried[f["name"]].get("ds_dv_mva_re") or 0.0,
-                                           carried[f["name"]].get("ds_dv_mva_im") or 0.0) for f in self.feeders])
+            self.ds_dv = np.array([complex(carried[f.name].get("ds_dv_mva_re") or 0.0,
+                                           carried[f.name].get("ds_dv_mva_im") or 0.0) for f in self.feeders])
             self.await_start = False
             if self.residual_on:
-                res = cfg["resume"].get("residual") or {}  # as carried in step from_step − 1
-                mult = float(cfg["profile"][int(cfg["resume"]["from_step"]) - 1])
+                res = cfg.resume.get("residual") or {}  # as carried in step from_step − 1
+                mult = cfg.profile[int(cfg.resume["from_step"]) - 1]
                 self.residual_ref = np.array([complex(*res.get(str(b), (math.nan, math.nan))) for b in self.buses])
                 self.residual_ref /= mult
                 if not np.all(np.isfinite(self.residual_ref)):
@@ -122,9 +125,9 @@ class TransmissionRole(_Startup):
         """Take the handles of the interfaces HELICS registered from the config (declared in
         :func:`hpcsim.federation.layout.interfaces`)."""
         self.pubs = [pubs[voltage_key(b)] for b in self.buses]
-        self.subs = [subs[power_key(f["name"])] for f in self.feeders]
+        self.subs = [subs[power_key(f.name)] for f in self.feeders]
         if self.newton:
-            self.slope_subs = [subs[slope_key(f["name"])] for f in self.feeders]
+            self.slope_subs = [subs[slope_key(f.name)] for f in self.feeders]
 
     def bus_totals(self, values: np.ndarray | None = None) -> np.ndarray:
         """Σ weight × S over the feeders of each boundary bus (MW + j Mvar), or of ``values``."""
@@ -134,7 +137,7 @@ class TransmissionRole(_Startup):
         """Power flow with the current feeder powers; returns the ANL voltage mismatch against what the feeders
         last received, sqrt(Σ ΔVm² + ΔVa²) (``dv_pu``). ``ds_pu``: the feeders' power mismatch those powers came
         with (recorded beside it; NaN when none were received in this step)."""
-        mult = float(self.cfg["profile"][step])
+        mult = self.cfg.profile[step]
         if mult != self.profile_applied:
             self.net.scale_other_loads(mult)
             self.profile_applied = mult
@@ -142,7 +145,7 @@ class TransmissionRole(_Startup):
             self.s_mva = self.start_powers()
             self.await_start = False
             if self.residual_on:
-                self.residual_ref = self.residual_from(self.bus_totals(), float(self.cfg["profile"][0]))
+                self.residual_ref = self.residual_from(self.bus_totals(), self.cfg.profile[0])
         residual = self.residual_ref * mult
         s_bus = self.bus_totals()
         if self.newton and self.v_published is not None:  # the feeders answered at |v_published|
@@ -167,7 +170,7 @@ class TransmissionRole(_Startup):
                 self.anderson.reset()  # a new step: the map changed
             elif self.v_published is not None:
                 self.v_next = self.anderson.step(self.v_published, self.v)
-        t = self.cfg["times_s"][step]
+        t = self.cfg.times_s[step]
         for i, b in enumerate(self.buses):
             self.rows.add(time_s=t, iteration=iteration, bus=b, clones=self.clones[b], v_pu=float(v_pu[i]),
                           angle_deg=float(angle_deg[i]), p_mw=float(s_bus[i].real), q_mvar=float(s_bus[i].imag),
@@ -181,7 +184,7 @@ class TransmissionRole(_Startup):
         m = exc.mismatch
         worst = np.hypot(m["p_mismatch_mw"], m["q_mismatch_mvar"])
         order = np.argsort(-worst)
-        folder = Path(self.cfg["run_dir"]) / "errors"
+        folder = Path(self.cfg.run_dir) / "errors"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "pf_mismatch.csv"
         tmp = path.with_suffix(".tmp")
@@ -194,7 +197,7 @@ class TransmissionRole(_Startup):
         i = int(order[0]) if len(order) else 0
         where = f"worst at bus {m['bus'][i]}: {m['p_mismatch_mw'][i]:.3g} MW, {m['q_mismatch_mvar'][i]:.3g} Mvar" \
             if len(order) else "no buses"
-        return ConvergenceError(f"step {step} (t = {self.cfg['times_s'][step]:g} s) iteration {iteration}: {exc}; "
+        return ConvergenceError(f"step {step} (t = {self.cfg.times_s[step]:g} s) iteration {iteration}: {exc}; "
                                 f"{where}; per-bus mismatch in {path}")
 
     def residual_from(self, feeders_mva: np.ndarray, mult0: float) -> np.ndarray:
@@ -213,7 +216,7 @@ class TransmissionRole(_Startup):
         """The draws the feeder groups published in initializing mode (start "solved"), one per feeder."""
         import helics as h
 
-        missing = [f["name"] for f, sub in zip(self.feeders, self.subs) if not h.helicsInputIsUpdated(sub)]
+        missing = [f.name for f, sub in zip(self.feeders, self.subs) if not h.helicsInputIsUpdated(sub)]
         if missing:
             raise FederateError(f"{self.name}: no start power from {len(missing)} feeder(s), first {missing[0]!r} "
                                 "(its group did not publish in initializing mode)")
@@ -245,7 +248,7 @@ class TransmissionRole(_Startup):
         """``<run>/progress.json``: finished steps, and the iterations and mismatches of the step under way (or
         just finished) — the local runner's progress reads it."""
         tmp = self.progress.with_suffix(".tmp")
-        tmp.write_text(to_json({"step": steps_done, "steps": len(self.cfg["times_s"]), "iterations": iterations,
+        tmp.write_text(to_json({"step": steps_done, "steps": len(self.cfg.times_s), "iterations": iterations,
                                 "dv_pu": dv_pu, "ds_pu": ds_pu}, indent=None))
         os.replace(tmp, self.progress)
 
@@ -256,24 +259,26 @@ class TransmissionRole(_Startup):
                                     self.take_startup()))
         self.steps.flush(step)
         self.report_progress(step + 1, iterations, dv_pu, ds_pu)
-        log.info("step %d/%d t=%g s: %d iterations, dV %.3g pu, dS %.3g pu", step + 1, len(self.cfg["times_s"]),
-                 self.cfg["times_s"][step], iterations, dv_pu, ds_pu)
+        log.info("step %d/%d t=%g s: %d iterations, dV %.3g pu, dS %.3g pu", step + 1, len(self.cfg.times_s),
+                 self.cfg.times_s[step], iterations, dv_pu, ds_pu)
 
 
 class FeederGroupRole(_Startup):
     """A group of feeders, one OpenDSS engine each; sources set from the boundary voltages received."""
 
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
-        self.name = cfg["name"]
-        self.model = resolve_feeder(cfg["feeder_model"])
-        self.clones = [CloneState(f["name"], int(f["bus"]), float(f["load_mult"])) for f in cfg["feeders"]]
+    cfg: FeederGroupConfig
+
+    def __init__(self, document: dict):
+        cfg = self.cfg = parse_role(CONFIGS, document)
+        self.name = document["name"]
+        self.model = resolve_feeder(cfg.feeder_model)
+        self.clones = [CloneState(f.name, f.bus, f.load_mult) for f in cfg.feeders]
         self.base_mult = [c.load_mult for c in self.clones]
         # a bus's warm-start multiplier: its clones' (before diversity: their mean, the same wherever they run)
-        self.bus_mult = {int(b): float(m) for b, m in cfg.get("bus_mult", {}).items()} or \
+        self.bus_mult = {int(b): m for b, m in cfg.bus_mult.items()} or \
             {c.bus: c.load_mult for c in self.clones}
         t0 = time.perf_counter()
-        self.shared = cfg.get("engine_mode", "separate") == "shared"
+        self.shared = cfg.engine_mode == "shared"
         if self.shared:
             engine = SharedEngine(self.model)
             self.engines = {c.name: engine for c in self.clones}
@@ -290,20 +295,20 @@ class FeederGroupRole(_Startup):
         out = _out_dir(cfg)
         self.rows = StepWriter(out, "feeders", self.name)
         self.steps = StepWriter(out, "steps", self.name)
-        self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.get("node_voltages") else None
-        self.newton = cfg.get("method") == "newton"
+        self.nodes = StepWriter(out, "node_voltages", self.name) if cfg.node_voltages else None
+        self.newton = cfg.method == "newton"
         self.slope_pubs: dict[str, object] = {}
         self.slope_control: dict[str, object] = {}  # the control state each clone's last slope was taken at
         first = next(iter(self.engines.values())).solver(self.clones[0].name) if self.clones else None
-        self.warm = WarmStarts(first) if cfg.get("warm_start", True) and first is not None else None
+        self.warm = WarmStarts(first) if cfg.warm_start and first is not None else None
         self.solved: set[str] = set()
-        self.case_v = {int(b): (float(v[0]), float(v[1])) for b, v in cfg.get("case_v", {}).items()}
+        self.case_v = {int(b): (float(v[0]), float(v[1])) for b, v in (cfg.case_v or {}).items()}
         self.start_states: dict[int, SolvedState] = {}  # per bus: the model solved at its case voltage (start "solved")
         self.start_s: dict[int, float] = {}  # and how long that solve took
         self.start_draw: dict[int, complex] = {}  # and what it drew (published in initializing mode)
         self.start_solves: tuple[int, float] = (0, math.nan)  # (buses, seconds) of the start solves, for the record
         # resumed (hpcsim.federation.resume): each clone's state out of the last completed step
-        self.carried: dict[str, dict] = dict((cfg.get("resume") or {}).get("feeders", {}))
+        self.carried: dict[str, dict] = dict((cfg.resume or {}).get("feeders", {}))
         self.carried_v = {name: st["v_pu"] for name, st in self.carried.items()}
         for name, st in self.carried.items():
             self.last_s[name] = complex(st["p_mw"], st["q_mvar"])
@@ -324,7 +329,7 @@ class FeederGroupRole(_Startup):
         if not self.case_v or not self.clones or self.carried:
             return
         t0 = time.perf_counter()
-        mult = float(self.cfg["profile"][0])
+        mult = self.cfg.profile[0]
         warm = self.warm or WarmStarts(next(iter(self.engines.values())).solver(self.clones[0].name))
         draw: dict[int, complex] = {}
         first_clone = {}
@@ -369,8 +374,8 @@ class FeederGroupRole(_Startup):
         for b, sub in self.subs.items():
             mag, ang = complex_to_polar(complex(h.helicsInputGetComplex(sub)))
             volts[b] = (float(mag), float(ang))
-        mult = float(self.cfg["profile"][step])
-        t = self.cfg["times_s"][step]
+        mult = self.cfg.profile[step]
+        t = self.cfg.times_s[step]
         changes = []
         want_nodes = self.nodes is not None
         for c, base in zip(self.clones, self.base_mult):
@@ -442,7 +447,7 @@ class FeederGroupRole(_Startup):
         self.start_solves = (0, math.nan)
         self.steps.flush(step)
         if self.nodes is not None:
-            t = self.cfg["times_s"][step]
+            t = self.cfg.times_s[step]
             for name, res in self.last_results.items():
                 names = self.engines[name].node_names()
                 self.nodes.extend({"time_s": [t] * len(names), "feeder": [name] * len(names), "node": names,
