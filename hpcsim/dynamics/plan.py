@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcsim import cache
-from hpcsim.cases import resolve_feeder
+from hpcsim.cases import case_file, resolve_feeder
 from hpcsim.coordination import DEFAULT, CoordinationSettings
 from hpcsim.coordination.cachekey import KIND as COORDINATION_CACHE
 from hpcsim.coordination.cachekey import feeder_cache_key
@@ -32,14 +32,13 @@ from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import agc, der, droop
 from hpcsim.dynamics.configs import AgcConfig, DerFeederConfig, Governor, TdsConfig, TdsFeeder
 from hpcsim.distribution.der_feeder import DerFeeder, base_envelope, place_ders
-from hpcsim.dynamics.spec import DynamicsSpec
-from hpcsim.transmission.andes_system import resolve_case
 from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case, read_case
 from hpcsim.errors import StudyError
 from hpcsim.federation.helics_config import RUN_DIR_FROM_CONFIG
 from hpcsim.federation.layout import federate_document
 from hpcsim.federation.role_config import to_dict
 from hpcsim.study import Study
+from hpcsim.studyfile.dynamics import DynamicsSpec
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[Feede
     coordination must ride through. Without a trip the second dict is empty."""
     p_cap = np.full(mppt0_mw.size, spec.der_kva / 1000.0)
     grid = DynamicGrid(
-        str(json_case(str(resolve_case(study.case)))),
+        str(json_case(str(case_file(study.case)))),
         ders=[DerGroup(f.bus, tuple(f.der_names), spec.der_kva, spec.der_kw) for f in feeders],
         bus_loads={f.bus: (f.scale * f.p_gross0_mw, f.scale * f.q_gross0_mvar) for f in feeders},
         droop_gain_pu=spec.droop_gain_pu, deadband_hz=spec.pfr_deadband_hz,
@@ -262,7 +261,7 @@ def build_plan(study: Study) -> Plan:
         before = case["static_gen_mw"][spec.balance_gen]
         balance = {"gen": spec.balance_gen, "p_before_mw": before, "p_after_mw": before - n_der * spec.der_kw / 1000}
     return Plan(
-        study=study, spec=spec, case_path=str(resolve_case(study.case)), feeders=feeders, governors=governors,
+        study=study, spec=spec, case_path=str(case_file(study.case)), feeders=feeders, governors=governors,
         bias_mw_per_01hz=agc.bias_mw_per_01hz(slope), f0_hz=f0,
         load_mult=load_mult,
         mppt_mw=mppt,
@@ -272,8 +271,9 @@ def build_plan(study: Study) -> Plan:
 
 def role_configs(plan: Plan) -> dict[str, dict]:
     """The role settings of every federate (transmission, one per feeder, AGC): the ``hpcsim`` section of its
-    config, typed by :mod:`hpcsim.dynamics.configs`. The case is named as the study names it (resolved by each
-    federate); the run folder is relative to the config file."""
+    config, typed by :mod:`hpcsim.dynamics.configs`. The case is named as the study loader resolved it (a shipped or ANDES name, or an absolute path;
+    each federate finds its file with :func:`hpcsim.cases.case_file`); the run folder is relative to the config
+    file."""
     s = plan.spec
     every = s.every
     common = {

@@ -419,13 +419,13 @@ def study_shape(study: Study, bmap: BoundaryMap | None = None) -> StudyShape:
 def dynamic_shape(study: Study) -> StudyShape:
     """Counts of a dynamic study: one feeder federate per feeder (planned as the study's largest feeder model),
     one step per T <-> D exchange, the case's buses from its ANDES power flow."""
-    from hpcsim.transmission.andes_system import resolve_case  # noqa: PLC0415 - ANDES, only for dynamic studies
-    from hpcsim.transmission.dynamic import read_case  # noqa: PLC0415 - the same
+    from hpcsim.cases import case_file  # noqa: PLC0415 - numpy (see above)
+    from hpcsim.transmission.dynamic import read_case  # noqa: PLC0415 - ANDES, only for dynamic studies
 
     spec = study.dynamics
     names = [name for _, name in spec.feeders]
     model = max(names, key=lambda n: DEFAULT.feeder(n)[0].rss_mb)
-    return StudyShape(name=study.name, case=Path(str(resolve_case(study.case))).stem,
+    return StudyShape(name=study.name, case=case_file(study.case).stem,
                       case_buses=len(read_case(study.case)["v_pu"]), model=model, coupling="dynamic", steps=spec.exchanges, n_buses=len(names),
                       n_feeders=len(names), engine_mode="separate", start="case", kind="dynamic",
                       simulated_s=float(spec.stop_s))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hpcsim import cache
+from hpcsim.cases import case_file
 from hpcsim.errors import CaseError, DynamicsError
 
 log = logging.getLogger(__name__)
@@ -72,21 +73,10 @@ def check_model_code(pycode_path: Path) -> None:
                             f"case needs {pycode_path}: compute the dynamic plan in a process of its own")
 
 
-def resolve_case(case: str | Path) -> Path:
-    """An ANDES case: an existing path, or a path relative to ANDES's bundled cases (``ieee14/ieee14_full.xlsx``)."""
-    path = Path(case)
-    if path.is_file():
-        return path.resolve()
-    andes = quiet_andes()
-    try:
-        return Path(andes.get_case(str(case)))
-    except FileNotFoundError:
-        raise CaseError(f"ANDES case {case!r} is neither a file nor a case bundled with ANDES") from None
-
-
 def load(case: str | Path, *, pycode_path: Path = PYCODE_PATH, setup: bool = True, constant_power: bool = True,
          pf_tolerance_pu: float | None = PF_TOLERANCE_PU):
-    """``andes.load`` of a case (path or bundled name) with hpcsim's options.
+    """``andes.load`` of a case (a shipped name, a case bundled with ANDES or a path: :func:`hpcsim.cases.case_file`)
+    with hpcsim's options.
 
     ``constant_power``: every PQ load holds its power at any voltage (``p2p = q2q = 1``, ``p2z = q2z = 0``) with no
     silent switch to constant impedance below ``PQ.vmin`` either (ANDES's ``pq2z``, on by default; it must be off
@@ -94,7 +84,7 @@ def load(case: str | Path, *, pycode_path: Path = PYCODE_PATH, setup: bool = Tru
     feeders draw, or the power flow fails. ``pf_tolerance_pu``: the power flow's mismatch tolerance (``None``:
     ANDES's default)."""
     andes = quiet_andes()
-    path = resolve_case(case)
+    path = case_file(case)
     config = (["PQ.pq2z=0"] if constant_power else []) + (
         [f"PFlow.tol={pf_tolerance_pu}"] if pf_tolerance_pu is not None else [])
     try:
@@ -115,7 +105,7 @@ def json_case(case: str | Path, pycode_path: Path = PYCODE_PATH) -> Path:
     """The case as ANDES JSON, converted once and kept in a cache folder of its own (reading a bundled .xlsx
     costs about a second more than JSON in every process that loads it). Keyed by the file's path, size and
     modification time, and the ANDES version that wrote it."""
-    path = resolve_case(case)
+    path = case_file(case)
     if path.suffix.lower() == ".json":
         return path
     st = path.stat()

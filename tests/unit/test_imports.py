@@ -97,3 +97,29 @@ def test_the_package_has_no_import_cycle():
     graph = import_graph()
     assert "hpcsim.cli" in graph and "hpcsim.federation.runner" in graph  # the graph covers the package
     assert cycles(graph) == []
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_the_study_loader_does_not_import_the_dynamic_study():
+    """study → dynamics is one-way the other way: the study file's keys (hpcsim.study, hpcsim.studyfile) never
+    load hpcsim.dynamics, which reads its settings from them."""
+    graph = import_graph()
+    loaders = [m for m in graph if m == "hpcsim.study" or m.split(".")[:2] == ["hpcsim", "studyfile"]]
+    assert "hpcsim.studyfile.dynamics" in loaders
+    for module in loaders:
+        reached = sorted(m for m in _reachable(graph, module) if m.split(".")[:2] == ["hpcsim", "dynamics"])
+        assert reached == [], f"{module} imports {reached}"
+    assert not any(m.startswith("hpcsim.study") for m in _reachable(graph, "hpcsim.studyfile"))
+
+
+def test_the_reachability_helper():
+    assert _reachable({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a"}}, "a") == {"b", "c"}
