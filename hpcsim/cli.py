@@ -131,6 +131,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- study files --------------------------------------------------------------------------------------------
+
+
+def cmd_study_keys(args: argparse.Namespace) -> int:
+    from hpcsim.study import key_reference, key_table  # noqa: PLC0415
+
+    if args.out:
+        args.out.write_text(key_reference())
+        log.info("wrote %s", args.out)
+    if args.json:
+        emit_json(key_table())
+    elif not args.out:
+        emit_line(key_reference().rstrip("\n"))
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------------------
 
 
@@ -177,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_feeder_options(s)
     add_json_option(s, "the table")
     s.set_defaults(func=cmd_metadata_show)
+
+    st = sub.add_parser("study", parents=[COMMON], help="study files")
+    sts = st.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    k = sts.add_parser("keys", parents=[COMMON], help="every study key: section, type, default, unit, help "
+                                                        "(Markdown, the text of docs/study-keys.md)")
+    add_out_option(k, "write the Markdown to this file (docs/study-keys.md)")
+    add_json_option(k, "the keys")
+    k.set_defaults(func=cmd_study_keys)
 
     _register_run_commands(sub)
     return parser
