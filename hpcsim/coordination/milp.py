@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,16 +70,34 @@ def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi
     return res.x[:m], float(res.x[-1])
 
 
+def best_steps(v_pu: np.ndarray, s_pu: np.ndarray, starts: np.ndarray, lo_steps: np.ndarray,
+               hi_steps: np.ndarray, v_min_pu: np.ndarray, v_max_pu: np.ndarray, cap_pu: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(step, clearance) of many small-zone taps at once, each exact by enumeration: zone j holds the rows
+    ``starts[j]:starts[j+1]`` of the flat node arrays (its voltages, its tap's sensitivity, its limits) and may move
+    ``lo_steps[j]..hi_steps[j]``; each takes the step giving its nodes the largest clearance capped at ``cap_pu``,
+    the smallest move among equals (the lower step of a ± tie)."""
+    n_zones = len(starts)
+    best_c = np.full(n_zones, -np.inf)
+    best_y = np.zeros(n_zones, dtype=int)
+    if not n_zones:
+        return best_y, best_c
+    for y in range(int(lo_steps.min()), int(hi_steps.max()) + 1):
+        v = v_pu + s_pu * y
+        c = np.minimum(np.minimum.reduceat(np.minimum(v - v_min_pu, v_max_pu - v), starts), cap_pu)
+        better = (lo_steps <= y) & (y <= hi_steps) & ((c > best_c) | ((c == best_c) & (abs(y) < np.abs(best_y))))
+        best_c[better], best_y[better] = c[better], y
+    return best_y, best_c
+
+
 def zone_steps(v_pu: np.ndarray, s_zone: np.ndarray, lo_steps: int, hi_steps: int, v_min_pu: Limit,
                v_max_pu: Limit, margin_pu: float) -> tuple[int, float]:
     """(step, clearance): the integer step of one small-zone tap giving its nodes the largest clearance (capped
-    at the margin), the smallest move among equals — exact, by enumeration."""
-    best_c, best_y = -np.inf, 0
-    for y in range(lo_steps, hi_steps + 1):
-        c = min(clearance_pu(v_pu + s_zone * y, v_min_pu, v_max_pu), margin_pu)
-        if c > best_c or (c == best_c and abs(y) < abs(best_y)):
-            best_c, best_y = c, y
-    return best_y, best_c
+    at the margin), the smallest move among equals — exact, by enumeration (:func:`best_steps` for one zone)."""
+    lo, hi = (np.broadcast_to(np.asarray(x, dtype=float), v_pu.shape) for x in (v_min_pu, v_max_pu))
+    y, c = best_steps(v_pu, s_zone, np.zeros(1, dtype=int), np.array([lo_steps]), np.array([hi_steps]), lo, hi,
+                      margin_pu)
+    return int(y[0]), float(c[0])
 
 
 @dataclass(frozen=True)
@@ -102,24 +121,33 @@ class StepProblem:
                   for x in (self.v_min_pu, self.v_max_pu))
         return lo, hi
 
-    def evaluate(self, x_net: np.ndarray, zone_s: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    @cached_property
+    def _flat_zones(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the small zones' rows end to end, where each zone starts in them, the rows in no small zone)."""
+        sizes = np.array([len(r) for r in self.zones], dtype=int)
+        rows = np.concatenate(self.zones).astype(int) if self.zones else np.zeros(0, dtype=int)
+        outside = np.ones(self.v_pu.size, dtype=bool)
+        outside[rows] = False
+        return rows, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int) if self.zones else sizes, outside
+
+    def evaluate(self, x_net: np.ndarray, zone_s: np.ndarray) -> tuple[np.ndarray, float]:
         """All steps and the predicted clearance for network steps ``x_net``: every small zone takes the
-        smallest step that reaches the clearance the worst of them (or the rest of the feeder) can reach."""
+        smallest step that reaches the clearance the worst of them (or the rest of the feeder) can reach.
+        ``zone_s``: each small zone's tap sensitivity on its rows, end to end (the order of ``zones``)."""
         nn = self.n_network
         v = self.v_pu + self.s[:, :nn] @ x_net
-        in_zone = np.zeros(v.size, dtype=bool)
-        for rows in self.zones:
-            in_zone[rows] = True
+        rows, starts, outside = self._flat_zones
         target = self.margin_pu
-        if (~in_zone).any():
-            target = min(target, clearance_pu(v[~in_zone], *self.limits(~in_zone)))
-        for j, rows in enumerate(self.zones):
-            target = min(target, zone_steps(v[rows], zone_s[j], int(self.lo_steps[nn + j]),
-                                            int(self.hi_steps[nn + j]), *self.limits(rows), target)[1])
+        if outside.any():
+            target = min(target, clearance_pu(v[outside], *self.limits(outside)))
+        lo, hi = self.lo_steps[nn:].astype(int), self.hi_steps[nn:].astype(int)
+        v_rows, (lim_lo, lim_hi) = v[rows], self.limits(rows)
+        # the clearance every zone can reach caps the target; then each takes the smallest step reaching it
+        _, reach = best_steps(v_rows, zone_s, starts, lo, hi, lim_lo, lim_hi, target)
+        if reach.size:
+            target = min(target, float(reach.min()))
         x = np.concatenate([x_net, np.zeros(len(self.zones))]).astype(int)
-        for j, rows in enumerate(self.zones):
-            x[nn + j] = zone_steps(v[rows], zone_s[j], int(self.lo_steps[nn + j]), int(self.hi_steps[nn + j]),
-                                   *self.limits(rows), target)[0]
+        x[nn:] = best_steps(v_rows, zone_s, starts, lo, hi, lim_lo, lim_hi, target)[0]
         return x, target
 
 
@@ -129,7 +157,8 @@ def choose_steps(p: StepProblem, settings: CoordinationSettings = DEFAULT) -> tu
     integer = np.arange(p.s.shape[1]) < (p.s.shape[1] if exact else p.n_network)
     x_rel, _ = max_clearance(p.v_pu, p.s, p.lo_steps, p.hi_steps, integer, p.v_min_pu, p.v_max_pu, p.margin_pu,
                              settings)
-    zone_s = [p.s[rows, p.n_network + j].toarray().ravel() for j, rows in enumerate(p.zones)]
+    zone_s = np.concatenate([p.s[rows, p.n_network + j].toarray().ravel() for j, rows in enumerate(p.zones)]
+                            or [np.zeros(0)])
     if integer.all():  # small: the MILP was exact
         x = np.round(x_rel).astype(int)
         return x, clearance_pu(p.v_pu + p.s @ x, p.v_min_pu, p.v_max_pu)

@@ -43,6 +43,26 @@ def test_zone_step_centres_its_nodes_and_prefers_the_smallest_move():
     assert y == 0
 
 
+def test_many_zones_at_once_equal_each_zone_enumerated_alone():
+    """best_steps (every small zone in one pass, as evaluate() uses it) against a plain loop over each zone's
+    steps with the same rule: largest capped clearance, then the smallest move, then the lower step."""
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 6, size=40)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n = int(sizes.sum())
+    v = rng.uniform(0.93, 1.07, n)
+    s = np.repeat(rng.choice([-1, 1], size=sizes.size) * rng.uniform(0.01, 0.03, sizes.size), sizes)
+    lo_lim, hi_lim = rng.uniform(0.94, 0.96, n), rng.uniform(1.04, 1.06, n)
+    lo, hi = -rng.integers(0, 3, sizes.size), rng.integers(0, 3, sizes.size)
+    y, c = milp.best_steps(v, s, starts, lo, hi, lo_lim, hi_lim, 0.01)
+    for j, (a, size) in enumerate(zip(starts, sizes)):
+        r = slice(a, a + size)
+        scored = [(min(float(np.min(np.minimum(v[r] + s[r] * k - lo_lim[r], hi_lim[r] - v[r] - s[r] * k))), 0.01),
+                   -abs(k), -k, k) for k in range(lo[j], hi[j] + 1)]
+        best = max(scored)
+        assert (y[j], c[j]) == (best[3], pytest.approx(best[0], abs=1e-15))
+
+
 def _brute_force(p: milp.StepProblem) -> float:
     """The best clearance over every integer combination of all levers (network and zone)."""
     s = p.s.toarray()
