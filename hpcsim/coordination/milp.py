@@ -70,24 +70,37 @@ def max_clearance(v_pu: np.ndarray, s: sparse.spmatrix, lo_steps: np.ndarray, hi
     return res.x[:m], float(res.x[-1])
 
 
+def zone_clearances(v_pu: np.ndarray, s_pu: np.ndarray, starts: np.ndarray, lo_steps: np.ndarray,
+                    hi_steps: np.ndarray, v_min_pu: np.ndarray, v_max_pu: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, clearance per step and zone) of many small-zone taps at once: zone j holds the rows
+    ``starts[j]:starts[j+1]`` of the flat node arrays (its voltages, its tap's sensitivity, its limits) and may move
+    ``lo_steps[j]..hi_steps[j]`` (``-inf`` outside that range)."""
+    steps = np.arange(int(lo_steps.min()), int(hi_steps.max()) + 1) if len(starts) else np.zeros(0, dtype=int)
+    c = np.full((steps.size, len(starts)), -np.inf)
+    for i, y in enumerate(steps):
+        v = v_pu + s_pu * int(y)
+        c[i] = np.minimum.reduceat(np.minimum(v - v_min_pu, v_max_pu - v), starts)
+    c[(steps[:, None] < lo_steps) | (steps[:, None] > hi_steps)] = -np.inf
+    return steps, c
+
+
+def pick_steps(steps: np.ndarray, c: np.ndarray, cap_pu: float) -> tuple[np.ndarray, np.ndarray]:
+    """(step, clearance) of each zone of :func:`zone_clearances`: the step giving the largest clearance capped at
+    ``cap_pu``, the smallest move among equals (the lower step of a ± tie) — exact, by enumeration."""
+    best_c = np.full(c.shape[1], -np.inf)
+    best_y = np.zeros(c.shape[1], dtype=int)
+    for y, row in zip(steps.tolist(), np.minimum(c, cap_pu)):
+        better = (row > best_c) | ((row == best_c) & (abs(y) < np.abs(best_y)))
+        best_c[better], best_y[better] = row[better], y
+    return best_y, best_c
+
+
 def best_steps(v_pu: np.ndarray, s_pu: np.ndarray, starts: np.ndarray, lo_steps: np.ndarray,
                hi_steps: np.ndarray, v_min_pu: np.ndarray, v_max_pu: np.ndarray, cap_pu: float
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(step, clearance) of many small-zone taps at once, each exact by enumeration: zone j holds the rows
-    ``starts[j]:starts[j+1]`` of the flat node arrays (its voltages, its tap's sensitivity, its limits) and may move
-    ``lo_steps[j]..hi_steps[j]``; each takes the step giving its nodes the largest clearance capped at ``cap_pu``,
-    the smallest move among equals (the lower step of a ± tie)."""
-    n_zones = len(starts)
-    best_c = np.full(n_zones, -np.inf)
-    best_y = np.zeros(n_zones, dtype=int)
-    if not n_zones:
-        return best_y, best_c
-    for y in range(int(lo_steps.min()), int(hi_steps.max()) + 1):
-        v = v_pu + s_pu * y
-        c = np.minimum(np.minimum.reduceat(np.minimum(v - v_min_pu, v_max_pu - v), starts), cap_pu)
-        better = (lo_steps <= y) & (y <= hi_steps) & ((c > best_c) | ((c == best_c) & (abs(y) < np.abs(best_y))))
-        best_c[better], best_y[better] = c[better], y
-    return best_y, best_c
+    """(step, clearance) of many small-zone taps at once (:func:`zone_clearances`, then :func:`pick_steps`)."""
+    return pick_steps(*zone_clearances(v_pu, s_pu, starts, lo_steps, hi_steps, v_min_pu, v_max_pu), cap_pu)
 
 
 def zone_steps(v_pu: np.ndarray, s_zone: np.ndarray, lo_steps: int, hi_steps: int, v_min_pu: Limit,
@@ -125,10 +138,10 @@ class StepProblem:
     def _flat_zones(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(the small zones' rows end to end, where each zone starts in them, the rows in no small zone)."""
         sizes = np.array([len(r) for r in self.zones], dtype=int)
-        rows = np.concatenate(self.zones).astype(int) if self.zones else np.zeros(0, dtype=int)
+        rows = np.concatenate([np.zeros(0, dtype=int), *self.zones]).astype(int)
         outside = np.ones(self.v_pu.size, dtype=bool)
         outside[rows] = False
-        return rows, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int) if self.zones else sizes, outside
+        return rows, np.cumsum(sizes) - sizes, outside
 
     def evaluate(self, x_net: np.ndarray, zone_s: np.ndarray) -> tuple[np.ndarray, float]:
         """All steps and the predicted clearance for network steps ``x_net``: every small zone takes the
@@ -143,11 +156,11 @@ class StepProblem:
         lo, hi = self.lo_steps[nn:].astype(int), self.hi_steps[nn:].astype(int)
         v_rows, (lim_lo, lim_hi) = v[rows], self.limits(rows)
         # the clearance every zone can reach caps the target; then each takes the smallest step reaching it
-        _, reach = best_steps(v_rows, zone_s, starts, lo, hi, lim_lo, lim_hi, target)
-        if reach.size:
-            target = min(target, float(reach.min()))
+        steps, c = zone_clearances(v_rows, zone_s, starts, lo, hi, lim_lo, lim_hi)
+        if c.size:
+            target = min(target, float(pick_steps(steps, c, target)[1].min()))
         x = np.concatenate([x_net, np.zeros(len(self.zones))]).astype(int)
-        x[nn:] = best_steps(v_rows, zone_s, starts, lo, hi, lim_lo, lim_hi, target)[0]
+        x[nn:] = pick_steps(steps, c, target)[0]
         return x, target
 
 
