@@ -55,6 +55,38 @@ class TdsFeeder:
 
 
 @dataclass(frozen=True)
+class MotorBus:
+    """The air-conditioner motor load at one bus (MW, running)."""
+
+    bus: int
+    p_mw: float
+
+
+@dataclass(frozen=True)
+class FidvrConfig:
+    """The fault, the motors and the DER ride-through of a FIDVR study (:mod:`hpcsim.transmission.fidvr`)."""
+
+    fault_bus: int
+    fault_s: float
+    clear_s: float
+    fault_x_pu: float
+    load_break_pu: float
+    motors: tuple[MotorBus, ...]
+    motor_v_stall_pu: float
+    motor_t_stall_s: float
+    motor_r_stall_pu: float
+    motor_x_stall_pu: float
+    motor_pf: float
+    motor_trip_s: tuple[float, ...]
+    motor_restart_share: float
+    motor_v_restart_pu: float
+    motor_t_restart_s: float
+    der_ride_through: str
+    der_trip_v_pu: float
+    der_trip_s: float
+
+
+@dataclass(frozen=True)
 class TdsConfig(DynamicCommon):
     """The transmission federate: ANDES TDS of ``case`` with the DERs, the trip, the AGC inputs."""
 
@@ -70,6 +102,7 @@ class TdsConfig(DynamicCommon):
     mppt_mw: tuple[tuple[float, ...], ...]  # per second of the run, per DER
     feeder_of_bus: dict[str, str]
     feeders: tuple[TdsFeeder, ...]
+    fidvr: FidvrConfig | None = None  # a study with a fault (left out of the config file otherwise)
 
 
 @dataclass(frozen=True)

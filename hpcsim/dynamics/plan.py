@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from hpcsim.coordination.cachekey import KIND as COORDINATION_CACHE
 from hpcsim.coordination.cachekey import feeder_cache_key
 from hpcsim.distribution import FeederEngine
 from hpcsim.dynamics import agc, der, droop
-from hpcsim.dynamics.configs import AgcConfig, DerFeederConfig, Governor, TdsConfig, TdsFeeder
+from hpcsim.dynamics.configs import AgcConfig, DerFeederConfig, FidvrConfig, Governor, MotorBus, TdsConfig, TdsFeeder
 from hpcsim.distribution.der_feeder import DerFeeder, base_envelope, place_ders
 from hpcsim.transmission.dynamic import DerGroup, DynamicGrid, json_case, read_case
 from hpcsim.errors import StudyError
@@ -83,6 +84,7 @@ class Plan:
     load_mult: np.ndarray
     mppt_mw: np.ndarray  # (seconds + 1, n_der)
     balance: dict  # the generator lowered by the DER dispatch: gen, p_before_mw, p_after_mw
+    fidvr: FidvrConfig | None = None  # the fault, motors and DER ride-through (a study with fault_bus)
 
     @property
     def federate_names(self) -> list[str]:
@@ -223,12 +225,43 @@ def _transmission_preview(study: Study, spec: DynamicsSpec, feeders: tuple[Feede
     return v, dip
 
 
+def fidvr_config(spec: DynamicsSpec, case: dict, where: str) -> FidvrConfig | None:
+    """The fault event of a study with ``fault_bus`` (None without): clearing time from the case's frequency,
+    each motor bus's motor load ``share × P_bus`` from the case's power flow."""
+    if not spec.fault_bus:
+        return None
+    if spec.fault_bus not in case["v_pu"]:
+        raise StudyError(f"{where}: [dynamics] fault_bus {spec.fault_bus} is not a bus of the case")
+    clear_s = spec.clear_s(case["f0_hz"])
+    if clear_s >= spec.stop_s:
+        raise StudyError(f"{where}: [dynamics] the fault is cleared at {clear_s:g} s, after stop_s {spec.stop_s}")
+    k = math.ceil(spec.fault_s / spec.exchange_s - 1e-9)
+    if k * spec.exchange_s <= clear_s + 1e-6:  # feeders would solve at the bolted fault's ~0 pu
+        raise StudyError(f"{where}: [dynamics] the fault ({spec.fault_s:g}-{clear_s:.4f} s) holds the exchange at "
+                         f"{k * spec.exchange_s:g} s; move fault_s between exchanges (every {spec.exchange_s:g} s)")
+    motors = []
+    for bus, share in spec.motor_share:
+        p_bus = case["loads"].get(bus, (0.0, 0.0))[0]
+        if p_bus <= 0:
+            raise StudyError(f"{where}: [dynamics] motor_share.{bus}: bus {bus} has no load in the case")
+        motors.append(MotorBus(bus, share * p_bus))
+    return FidvrConfig(
+        fault_bus=spec.fault_bus, fault_s=spec.fault_s, clear_s=clear_s, fault_x_pu=spec.fault_x_pu,
+        load_break_pu=spec.load_break_pu, motors=tuple(motors), motor_v_stall_pu=spec.motor_v_stall_pu,
+        motor_t_stall_s=spec.motor_t_stall_s, motor_r_stall_pu=spec.motor_r_stall_pu,
+        motor_x_stall_pu=spec.motor_x_stall_pu, motor_pf=spec.motor_pf, motor_trip_s=spec.motor_trip_s,
+        motor_restart_share=spec.motor_restart_share, motor_v_restart_pu=spec.motor_v_restart_pu,
+        motor_t_restart_s=spec.motor_t_restart_s, der_ride_through=spec.der_ride_through,
+        der_trip_v_pu=spec.der_trip_v_pu, der_trip_s=spec.der_trip_s)
+
+
 def build_plan(study: Study) -> Plan:
     spec = study.dynamics
     if spec is None:
         raise StudyError(f"study {study.name} has no [dynamics] section")
     case = read_case(study.case)
     spec.check_step(case["f0_hz"], str(study.source or study.name))
+    fidvr = fidvr_config(spec, case, str(study.source or study.name))
     machines = set(case["machines"])
     if spec.trip_gen and spec.trip_gen not in machines:
         have = ", ".join(sorted(machines))
@@ -266,6 +299,7 @@ def build_plan(study: Study) -> Plan:
         load_mult=load_mult,
         mppt_mw=mppt,
         balance=balance,
+        fidvr=fidvr,
     )
 
 
@@ -283,7 +317,9 @@ def role_configs(plan: Plan) -> dict[str, dict]:
         "headroom_ticks": every(s.headroom_s), "flush_ticks": every(s.headroom_s), "der_kva": s.der_kva,
         "der_kw": s.der_kw, "headroom": s.headroom, "f0_hz": plan.f0_hz,
         "governors": tuple(Governor(**g) for g in plan.governors),
-        "load_mult": tuple(plan.load_mult[:s.exchanges].tolist()),
+        # the 1-s load series at each exchange (the same samples when exchange_s = 1 s)
+        "load_mult": tuple(plan.load_mult[np.minimum((np.arange(s.exchanges) * s.exchange_s + 1e-9).astype(int),
+                                                     plan.load_mult.size - 1)].tolist()),
     }
     configs = {TRANSMISSION: TdsConfig(
         **common, role="tds",
@@ -294,6 +330,7 @@ def role_configs(plan: Plan) -> dict[str, dict]:
         feeder_of_bus={str(f.bus): f.feeder for f in plan.feeders},
         feeders=tuple(TdsFeeder(f.bus, tuple(f.der_names), f.scale, f.scale * f.p_gross0_mw, f.scale * f.q_gross0_mvar)
                       for f in plan.feeders),
+        fidvr=plan.fidvr,
     )}
     for f in plan.feeders:
         configs[feeder_federate(f.bus)] = DerFeederConfig(

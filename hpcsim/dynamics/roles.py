@@ -40,6 +40,7 @@ from hpcsim.output.parquet import StepWriter
 
 log = logging.getLogger(__name__)
 
+FIDVR_TABLES = ("bus_voltage", "motor", "fidvr_event")
 ANSWER_LEAD_S = 1e-6  # a feeder answers this long before the next exchange (so it is read at the exchange)
 
 
@@ -93,8 +94,11 @@ class TdsRole(Role):
             str(json_case(cfg.case)), ders=self.groups, bus_loads={f.bus: (f.p0_mw, f.q0_mvar) for f in self.feeders},
             droop_gain_pu=cfg.droop_gain_pu, deadband_hz=cfg.pfr_deadband_hz, pmx_mw=self._limit(0.0),
             balance_gen=cfg.balance_gen, trip_gen=cfg.trip_gen, trip_s=cfg.trip_s,
-            tds_step_s=cfg.tds_step_s, governors=[g.idx for g in cfg.governors])
+            tds_step_s=cfg.tds_step_s, governors=[g.idx for g in cfg.governors], fidvr=cfg.fidvr)
         log.info("%s: ANDES case with %d DERs ready in %.1f s", self.name, self.n_der, self.grid.load_s)
+        if cfg.fidvr is not None:  # a fault: every step's bus voltages, the motors, the motor and DER events
+            out = Path(cfg.run_dir) / "outputs"
+            self.writers.update({t: StepWriter(out, t, self.name) for t in FIDVR_TABLES})
         self.gov_r = np.array([g.r_pu for g in cfg.governors])
         self.gov_sn = np.array([g.sn_mva for g in cfg.governors])
         self.der_bus = [g.bus for g in self.groups for _ in g.names]
@@ -170,6 +174,11 @@ class TdsRole(Role):
                 "p_sfr_mw": st["p_sfr"].tolist(), "p_mppt_mw": self.mppt_now.tolist(),
                 "p_vsm_mw": self.vsm_now.tolist(), "p_cap_mw": self.p_cap.tolist(),
                 "p_limit_mw": st["p_limit"].tolist(), "p_mw": st["p"].tolist()})
+
+        if self.grid.fidvr is not None:
+            for table, rows in self.grid.fidvr.take().items():
+                if rows["time_s"]:
+                    self.writers[table].extend(rows)
 
     def advance(self, t_s: float) -> float:
         return self.grid.advance(t_s)

@@ -92,6 +92,17 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("p_der_mw", pa.float64()), ("p_gross_mw", pa.float64()), ("scale", pa.float64()),
         ("headroom_mw", pa.float64()), ("solve_s", pa.float64()), ("vsm_s", pa.float64()), ("lp_s", pa.float64()),
     ]),
+    # dynamic studies with a fault (FIDVR): the faulted, feeder and motor buses' voltage at every TDS step; per
+    # motor bus at every step, the motors' P and Q as ANDES evaluates them and their block states; motor
+    # stalls, thermal trips, restarts and DER trips
+    "bus_voltage": pa.schema([("time_s", pa.float64()), ("bus", pa.int64()), ("v_pu", pa.float64())]),
+    "motor": pa.schema([
+        ("time_s", pa.float64()), ("bus", pa.int64()), ("v_pu", pa.float64()), ("p_mw", pa.float64()),
+        ("q_mvar", pa.float64()), ("p_running_mw", pa.float64()), ("stalled", pa.int32()), ("tripped", pa.int32()),
+    ]),
+    "fidvr_event": pa.schema([
+        ("time_s", pa.float64()), ("device", pa.string()), ("bus", pa.int64()), ("event", pa.string()),
+    ]),
 }
 
 

@@ -66,6 +66,25 @@ def _der_buses(table: dict[str, Any], ctx: Context) -> tuple[tuple[int, tuple[st
     return tuple(out)
 
 
+def _motor_share(value: float | dict, ctx: Context) -> tuple[tuple[int | None, float], ...]:
+    """Per bus (bus, share); a bare number (bus ``None``) applies to every feeder bus (expanded by :func:`parse`)."""
+    out = []
+    for bus, share in (value.items() if isinstance(value, dict) else [(None, value)]):
+        if (isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+                or not (bus is None or str(bus).isdigit())):
+            raise StudyError(f"{ctx.where}: [dynamics] motor_share {value!r} must be a share in [0, 1] of each "
+                             f"feeder bus's load, or a table bus -> share, e.g. motor_share = {{ 9 = 0.5 }}")
+        out.append((None if bus is None else int(bus), float(share)))
+    return tuple(out)
+
+
+def _delays(value: list, ctx: Context) -> tuple[float, ...]:
+    if not value or not all(isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in value):
+        raise StudyError(f"{ctx.where}: [dynamics] motor_trip_s {value!r} must be a non-empty list of positive "
+                         f"seconds, e.g. [3.0, 5.0, 8.0]")
+    return tuple(float(x) for x in value)
+
+
 @dataclass(frozen=True)
 class DynamicsSpec:
     """A validated ``[dynamics]`` section (units in the names; defaults are the paper's where it gives them)."""
@@ -130,6 +149,47 @@ class DynamicsSpec:
                                  "coordination keeps its clearance over, besides the load series' lightest and "
                                  "heaviest samples (scenario 1 moves buses 4 and 9 by 0.005-0.009 pu)")
 
+    # a fault-induced delayed voltage recovery (FIDVR) event: hpcsim.transmission.fidvr, hpcsim.dynamics.fidvr
+    fault_bus: int = dyn(0, help="transmission bus of a three-phase fault (ANDES Fault); 0: no fault. With a "
+                         "fault every load is constant power down to load_break_pu and constant current below")
+    fault_s: float = dyn(1.0, unit="s", help="time of the fault, inside the run")
+    fault_cycles: float = dyn(5.0, unit="cycles", help="the fault is cleared after this many cycles of the "
+                              "case's frequency")
+    fault_x_pu: float = dyn(1e-4, unit="pu", help="fault reactance on the system base (1e-4: bolted)")
+    load_break_pu: float = dyn(0.7, unit="pu", help="with a fault: loads are constant current below this voltage "
+                               "(PSS/E's PQBRAK idea; constant power does not solve through a bolted fault)")
+    motor_share: tuple[tuple[int, float], ...] = dyn(
+        (), accepts=(int, float, dict), convert=_motor_share, shown="0 (no motors)",
+        help="share (0-1) of each feeder bus's load P carried by single-phase air-conditioner motors that stall "
+             "(WECC motor D), or a table bus -> share for any load bus of the case; needs fault_bus")
+    motor_v_stall_pu: float = dyn(0.55, unit="pu", help="motor D: stalls when the voltage stays below this ...")
+    motor_t_stall_s: float = dyn(0.032, unit="s", help="... for this long")
+    motor_r_stall_pu: float = dyn(0.1, unit="pu", help="stalled motor resistance on the motor's MVA base "
+                                  "(P_m / motor_pf)")
+    motor_x_stall_pu: float = dyn(0.1, unit="pu", help="stalled motor reactance on the motor's MVA base")
+    motor_pf: float = dyn(0.939, help="running motor power factor")
+    motor_trip_s: tuple[float, ...] = dyn(
+        (3.0, 5.0, 8.0), accepts=(list,), convert=_delays, shown="[3.0, 5.0, 8.0]",
+        help="thermal-trip delays after a stall; each bus's motors are split into one equal block per delay")
+    motor_restart_share: float = dyn(0.0, help="share (0-1) of the motor blocks that restart after a thermal "
+                                     "trip (0: none)")
+    motor_v_restart_pu: float = dyn(0.95, unit="pu", help="a restarting block restarts when the voltage stays "
+                                    "above this ...")
+    motor_t_restart_s: float = dyn(0.3, unit="s", help="... for this long")
+    der_ride_through: str = dyn("ride", help='the DERs at low voltage: "ride" (stay on) or "trip" (off for the '
+                                'rest of the run once the voltage has stayed below der_trip_v_pu for more than '
+                                'der_trip_s; IEEE 1547 Category I-like); applies with fault_bus')
+    der_trip_v_pu: float = dyn(0.88, unit="pu", help="DER under-voltage trip threshold")
+    der_trip_s: float = dyn(0.16, unit="s", help="DER under-voltage trip delay")
+
+    def motor_share_of(self, bus: int) -> float:
+        """The motor share of the load at ``bus`` (0: no motors)."""
+        return next((x for b, x in self.motor_share if b == bus), 0.0)
+
+    def clear_s(self, f0_hz: float) -> float:
+        """When the fault is cleared: ``fault_s + fault_cycles / f0``."""
+        return self.fault_s + self.fault_cycles / f0_hz
+
     def buses_for(self, bus: int) -> list[str]:
         """The feeder buses the study names for the DERs at transmission bus ``bus`` ([] = placed by span)."""
         return next((list(names) for b, names in self.der_buses if b == bus), [])
@@ -174,8 +234,13 @@ def parse(section: dict[str, Any], ctx: Context) -> DynamicsSpec:
     spans = kw.get("der_span", ())
     if spans and spans[0][0] is None:  # one [lo, hi] for every feeder
         kw["der_span"] = tuple((bus, lo, hi) for bus, _ in kw["feeders"] for _, lo, hi in spans)
+    shares = kw.get("motor_share", ())
+    if shares and shares[0][0] is None:  # one share for every feeder bus
+        kw["motor_share"] = tuple((bus, shares[0][1]) for bus, _ in kw["feeders"])
+    kw["motor_share"] = tuple((b, x) for b, x in kw.get("motor_share", ()) if x > 0)
     spec = DynamicsSpec(**kw)
     _validate(spec, ctx.where)
+    _validate_fidvr(spec, ctx.where)
     return spec
 
 
@@ -220,3 +285,42 @@ def _validate(s: DynamicsSpec, where: str) -> None:
         raise bad(f"source_swing_pu {s.source_swing_pu} must be in [0, 0.1)")
     if not s.vsm_dp_kw > 0:
         raise bad(f"vsm_dp_kw {s.vsm_dp_kw} must be positive")
+
+
+def _validate_fidvr(s: DynamicsSpec, where: str) -> None:
+    def bad(msg: str) -> StudyError:
+        return StudyError(f"{where}: [dynamics] {msg}")
+
+    if s.fault_bus < 0:
+        raise bad(f"fault_bus {s.fault_bus} must be a bus number (0: no fault)")
+    if not s.fault_bus:
+        if s.motor_share:
+            raise bad("motor_share needs a fault: set fault_bus")
+        if s.der_ride_through != "ride":
+            raise bad(f"der_ride_through = {s.der_ride_through!r} needs a fault: set fault_bus")
+    if s.fault_bus and not 0 < s.fault_s < s.stop_s:
+        raise bad(f"fault_s {s.fault_s} must be inside the run (0, {s.stop_s})")
+    if not 0 < s.fault_cycles < 600:
+        raise bad(f"fault_cycles {s.fault_cycles} must be in (0, 600)")
+    if not 0 < s.fault_x_pu < 10:
+        raise bad(f"fault_x_pu {s.fault_x_pu} must be in (0, 10)")
+    if not 0 < s.load_break_pu < 1:
+        raise bad(f"load_break_pu {s.load_break_pu} must be in (0, 1)")
+    if not 0 < s.motor_v_stall_pu < 1:
+        raise bad(f"motor_v_stall_pu {s.motor_v_stall_pu} must be in (0, 1)")
+    if not 0 <= s.motor_t_stall_s < 10:
+        raise bad(f"motor_t_stall_s {s.motor_t_stall_s} must be in [0, 10)")
+    if min(s.motor_r_stall_pu, s.motor_x_stall_pu) < 0 or s.motor_r_stall_pu + s.motor_x_stall_pu <= 0:
+        raise bad(f"motor_r_stall_pu and motor_x_stall_pu must be >= 0 and not both 0 "
+                  f"(got {s.motor_r_stall_pu}, {s.motor_x_stall_pu})")
+    if not 0 < s.motor_pf <= 1:
+        raise bad(f"motor_pf {s.motor_pf} must be in (0, 1]")
+    if not 0 <= s.motor_restart_share <= 1:
+        raise bad(f"motor_restart_share {s.motor_restart_share} must be in [0, 1]")
+    if not 0 < s.motor_v_restart_pu < 1.5 or not 0 <= s.motor_t_restart_s < 60:
+        raise bad(f"motor_v_restart_pu {s.motor_v_restart_pu} must be in (0, 1.5) and motor_t_restart_s "
+                  f"{s.motor_t_restart_s} in [0, 60)")
+    if s.der_ride_through not in ("ride", "trip"):
+        raise bad(f"der_ride_through {s.der_ride_through!r} must be 'ride' or 'trip'")
+    if not 0 < s.der_trip_v_pu < 1.2 or not 0 <= s.der_trip_s < 60:
+        raise bad(f"der_trip_v_pu {s.der_trip_v_pu} must be in (0, 1.2) and der_trip_s {s.der_trip_s} in [0, 60)")

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,13 +129,16 @@ class BusLoads:
     Written through ``PQ.set`` into the power flow's ``p0``/``q0`` or the TDS's ``Ppf``/``Qpf`` (per unit on the
     system base)."""
 
-    def __init__(self, ss, buses: Sequence[int], where: str, label: str = "boundary bus"):
+    def __init__(self, ss, buses: Sequence[int], where: str, label: str = "boundary bus",
+                 exclude: Collection = ()):
         self.ss = ss
         self.buses = [int(b) for b in buses]
+        self._model, self._idx_of, self._fields = "PQ", None, {}
         idx = list(ss.PQ.idx.v)
         at_bus: dict[int, list[int]] = {}
         for i, pb in enumerate(ss.PQ.bus.v):
-            at_bus.setdefault(int(pb), []).append(i)
+            if idx[i] not in exclude:  # PQs that are not the case's loads (a FIDVR study's motor blocks)
+                at_bus.setdefault(int(pb), []).append(i)
         missing = [b for b in self.buses if b not in at_bus]
         if missing:
             raise CaseError(f"{label} {missing[0]} has no load (PQ) in {where}")
@@ -146,19 +149,31 @@ class BusLoads:
         self._first = [idx[at_bus[b][0]] for b in self.buses]
         self._rest = [idx[i] for b in self.buses for i in at_bus[b][1:]]
         carrying = {i for b in self.buses for i in at_bus[b]}
-        other = [i for i in range(len(idx)) if i not in carrying]
+        other = [i for i in range(len(idx)) if i not in carrying and idx[i] not in exclude]
         self._other, self._other_p0, self._other_q0 = [idx[i] for i in other], p0[other], q0[other]
+
+    def retarget(self, model: str, idx_of: Callable, fields: Mapping[str, str]) -> None:
+        """Write into the devices of ``model`` that replaced the PQs in the TDS from now on: PQ ``i`` is
+        ``idx_of(i)``, a PQ field ``f`` is ``fields[f]`` (a FIDVR study's ``PQLV``: ``Ppf`` -> ``p0``)."""
+        self._model, self._idx_of, self._fields = model, idx_of, dict(fields)
+
+    def _set(self, src: str, idx: list, value: np.ndarray) -> None:
+        if self._idx_of is None:
+            self.ss.PQ.set(src=src, idx=idx, attr="v", value=value)
+        else:
+            getattr(self.ss, self._model).set(src=self._fields.get(src, src), idx=[self._idx_of(i) for i in idx],
+                                              attr="v", value=value)
 
     def write(self, p_pu: Sequence[float] | np.ndarray, q_pu: Sequence[float] | np.ndarray,
               fields: tuple[str, str] = ("p0", "q0")) -> None:
         """Each bus's total load (in ``buses`` order) into its first PQ, zero into the others at the bus."""
         p_src, q_src = fields
-        self.ss.PQ.set(src=p_src, idx=self._first, attr="v", value=np.asarray(p_pu, dtype=float))
-        self.ss.PQ.set(src=q_src, idx=self._first, attr="v", value=np.asarray(q_pu, dtype=float))
+        self._set(p_src, self._first, np.asarray(p_pu, dtype=float))
+        self._set(q_src, self._first, np.asarray(q_pu, dtype=float))
         if self._rest:
             zeros = np.zeros(len(self._rest))
-            self.ss.PQ.set(src=p_src, idx=self._rest, attr="v", value=zeros)
-            self.ss.PQ.set(src=q_src, idx=self._rest, attr="v", value=zeros)
+            self._set(p_src, self._rest, zeros)
+            self._set(q_src, self._rest, zeros)
 
     def write_mw(self, loads_mw: Mapping[int, tuple[float, float]], s_base_mva: float,
                  fields: tuple[str, str] = ("p0", "q0")) -> None:
@@ -169,8 +184,8 @@ class BusLoads:
     def scale_others(self, mult: float, fields: tuple[str, str] = ("p0", "q0")) -> None:
         """Every PQ that carries no feeder bus at ``mult`` times the case's load (a load profile)."""
         if self._other:
-            self.ss.PQ.set(src=fields[0], idx=self._other, attr="v", value=self._other_p0 * mult)
-            self.ss.PQ.set(src=fields[1], idx=self._other, attr="v", value=self._other_q0 * mult)
+            self._set(fields[0], self._other, self._other_p0 * mult)
+            self._set(fields[1], self._other, self._other_q0 * mult)
 
 
 def drop_history(ss) -> None:

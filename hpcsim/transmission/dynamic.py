@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hpcsim.dynamics.configs import FidvrConfig
 from hpcsim.errors import CaseError, DynamicsError
 from hpcsim.transmission import andes_system, der_model
+from hpcsim.transmission.fidvr import FidvrEvent
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,8 @@ class DynamicGrid:
 
     def __init__(self, case: str, *, ders: list[DerGroup], bus_loads: dict[int, tuple[float, float]],
                  droop_gain_pu: float, deadband_hz: float, pmx_mw: np.ndarray, balance_gen: str,
-                 trip_gen: str, trip_s: float, tds_step_s: float, governors: list[str]):
+                 trip_gen: str, trip_s: float, tds_step_s: float, governors: list[str],
+                 fidvr: FidvrConfig | None = None):
         t0 = time.perf_counter()
         der_model.prepare()
         andes_system.check_model_code(der_model.PYCODE_PATH)
@@ -85,10 +88,14 @@ class DynamicGrid:
         self._add_ders(ss, ders, droop_gain_pu, deadband_hz, pmx_mw)
         if trip_gen:
             ss.add("Toggle", {"idx": "hpcsim_trip", "model": "GENROU", "dev": trip_gen, "t": float(trip_s)})
+        self.fidvr = FidvrEvent(fidvr, list(bus_loads)) if fidvr is not None else None  # fault, motors, PQLV
+        if self.fidvr is not None:
+            self.fidvr.add_devices(ss)
         ss.setup()
         self.sb = float(ss.config.mva)
         self._redispatch(ss, balance_gen, sum(len(g.names) * g.kw for g in ders) / 1000.0)
-        self._loads = andes_system.BusLoads(ss, list(bus_loads), str(case), label="feeder bus")
+        self._loads = andes_system.BusLoads(ss, list(bus_loads), str(case), label="feeder bus",
+                                            exclude=self.fidvr.motor_pqs if self.fidvr is not None else ())
         self.set_bus_loads(bus_loads, pflow=True)
         self._solve_pf_unity_der(ss)
         self.load_s = time.perf_counter() - t0
@@ -100,6 +107,9 @@ class DynamicGrid:
         ss.TDS.init()
         if not ss.TDS.initialized:
             raise DynamicsError(f"ANDES TDS of {case} did not initialize with the DERs added")
+        if self.fidvr is not None:  # loads are PQLV in the TDS; the motors and DER ride-through every step
+            self._loads.retarget(der_model.LOAD_MODEL, der_model.lv_load_idx, {"Ppf": "p0", "Qpf": "q0"})
+            self.fidvr.start(ss, self.der_names, [g.bus for g in ders for _ in g.names])
         self.gov_pos = [list(ss.TGOV1.idx.v).index(g) for g in governors]
         self._m = np.asarray(ss.GENROU.M.v) * np.asarray(ss.GENROU.Sn.v)
         self._omega_addr = np.asarray(ss.GENROU.omega.a)
@@ -174,7 +184,10 @@ class DynamicGrid:
 
     # --- written between advances -------------------------------------------------------------------------
     def set_bus_loads(self, loads_mw: dict[int, tuple[float, float]], pflow: bool = False) -> None:
-        """Total (P MW, Q Mvar) at each feeder bus; the bus's first PQ carries it (power flow: p0/q0; TDS: Ppf/Qpf)."""
+        """Total (P MW, Q Mvar) at each feeder bus; the bus's first PQ carries it (power flow: p0/q0; TDS: Ppf/Qpf;
+        with a fault: less the bus's motor share, into the PQLV in the TDS)."""
+        if self.fidvr is not None:
+            loads_mw = self.fidvr.carve(loads_mw)
         self._loads.write_mw(loads_mw, self.sb, ("p0", "q0") if pflow else ("Ppf", "Qpf"))
 
     def scale_other_loads(self, mult: float) -> None:
@@ -184,6 +197,8 @@ class DynamicGrid:
     def set_der_limits(self, pmx_mw: np.ndarray) -> None:
         if self.der_names:
             self.ss.DERFR.pmx.v[:] = np.asarray(pmx_mw) / self.sb
+            if self.fidvr is not None:  # a tripped DER stays off
+                self.ss.DERFR.pmx.v[:] *= self.fidvr.der_online()
 
     def set_der_agc(self, p_mw: np.ndarray) -> None:
         if self.der_names:
@@ -226,6 +241,8 @@ class DynamicGrid:
         # one sample per step time: when the summed steps fall an ulp short of an interval's end, ANDES takes an
         # extra, near-zero step onto it; the later sample of the same (rounded) time is kept
         by_time = {round(float(t), 6): k for k, t in enumerate(ts.t) if t > self._t_read + 1e-6}
+        if self.fidvr is not None:
+            self.fidvr.read_voltages(list(by_time), [ts.y[k] for k in by_time.values()])
         andes_system.drop_history(self.ss)  # keep it to one interval
         if not by_time:
             return np.zeros(0), np.zeros(0)
