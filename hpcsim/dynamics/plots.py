@@ -4,13 +4,16 @@
   axis), its distribution, and the load multiplier;
 - ``ace.png``: ACE and the area control signal of the AGC;
 - ``der_power.png``: one DER per feeder — output, base + PFR + SFR request, P_mppt and VSM limits, PFR and SFR;
-- ``feeder_voltage.png``: per feeder, mean ± one standard deviation (shaded) and min / max (dashed) node voltage.
+- ``feeder_voltage.png``: per feeder, mean ± one standard deviation (shaded) and min / max (dashed) node voltage;
+- ``bus_voltage.png`` (a study with a fault): the faulted, feeder and motor buses' voltage at every TDS step with
+  the 0.9 pu recovery line, and the motors' power per bus with their stalls and trips.
 
 ``hpcsim run`` writes them into the run folder; ``hpcsim aggregate`` / ``hpcsim report`` into ``<run>/aggregate/``
 (``--format``, ``--dpi``, the ``--band`` lines).
 
 ``python -m hpcsim.dynamics.plots RUN_A RUN_B ... -o compare.png`` overlays the frequency of several runs
-(e.g. a generation trip with and without AGC).
+(e.g. a generation trip with and without AGC); with ``--bus N`` the voltage of bus N instead (FIDVR: with and
+without motors, DERs riding through or tripping).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import logging
 from pathlib import Path
 
+from hpcsim.dynamics.fidvr import RECOVERED_PU
 from hpcsim.output.parquet import read_table
 from hpcsim.output.runinfo import BAND_PU
 
@@ -50,6 +54,7 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None, fmt: s
     plt = _plt()
     written = {}
     freq, ace, ders, volts = (_df(run_dir, t) for t in ("frequency", "ace", "der", "feeder_voltage"))
+    buses = _df(run_dir, "bus_voltage")
     path = lambda name: out_dir / f"{name}.{fmt}"  # noqa: E731
     if freq is not None:
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), gridspec_kw={"width_ratios": [3, 1, 2]})
@@ -76,6 +81,9 @@ def write_figures(run_dir: str | Path, out_dir: str | Path | None = None, fmt: s
         written["der_power"] = _save(_der_figure(plt, ders), path("der_power"), dpi)
     if volts is not None:
         written["feeder_voltage"] = _save(_voltage_figure(plt, volts, band), path("feeder_voltage"), dpi)
+    if buses is not None:
+        written["bus_voltage"] = _save(_recovery_figure(plt, buses, _df(run_dir, "motor"),
+                                                        _df(run_dir, "fidvr_event")), path("bus_voltage"), dpi)
     plt.close("all")
     return written
 
@@ -117,6 +125,42 @@ def _voltage_figure(plt, volts, band: tuple[float, float]):
     return fig
 
 
+def _recovery_figure(plt, buses, motors, events):
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4))
+    for bus, v in buses.groupby("bus"):
+        axes[0].plot(v.time_s, v.v_pu, lw=1, label=f"bus {bus}")
+    axes[0].axhline(RECOVERED_PU, color="k", ls=":", lw=0.8, label=f"{RECOVERED_PU} pu")
+    axes[0].set(xlabel="time (s)", ylabel="voltage (pu)", title="bus voltages (every TDS step)", ylim=(0, 1.15))
+    axes[0].legend(fontsize=8)
+    if motors is not None:
+        for bus, m in motors.groupby("bus"):
+            axes[1].plot(m.time_s, m.p_mw, lw=1, label=f"bus {bus} P")
+        if events is not None:
+            for t in sorted(set(events.time_s[events.event == "thermal trip"].round(3))):
+                axes[1].axvline(t, color="tab:red", lw=0.6, ls="--")
+        axes[1].set(xlabel="time (s)", ylabel="MW", title="air-conditioner motors (dashed: thermal trips)")
+        axes[1].legend(fontsize=8)
+    else:
+        axes[1].set_axis_off()
+    return fig
+
+
+def compare_voltage(run_dirs: list[Path], labels: list[str], bus: int, path: Path) -> Path:
+    """Overlay one bus's voltage of several runs with a fault (FIDVR: with and without motors)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for run_dir, label in zip(run_dirs, labels):
+        v = _df(Path(run_dir), "bus_voltage")
+        if v is not None:
+            v = v[v.bus == bus]
+            ax.plot(v.time_s, v.v_pu, lw=1.2, label=label)
+    ax.axhline(RECOVERED_PU, color="k", ls=":", lw=0.8, label=f"{RECOVERED_PU} pu")
+    ax.set(xlabel="time (s)", ylabel=f"bus {bus} voltage (pu)", title=f"voltage recovery at bus {bus}",
+           ylim=(0, 1.15))
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def compare_frequency(run_dirs: list[Path], labels: list[str], path: Path) -> Path:
     """Overlay the frequency of several runs (the paper's Fig. 12: with and without AGC)."""
     plt = _plt()
@@ -141,15 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="overlay the frequency of dynamic runs")
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--bus", type=int, help="overlay this bus's voltage (runs with a fault) instead")
     args = p.parse_args(argv)
     labels = []
     for r in args.runs:
         try:
             s = json.loads((r / "summary.json").read_text())
-            labels.append(f"{s['study']} (AGC {'on' if s.get('agc') else 'off'})")
+            labels.append(s["study"] if args.bus is not None else f"{s['study']} (AGC {'on' if s.get('agc') else 'off'})")
         except (OSError, json.JSONDecodeError, KeyError):
             labels.append(r.name)
-    compare_frequency(args.runs, labels, args.out)
+    if args.bus is not None:
+        compare_voltage(args.runs, labels, args.bus, args.out)
+    else:
+        compare_frequency(args.runs, labels, args.out)
     log.info("wrote %s", args.out)
     return 0
 

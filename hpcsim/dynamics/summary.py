@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hpcsim.dynamics import fidvr
 from hpcsim.output.parquet import read_table
 
 PAPER_TABLE_I = {"frequency_hz": {"mean": 59.999, "std": 0.026, "min": 59.936, "max": 60.054},
@@ -109,11 +110,41 @@ def timing_block(steps: pa.Table, volts: pa.Table, stop_s: float, wall_s: float 
     }
 
 
+def voltage_recovery_block(volts: pa.Table, motors: pa.Table, events: pa.Table, fault: dict) -> dict:
+    """A study with a fault: per watched bus (faulted, feeder and motor buses) the recovery after clearing
+    (:func:`hpcsim.dynamics.fidvr.recovery`: time to stay at or above 0.9 pu, time below, post-clear nadir, final
+    voltage), the motor stalls and thermal trips (count, first and last time) and the DER trips."""
+    buses = {}
+    if volts.num_rows:
+        for bus in sorted(set(volts["bus"].to_pylist())):
+            sel = _sorted(volts.filter(pc.equal(volts["bus"], bus)))
+            buses[str(bus)] = fidvr.recovery(_col(sel, "time_s"), _col(sel, "v_pu"), fault["clear_s"])
+    ev = events.to_pylist() if events.num_rows else []
+
+    def kind(name: str) -> dict:
+        times = sorted(e["time_s"] for e in ev if e["event"] == name)
+        return {"n": len(times), "first_s": times[0] if times else None, "last_s": times[-1] if times else None}
+
+    motor_buses = sorted(set(motors["bus"].to_pylist())) if motors.num_rows else []
+    return {
+        "threshold_pu": fidvr.RECOVERED_PU, **fault, "buses": buses,
+        "faulted_bus": buses.get(str(fault["bus"])),
+        "motors": {"buses": motor_buses, "stall": kind("stall"), "thermal_trip": kind("thermal trip"),
+                   "restart": kind("restart")},
+        "der_trips": {**kind("der trip"), "ders": sorted(e["device"] for e in ev if e["event"] == "der trip")},
+        "events": [{k: e[k] for k in ("time_s", "device", "bus", "event")} for e in sorted(ev, key=lambda e: e["time_s"])],
+    }
+
+
 def describe_run(plan) -> dict:
     """The static description of a dynamic run (``<run>/run.json``): everything the summary takes from the
     plan, so ``hpcsim summarize`` rebuilds the summary from the run folder alone."""
     s = plan.spec
     feeders = plan.describe()["feeders"]
+    fv = plan.fidvr
+    fault = {} if fv is None else {"fault": {  # only a study with a fault has the key
+        "bus": fv.fault_bus, "t_s": fv.fault_s, "clear_s": fv.clear_s, "x_pu": fv.fault_x_pu,
+        "motor_mw": {str(m.bus): m.p_mw for m in fv.motors}, "der_ride_through": fv.der_ride_through}}
     return {
         "schema": 2, "study": plan.study.name, "kind": "dynamic", "case": str(plan.study.case), "stop_s": s.stop_s,
         "agc": s.agc, "trip": {"gen": s.trip_gen, "t_s": s.trip_s} if s.trip_gen else None,
@@ -126,6 +157,7 @@ def describe_run(plan) -> dict:
                      "agc_deadband_hz": s.agc_deadband_hz, "der_agc_share": s.der_agc_share,
                      "feeder_head": s.feeder_head, "v_limits_pu": [s.v_min_pu, s.v_max_pu],
                      "coordinate_voltage": s.coordinate_voltage, "voltage_margin_pu": s.voltage_margin_pu},
+        **fault,
     }
 
 
@@ -146,8 +178,12 @@ def build_summary(run_dir: str | Path, desc: dict, *, completed: bool, wall_s: f
                           for f in set(steps["federate"].to_pylist()))
     static = {k: desc[k] for k in ("study", "kind", "case", "stop_s", "agc", "trip", "load_std", "seed", "n_der",
                                    "balance")}
+    extra = {}
+    if desc.get("fault"):
+        extra["voltage_recovery"] = voltage_recovery_block(read_table(out, "bus_voltage"), read_table(out, "motor"),
+                                                           read_table(out, "fidvr_event"), desc["fault"])
     return {
-        **static, "completed": bool(completed),
+        **static, "completed": bool(completed), **extra,
         "frequency": frequency_block(freq, desc["f0_hz"], trip["t_s"] if trip else None),
         "ace": ace_block, "der": der_block(ders), "feeders": feeder_blocks(volts, desc["feeders"]),
         "timing": timing_block(steps, volts, desc["stop_s"], wall_s, plan_s, federation_s)
