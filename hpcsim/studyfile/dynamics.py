@@ -152,7 +152,8 @@ class DynamicsSpec:
     # a fault-induced delayed voltage recovery (FIDVR) event: hpcsim.transmission.fidvr, hpcsim.dynamics.fidvr
     fault_bus: int = dyn(0, help="transmission bus of a three-phase fault (ANDES Fault); 0: no fault. With a "
                          "fault every load is constant power down to load_break_pu and constant current below")
-    fault_s: float = dyn(1.0, unit="s", help="time of the fault, inside the run")
+    fault_s: float = dyn(1.1, unit="s", help="time of the fault, inside the run and between two exchanges "
+                         "(the feeders must not be solved at the bolted fault)")
     fault_cycles: float = dyn(5.0, unit="cycles", help="the fault is cleared after this many cycles of the "
                               "case's frequency")
     fault_x_pu: float = dyn(1e-4, unit="pu", help="fault reactance on the system base (1e-4: bolted)")

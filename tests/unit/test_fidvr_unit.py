@@ -110,7 +110,7 @@ def test_no_fault_by_default_and_one_motor_share_for_every_feeder(tmp_path):
     s = _load(tmp_path).dynamics
     assert s.fault_bus == 0 and s.motor_share == () and s.der_ride_through == "ride"
     s = _load(tmp_path, "fault_bus = 9\nmotor_share = 0.4\n").dynamics
-    assert s.motor_share == ((9, 0.4),) and s.clear_s(60.0) == pytest.approx(1.0 + 5 / 60)
+    assert s.motor_share == ((9, 0.4),) and s.clear_s(60.0) == pytest.approx(1.1 + 5 / 60)
     s = _load(tmp_path, "fault_bus = 9\nmotor_share = { 9 = 0.5, 14 = 0.25, 10 = 0 }\n").dynamics
     assert s.motor_share == ((9, 0.5), (14, 0.25)) and s.motor_share_of(10) == 0.0
 
