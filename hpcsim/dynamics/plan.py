@@ -156,7 +156,7 @@ def _plan_feeder(spec: DynamicsSpec, bus: int, feeder: str, case: dict, v_bus_pu
     return plan
 
 
-READ_COORDINATION_CACHE = False
+READ_COORDINATION_CACHE = True
 
 
 def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, buses: list[str], spec: DynamicsSpec,
@@ -175,9 +175,9 @@ def _coordinated_settings(make_feeder: Callable[[], DerFeeder], feeder: str, bus
     code = [Path(inspect.getfile(c)) for c in DerFeeder.__mro__ if c.__module__.startswith("hpcsim.")]  # its solves
     entry = feeder_cache_key(resolve_feeder(feeder), inputs, settings, code)
     path = cache.cache_dir(COORDINATION_CACHE) / f"{entry}.json"
-    # Reading the cache is off: in `make test` a hit (written by an earlier test's run of the same inputs) gave
-    # a first exchange 0.0024 pu above the clearance it recorded, while every fresh coordination held it; until
-    # that is understood every run coordinates anew (~20-30 s for the IEEE 8500). Entries are still written.
+    # Read since the feeder solve resets its controls (issue #19): before, a hit written by an earlier run gave a
+    # first exchange 0.0024 pu beyond its recorded clearance, as the fresh coordination had run on a feeder whose
+    # regulators remembered earlier solves; a hit now gives the same run to the bit (checked on load_variation).
     data = (cache.load(COORDINATION_CACHE, entry) if READ_COORDINATION_CACHE else None) or {}
     if "commands" in data and "base_envelope" in data:
         log.info("%s: voltage coordination from %s", feeder, path)
