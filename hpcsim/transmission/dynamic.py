@@ -8,7 +8,10 @@ feeder loads (``PQ.Ppf/Qpf``), the DER limits (``pmx``), the DER AGC set points 
 AGC inputs (``TGOV1.paux0``) are written in place.
 
 ANDES's rotor-angle stability criterion is switched off: after a trip the tripped machine's angle is no longer
-meaningful and would stop the run.
+meaningful and would stop the run. Events a case ships (ANDES ``Toggle`` rows, e.g. NPCC's line trip and reclose
+at 1.0/1.1 s) are switched off: a study's events are the ones its file names. The machines are every
+synchronous generator of the case, GENROU and classical GENCLS (NPCC's external-area equivalents), for the
+centre-of-inertia frequency, the governors and the trip.
 """
 
 from __future__ import annotations
@@ -26,6 +29,21 @@ from hpcsim.transmission import andes_system, der_model
 from hpcsim.transmission.fidvr import FidvrEvent
 
 log = logging.getLogger(__name__)
+
+MACHINE_MODELS = ("GENROU", "GENCLS")  # synchronous machines hpcsim reads (COI, governors, trips)
+
+
+def machines(ss) -> list[tuple[str, object, int]]:
+    """(model, ANDES model object, position) of every synchronous machine, in MACHINE_MODELS order."""
+    return [(name, getattr(ss, name), k) for name in MACHINE_MODELS for k in range(getattr(ss, name).n)]
+
+
+def machine_model(ss, idx: str) -> str:
+    """The ANDES model name of machine ``idx``."""
+    for name in MACHINE_MODELS:
+        if idx in getattr(ss, name).idx.v:
+            return name
+    raise CaseError(f"machine {idx!r} is not a synchronous machine of the case")
 
 
 def _load(case: str | Path, setup: bool = False):
@@ -63,12 +81,13 @@ def read_case(case: str) -> dict:
         acc = loads.setdefault(int(bus), [0.0, 0.0])
         acc[0] += float(p) * sb
         acc[1] += float(q) * sb
-    syn_sn = dict(zip(ss.GENROU.idx.v, ss.GENROU.Sn.v))
+    syn_sn = {m.idx.v[k]: m.Sn.v[k] for _, m, k in machines(ss)}
+    # R on the machine's base as the case gives it (ANDES holds TGOV1.R.v on the system base, R·S_b/S_n)
     governors = [{"idx": i, "syn": s, "r_pu": float(r), "sn_mva": float(syn_sn[s])}
-                 for i, s, r in zip(ss.TGOV1.idx.v, ss.TGOV1.syn.v, ss.TGOV1.R.v) if s in syn_sn]
+                 for i, s, r in zip(ss.TGOV1.idx.v, ss.TGOV1.syn.v, ss.TGOV1.R.vin) if s in syn_sn]
     statics = {str(i): float(p) * sb for i, p in zip(ss.PV.idx.v, ss.PV.p0.v)}
     return {"s_base_mva": sb, "loads": loads, "governors": governors, "static_gen_mw": statics,
-            "machines": [str(i) for i in ss.GENROU.idx.v], "f0_hz": float(ss.config.freq),
+            "machines": [str(m.idx.v[k]) for _, m, k in machines(ss)], "f0_hz": float(ss.config.freq),
             "v_pu": {int(b): float(v) for b, v in zip(ss.Bus.idx.v, ss.Bus.v.v)}}
 
 
@@ -86,12 +105,18 @@ class DynamicGrid:
         self.ders = ders
         self.der_names = [n for g in ders for n in g.names]
         self._add_ders(ss, ders, droop_gain_pu, deadband_hz, pmx_mw)
+        shipped = list(ss.Toggle.idx.v)
         if trip_gen:
-            ss.add("Toggle", {"idx": "hpcsim_trip", "model": "GENROU", "dev": trip_gen, "t": float(trip_s)})
+            ss.add("Toggle", {"idx": "hpcsim_trip", "model": machine_model(ss, trip_gen), "dev": trip_gen,
+                              "t": float(trip_s)})
         self.fidvr = FidvrEvent(fidvr, list(bus_loads)) if fidvr is not None else None  # fault, motors, PQLV
         if self.fidvr is not None:
             self.fidvr.add_devices(ss)
         ss.setup()
+        if shipped:
+            log.info("events shipped with %s switched off (Toggle %s)", case, ", ".join(map(str, shipped)))
+            for i in shipped:
+                ss.Toggle.u.v[list(ss.Toggle.idx.v).index(i)] = 0
         self.sb = float(ss.config.mva)
         self._redispatch(ss, balance_gen, sum(len(g.names) * g.kw for g in ders) / 1000.0)
         self._loads = andes_system.BusLoads(ss, list(bus_loads), str(case), label="feeder bus",
@@ -111,8 +136,10 @@ class DynamicGrid:
             self._loads.retarget(der_model.LOAD_MODEL, der_model.lv_load_idx, {"Ppf": "p0", "Qpf": "q0"})
             self.fidvr.start(ss, self.der_names, [g.bus for g in ders for _ in g.names])
         self.gov_pos = [list(ss.TGOV1.idx.v).index(g) for g in governors]
-        self._m = np.asarray(ss.GENROU.M.v) * np.asarray(ss.GENROU.Sn.v)
-        self._omega_addr = np.asarray(ss.GENROU.omega.a)
+        ms = machines(ss)
+        self._machines = ms
+        self._m = np.array([m.M.v[k] * m.Sn.v[k] for _, m, k in ms])
+        self._omega_addr = np.array([m.omega.a[k] for _, m, k in ms], dtype=int)
         self._t_read = 0.0
         self.cpu_s = 0.0  # CPU time of the integrating thread in advance(): wall minus this is time preempted
         self.f0_hz = float(ss.config.freq)
@@ -154,22 +181,26 @@ class DynamicGrid:
         before = float(ss.PV.p0.v[pos]) * self.sb
         ss.PV.p0.v[pos] = (before - der_mw) / self.sb
         self.balance = {"gen": balance_gen, "p_before_mw": before, "p_after_mw": before - der_mw}
-        syn = [s for s, g in zip(ss.GENROU.idx.v, ss.GENROU.gen.v) if str(g) == balance_gen]
+        syn = {m.idx.v[k] for _, m, k in machines(ss) if str(m.gen.v[k]) == balance_gen}
         for i, s in enumerate(ss.TGOV1.syn.v):
             if s in syn:
-                pu = (before - der_mw) / float(ss.GENROU.Sn.v[list(ss.GENROU.idx.v).index(s)])
+                pu = (before - der_mw) / self.sb  # TGOV1.VMIN.v is on the system base (ANDES converts it)
                 ss.TGOV1.VMIN.v[i] = min(float(ss.TGOV1.VMIN.v[i]), pu)
         log.info("generator %s redispatched %.1f -> %.1f MW for %.1f MW of DERs", balance_gen, before,
                  before - der_mw, der_mw)
 
     def _solve_pf_unity_der(self, ss) -> None:
         """Power flow; the DERs' static generators get the voltage set point at which they make no reactive
-        power (Newton on v0 with a finite-difference slope), so DERs start at unity power factor."""
+        power (Newton on v0 with a finite-difference slope per generator), so DERs start at unity power factor.
+        Where that diagonal Newton fails (generators electrically close, as ten feeder buses in NPCC's NEPOOL,
+        whose reactive powers move each other's), it is redone from the start with the full finite-difference
+        Jacobian ``dQ_i/dv0_j`` (one extra power flow per generator and iteration)."""
         if not ss.PFlow.run():
             raise DynamicsError("ANDES power flow of the dynamic case did not converge")
         gens = [i for i, idx in enumerate(ss.PV.idx.v) if str(idx).startswith("DERG_")]
         if not gens:
             return
+        start = np.asarray(ss.PV.v0.v)[gens].copy()
         for _ in range(6):
             q = np.asarray(ss.PV.q.v)[gens].copy()
             if np.max(np.abs(q)) < 1e-6:
@@ -180,7 +211,28 @@ class DynamicGrid:
             ss.PV.v0.v[gens] -= 1e-3 + q / slope
             ss.PFlow.run()
         if not ss.PFlow.converged:
-            raise DynamicsError("ANDES power flow with the DERs at unity power factor did not converge")
+            self._unity_der_full_newton(ss, gens, start)
+
+    @staticmethod
+    def _unity_der_full_newton(ss, gens: list[int], start: np.ndarray, dv: float = 1e-4) -> None:
+        v0 = start.copy()
+
+        def q_of(v: np.ndarray) -> np.ndarray:
+            ss.PV.v0.v[gens] = v
+            if not ss.PFlow.run():
+                raise DynamicsError("ANDES power flow with the DERs at unity power factor did not converge")
+            return np.asarray(ss.PV.q.v)[gens].copy()
+
+        q = q_of(v0)
+        for _ in range(8):
+            if np.max(np.abs(q)) < 1e-6:
+                return
+            jac = np.column_stack([(q_of(v0 + dv * np.eye(len(gens))[j]) - q) / dv for j in range(len(gens))])
+            v0 = v0 - np.linalg.solve(jac, q)
+            q = q_of(v0)
+        if np.max(np.abs(q)) >= 1e-4:
+            raise DynamicsError(f"the DERs' static generators did not reach unity power factor (largest "
+                                f"{np.max(np.abs(q)) * float(ss.config.mva):.3f} Mvar)")
 
     # --- written between advances -------------------------------------------------------------------------
     def set_bus_loads(self, loads_mw: dict[int, tuple[float, float]], pflow: bool = False) -> None:
@@ -232,7 +284,7 @@ class DynamicGrid:
 
     def coi_hz(self, omega: np.ndarray) -> float:
         """Centre-of-inertia frequency of the online machines (weights M · S_n)."""
-        w = self._m * np.asarray(self.ss.GENROU.u.v)
+        w = self._m * self._status()
         return float(self.f0_hz * np.dot(w, omega) / w.sum())
 
     def new_frequency_samples(self) -> tuple[np.ndarray, np.ndarray]:
@@ -250,14 +302,16 @@ class DynamicGrid:
         f = [self.coi_hz(ts.x[k][self._omega_addr]) for k in by_time.values()]
         return np.asarray(list(by_time)), np.asarray(f)
 
+    def _status(self) -> np.ndarray:
+        return np.array([m.u.v[k] for _, m, k in self._machines], dtype=float)
+
     def frequency_hz(self) -> float:
-        return self.coi_hz(np.asarray(self.ss.GENROU.omega.v))
+        return self.coi_hz(np.asarray(self.ss.dae.x[self._omega_addr]))
 
     def online(self) -> np.ndarray:
         """Status (1/0) of each governor's machine, in ``governors`` order."""
-        syn = [self.ss.TGOV1.syn.v[i] for i in self.gov_pos]
-        ids = list(self.ss.GENROU.idx.v)
-        return np.array([self.ss.GENROU.u.v[ids.index(s)] for s in syn], dtype=float)
+        status = dict(zip((m.idx.v[k] for _, m, k in self._machines), self._status()))
+        return np.array([status[self.ss.TGOV1.syn.v[i]] for i in self.gov_pos], dtype=float)
 
     def bus_voltage(self, bus: int) -> complex:
         pos = list(self.ss.Bus.idx.v).index(bus)
