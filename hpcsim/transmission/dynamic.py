@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 MACHINE_MODELS = ("GENROU", "GENCLS")  # synchronous machines hpcsim reads (COI, governors, trips)
 
 
-def machines(ss) -> list[tuple[str, object, int]]:
-    """(model, ANDES model object, position) of every synchronous machine, in MACHINE_MODELS order."""
-    return [(name, getattr(ss, name), k) for name in MACHINE_MODELS for k in range(getattr(ss, name).n)]
+def machine_values(ss, attr: str) -> list:
+    """One attribute (``idx``, ``Sn``, ``M``, ``u``, ...) of every synchronous machine, in MACHINE_MODELS order."""
+    return [x for name in MACHINE_MODELS for x in getattr(getattr(ss, name), attr).v]
 
 
 def machine_model(ss, idx: str) -> str:
@@ -81,13 +81,13 @@ def read_case(case: str) -> dict:
         acc = loads.setdefault(int(bus), [0.0, 0.0])
         acc[0] += float(p) * sb
         acc[1] += float(q) * sb
-    syn_sn = {m.idx.v[k]: m.Sn.v[k] for _, m, k in machines(ss)}
+    syn_sn = dict(zip(machine_values(ss, "idx"), machine_values(ss, "Sn")))
     # R on the machine's base as the case gives it (ANDES holds TGOV1.R.v on the system base, R·S_b/S_n)
     governors = [{"idx": i, "syn": s, "r_pu": float(r), "sn_mva": float(syn_sn[s])}
                  for i, s, r in zip(ss.TGOV1.idx.v, ss.TGOV1.syn.v, ss.TGOV1.R.vin) if s in syn_sn]
     statics = {str(i): float(p) * sb for i, p in zip(ss.PV.idx.v, ss.PV.p0.v)}
     return {"s_base_mva": sb, "loads": loads, "governors": governors, "static_gen_mw": statics,
-            "machines": [str(m.idx.v[k]) for _, m, k in machines(ss)], "f0_hz": float(ss.config.freq),
+            "machines": [str(i) for i in machine_values(ss, "idx")], "f0_hz": float(ss.config.freq),
             "v_pu": {int(b): float(v) for b, v in zip(ss.Bus.idx.v, ss.Bus.v.v)}}
 
 
@@ -136,10 +136,9 @@ class DynamicGrid:
             self._loads.retarget(der_model.LOAD_MODEL, der_model.lv_load_idx, {"Ppf": "p0", "Qpf": "q0"})
             self.fidvr.start(ss, self.der_names, [g.bus for g in ders for _ in g.names])
         self.gov_pos = [list(ss.TGOV1.idx.v).index(g) for g in governors]
-        ms = machines(ss)
-        self._machines = ms
-        self._m = np.array([m.M.v[k] * m.Sn.v[k] for _, m, k in ms])
-        self._omega_addr = np.array([m.omega.a[k] for _, m, k in ms], dtype=int)
+        self._machine_idx = machine_values(ss, "idx")
+        self._m = np.array(machine_values(ss, "M")) * np.array(machine_values(ss, "Sn"))
+        self._omega_addr = np.concatenate([getattr(ss, name).omega.a for name in MACHINE_MODELS]).astype(int)
         self._t_read = 0.0
         self.cpu_s = 0.0  # CPU time of the integrating thread in advance(): wall minus this is time preempted
         self.f0_hz = float(ss.config.freq)
@@ -181,7 +180,7 @@ class DynamicGrid:
         before = float(ss.PV.p0.v[pos]) * self.sb
         ss.PV.p0.v[pos] = (before - der_mw) / self.sb
         self.balance = {"gen": balance_gen, "p_before_mw": before, "p_after_mw": before - der_mw}
-        syn = {m.idx.v[k] for _, m, k in machines(ss) if str(m.gen.v[k]) == balance_gen}
+        syn = {i for i, g in zip(machine_values(ss, "idx"), machine_values(ss, "gen")) if str(g) == balance_gen}
         for i, s in enumerate(ss.TGOV1.syn.v):
             if s in syn:
                 pu = (before - der_mw) / self.sb  # TGOV1.VMIN.v is on the system base (ANDES converts it)
@@ -303,14 +302,14 @@ class DynamicGrid:
         return np.asarray(list(by_time)), np.asarray(f)
 
     def _status(self) -> np.ndarray:
-        return np.array([m.u.v[k] for _, m, k in self._machines], dtype=float)
+        return np.concatenate([getattr(self.ss, name).u.v for name in MACHINE_MODELS]).astype(float)
 
     def frequency_hz(self) -> float:
         return self.coi_hz(np.asarray(self.ss.dae.x[self._omega_addr]))
 
     def online(self) -> np.ndarray:
         """Status (1/0) of each governor's machine, in ``governors`` order."""
-        status = dict(zip((m.idx.v[k] for _, m, k in self._machines), self._status()))
+        status = dict(zip(self._machine_idx, self._status()))
         return np.array([status[self.ss.TGOV1.syn.v[i]] for i in self.gov_pos], dtype=float)
 
     def bus_voltage(self, bus: int) -> complex:
